@@ -1,0 +1,598 @@
+package runtimetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/gantryhq/gantry"
+)
+
+// scriptSlowTrap would exit 0 two seconds after SIGTERM; only a kill that
+// does not wait for it yields 137.
+const scriptSlowTrap = `trap 'sleep 2; exit 0' TERM; echo ready; while :; do sleep 0.1; done`
+
+func (s *suite) testCreate(t *testing.T) {
+	t.Run("StatusCreated", func(t *testing.T) {
+		t.Parallel()
+		rt := s.runtime(t)
+		c := s.create(t, rt, newTag(), "exit 0")
+		if c.ID == "" {
+			t.Fatal("Create returned a container with no ID")
+		}
+		got := wantStatus(t, rt, c.ID, gantry.StatusCreated)
+		if got.State.ExitCode != 0 || !got.State.StartedAt.IsZero() || !got.State.FinishedAt.IsZero() {
+			t.Errorf("created container has run state %+v, want exit code 0 and zero times", got.State)
+		}
+	})
+	t.Run("GeneratedName", func(t *testing.T) {
+		t.Parallel()
+		rt := s.runtime(t)
+		spec := s.spec(newTag(), "exit 0")
+		spec.Name = ""
+		c := Create(t, rt, spec)
+		if !gantry.ValidName(c.Name) {
+			t.Fatalf("generated name %q does not follow Docker's name rule", c.Name)
+		}
+		if got := inspect(t, rt, c.Name); got.ID != c.ID {
+			t.Errorf("Inspect(generated name %q) = %s, want %s", c.Name, got.ID, c.ID)
+		}
+	})
+	t.Run("DuplicateName", func(t *testing.T) {
+		t.Parallel()
+		rt := s.runtime(t)
+		tag := newTag()
+		spec := s.spec(tag, "exit 0")
+		first := Create(t, rt, spec)
+		_, err := rt.Create(s.ctx(t), spec)
+		if !errors.Is(err, gantry.ErrConflict) {
+			t.Fatalf("second Create with name %q: %v, want ErrConflict", spec.Name, err)
+		}
+		if ids := s.list(t, rt, tag, gantry.ListOptions{All: true}); !slices.Equal(ids, []string{first.ID}) {
+			t.Errorf("after a refused duplicate, List = %q, want only %s", ids, first.ID)
+		}
+	})
+	t.Run("NameFreeAfterRemove", func(t *testing.T) {
+		t.Parallel()
+		rt := s.runtime(t)
+		spec := s.spec(newTag(), "exit 0")
+		first := Create(t, rt, spec)
+		if err := rt.Remove(s.ctx(t), first.ID, gantry.RemoveOptions{}); err != nil {
+			t.Fatalf("Remove: %v", err)
+		}
+		second := Create(t, rt, spec)
+		if second.ID == first.ID {
+			t.Errorf("a new container reuses the removed one's ID %s", first.ID)
+		}
+	})
+}
+
+func (s *suite) testStart(t *testing.T) {
+	t.Run("Transitions", func(t *testing.T) {
+		t.Parallel()
+		rt := s.runtime(t)
+		c := s.create(t, rt, newTag(), scriptTrapTerm)
+		wantStatus(t, rt, c.ID, gantry.StatusCreated)
+		if err := rt.Start(s.ctx(t), c.ID); err != nil {
+			t.Fatalf("Start: %v", err)
+		}
+		running := wantStatus(t, rt, c.ID, gantry.StatusRunning)
+		if running.State.StartedAt.Before(running.Created) {
+			t.Errorf("StartedAt %v is before Created %v", running.State.StartedAt, running.Created)
+		}
+		if !running.State.FinishedAt.IsZero() {
+			t.Errorf("running container has FinishedAt %v", running.State.FinishedAt)
+		}
+		RequireLog(t, rt, c.ID, "ready", s.patience)
+		s.stop(t, rt, c.ID, s.patience)
+		exited := wantStatus(t, rt, c.ID, gantry.StatusExited)
+		if exited.State.ExitCode != 0 || exited.State.Signal != "" {
+			t.Errorf("stopped trapping container: exit code %d signal %q, want 0 and none", exited.State.ExitCode, exited.State.Signal)
+		}
+		if exited.State.FinishedAt.Before(exited.State.StartedAt) {
+			t.Errorf("FinishedAt %v is before StartedAt %v", exited.State.FinishedAt, exited.State.StartedAt)
+		}
+	})
+	t.Run("RunToCompletion", func(t *testing.T) {
+		t.Parallel()
+		rt := s.runtime(t)
+		c := s.start(t, rt, newTag(), "echo done")
+		wantExit(t, s.wait(t, rt, c.ID, gantry.WaitNotRunning), 0, "")
+		wantStatus(t, rt, c.ID, gantry.StatusExited)
+		wantLines(t, "logs", lines(s.logs(t, rt, c.ID, gantry.LogsOptions{}), 0), []string{"done"})
+	})
+	t.Run("Idempotent", func(t *testing.T) {
+		t.Parallel()
+		rt := s.runtime(t)
+		c := s.startReady(t, rt, newTag(), scriptForever)
+		before := inspect(t, rt, c.ID)
+		if err := rt.Start(s.ctx(t), c.ID); err != nil {
+			t.Fatalf("Start of a running container: %v, want success", err)
+		}
+		after := wantStatus(t, rt, c.ID, gantry.StatusRunning)
+		if !after.State.StartedAt.Equal(before.State.StartedAt) || after.RestartCount != before.RestartCount {
+			t.Errorf("Start of a running container restarted it: StartedAt %v -> %v, RestartCount %d -> %d",
+				before.State.StartedAt, after.State.StartedAt, before.RestartCount, after.RestartCount)
+		}
+		s.stop(t, rt, c.ID, 0)
+		if got := lines(s.logs(t, rt, c.ID, gantry.LogsOptions{}), 0); !slices.Equal(got, []string{"ready"}) {
+			t.Errorf("logs %q, want one run's [ready]", got)
+		}
+	})
+	t.Run("AgainAfterExit", func(t *testing.T) {
+		t.Parallel()
+		rt := s.runtime(t)
+		c := s.start(t, rt, newTag(), "echo run; exit 3")
+		wantExit(t, s.wait(t, rt, c.ID, gantry.WaitNotRunning), 3, "")
+		first := wantStatus(t, rt, c.ID, gantry.StatusExited)
+		if err := rt.Start(s.ctx(t), c.ID); err != nil {
+			t.Fatalf("Start of an exited container: %v", err)
+		}
+		wantExit(t, s.wait(t, rt, c.ID, gantry.WaitNotRunning), 3, "")
+		second := wantStatus(t, rt, c.ID, gantry.StatusExited)
+		if second.ID != first.ID || second.Name != first.Name {
+			t.Errorf("second run changed identity: %s %q -> %s %q", first.ID, first.Name, second.ID, second.Name)
+		}
+		if second.State.StartedAt.Before(first.State.FinishedAt) {
+			t.Errorf("second run StartedAt %v is before the first run's FinishedAt %v", second.State.StartedAt, first.State.FinishedAt)
+		}
+		if second.RestartCount != 1 {
+			t.Errorf("RestartCount after two runs = %d, want 1 (runs after the first)", second.RestartCount)
+		}
+		wantLines(t, "logs of two runs", lines(s.logs(t, rt, c.ID, gantry.LogsOptions{}), 0), []string{"run", "run"})
+	})
+}
+
+func (s *suite) testStop(t *testing.T) {
+	s.require(t, gantry.FeatureStop)
+	t.Run("ZeroTimeoutKills", func(t *testing.T) {
+		t.Parallel()
+		rt := s.runtime(t)
+		c := s.startReady(t, rt, newTag(), scriptSlowTrap)
+		s.stop(t, rt, c.ID, 0)
+		wantStatus(t, rt, c.ID, gantry.StatusExited)
+		wantExit(t, s.wait(t, rt, c.ID, gantry.WaitNotRunning), 137, "SIGKILL")
+	})
+	t.Run("PositiveTimeoutLetsTrapExit", func(t *testing.T) {
+		s.require(t, gantry.FeatureStopTimeout)
+		t.Parallel()
+		rt := s.runtime(t)
+		c := s.startReady(t, rt, newTag(), scriptTrapTerm)
+		s.stop(t, rt, c.ID, s.patience)
+		got := wantStatus(t, rt, c.ID, gantry.StatusExited)
+		if got.State.ExitCode != 0 || got.State.Signal != "" {
+			t.Errorf("exit code %d signal %q, want 0 from the TERM trap", got.State.ExitCode, got.State.Signal)
+		}
+		RequireLog(t, rt, c.ID, "got TERM", s.patience)
+	})
+	t.Run("PositiveTimeoutThenKill", func(t *testing.T) {
+		s.require(t, gantry.FeatureStopTimeout)
+		t.Parallel()
+		rt := s.runtime(t)
+		c := s.startReady(t, rt, newTag(), scriptIgnoreTerm)
+		s.stop(t, rt, c.ID, s.stopTimeout)
+		wantStatus(t, rt, c.ID, gantry.StatusExited)
+		wantExit(t, s.wait(t, rt, c.ID, gantry.WaitNotRunning), 137, "SIGKILL")
+	})
+	t.Run("NegativeTimeoutWaits", func(t *testing.T) {
+		s.require(t, gantry.FeatureStopTimeout)
+		t.Parallel()
+		rt := s.runtime(t)
+		// The spec's own timeout of 0 would kill at once; the option
+		// overrides it and waits for the slow trap.
+		spec := s.spec(newTag(), `trap 'sleep 1; echo leaving; exit 7' TERM; echo ready; while :; do sleep 0.1; done`)
+		spec.StopTimeout = new(time.Duration(0))
+		c := Start(t, rt, spec)
+		RequireLog(t, rt, c.ID, "ready", s.patience)
+		s.stop(t, rt, c.ID, -1)
+		got := wantStatus(t, rt, c.ID, gantry.StatusExited)
+		if got.State.ExitCode != 7 {
+			t.Errorf("exit code %d, want 7 from the trap (a negative timeout never kills)", got.State.ExitCode)
+		}
+	})
+	t.Run("SpecStopTimeout", func(t *testing.T) {
+		t.Parallel()
+		rt := s.runtime(t)
+		spec := s.spec(newTag(), scriptSlowTrap)
+		spec.StopTimeout = new(time.Duration(0))
+		c := Start(t, rt, spec)
+		RequireLog(t, rt, c.ID, "ready", s.patience)
+		if err := rt.Stop(s.ctx(t), c.ID, gantry.StopOptions{}); err != nil {
+			t.Fatalf("Stop: %v", err)
+		}
+		wantExit(t, s.wait(t, rt, c.ID, gantry.WaitNotRunning), 137, "SIGKILL")
+	})
+	t.Run("UntrappedTerm", func(t *testing.T) {
+		t.Parallel()
+		rt := s.runtime(t)
+		c := s.startReady(t, rt, newTag(), scriptForever)
+		s.stop(t, rt, c.ID, s.patience)
+		wantExit(t, s.wait(t, rt, c.ID, gantry.WaitNotRunning), 143, "SIGTERM")
+	})
+	t.Run("SpecStopSignal", func(t *testing.T) {
+		s.require(t, gantry.FeatureSignals)
+		t.Parallel()
+		rt := s.runtime(t)
+		spec := s.spec(newTag(), `trap 'exit 5' USR1; echo ready; while :; do sleep 0.1; done`)
+		spec.StopSignal = "SIGUSR1"
+		c := Start(t, rt, spec)
+		RequireLog(t, rt, c.ID, "ready", s.patience)
+		s.stop(t, rt, c.ID, s.patience)
+		wantExit(t, s.wait(t, rt, c.ID, gantry.WaitNotRunning), 5, "")
+	})
+	t.Run("OptionSignal", func(t *testing.T) {
+		s.require(t, gantry.FeatureSignals)
+		t.Parallel()
+		rt := s.runtime(t)
+		c := s.startReady(t, rt, newTag(), `trap 'exit 6' USR2; echo ready; while :; do sleep 0.1; done`)
+		timeout := s.patience
+		if err := rt.Stop(s.ctx(t), c.ID, gantry.StopOptions{Signal: "USR2", Timeout: &timeout}); err != nil {
+			t.Fatalf("Stop with signal USR2: %v", err)
+		}
+		wantExit(t, s.wait(t, rt, c.ID, gantry.WaitNotRunning), 6, "")
+	})
+	t.Run("Idempotent", func(t *testing.T) {
+		t.Parallel()
+		rt := s.runtime(t)
+		tag := newTag()
+		created := s.create(t, rt, tag, "exit 3")
+		s.stop(t, rt, created.ID, s.stopTimeout)
+		wantStatus(t, rt, created.ID, gantry.StatusCreated)
+
+		exited := s.start(t, rt, tag, "exit 3")
+		wantExit(t, s.wait(t, rt, exited.ID, gantry.WaitNotRunning), 3, "")
+		before := inspect(t, rt, exited.ID)
+		s.stop(t, rt, exited.ID, s.stopTimeout)
+		s.stop(t, rt, exited.ID, 0)
+		after := wantStatus(t, rt, exited.ID, gantry.StatusExited)
+		if after.State.ExitCode != 3 || !after.State.FinishedAt.Equal(before.State.FinishedAt) {
+			t.Errorf("Stop of an exited container changed its state: %+v -> %+v", before.State, after.State)
+		}
+	})
+}
+
+func (s *suite) testKill(t *testing.T) {
+	s.require(t, gantry.FeatureKill)
+	t.Run("DefaultSIGKILL", func(t *testing.T) {
+		t.Parallel()
+		rt := s.runtime(t)
+		c := s.startReady(t, rt, newTag(), scriptTrapTerm)
+		if err := rt.Kill(s.ctx(t), c.ID, ""); err != nil {
+			t.Fatalf("Kill: %v", err)
+		}
+		wantExit(t, s.wait(t, rt, c.ID, gantry.WaitNotRunning), 137, "SIGKILL")
+		got := wantStatus(t, rt, c.ID, gantry.StatusExited)
+		if got.State.ExitCode != 137 || got.State.Signal != "SIGKILL" {
+			t.Errorf("Inspect after Kill: exit code %d signal %q, want 137 SIGKILL", got.State.ExitCode, got.State.Signal)
+		}
+	})
+	for _, tc := range []struct {
+		signal string
+		code   int
+		name   string
+	}{
+		{"SIGTERM", 143, "SIGTERM"},
+		{"TERM", 143, "SIGTERM"},
+		{"15", 143, "SIGTERM"},
+		{"sigterm", 143, "SIGTERM"},
+		{"KILL", 137, "SIGKILL"},
+		{"9", 137, "SIGKILL"},
+	} {
+		t.Run("Signal="+tc.signal, func(t *testing.T) {
+			if tc.name != "SIGKILL" {
+				s.require(t, gantry.FeatureSignals)
+			}
+			t.Parallel()
+			rt := s.runtime(t)
+			c := s.startReady(t, rt, newTag(), scriptForever)
+			if err := rt.Kill(s.ctx(t), c.ID, tc.signal); err != nil {
+				t.Fatalf("Kill(%q): %v", tc.signal, err)
+			}
+			wantExit(t, s.wait(t, rt, c.ID, gantry.WaitNotRunning), tc.code, tc.name)
+		})
+	}
+	t.Run("TrappedUSR1", func(t *testing.T) {
+		s.require(t, gantry.FeatureSignals)
+		t.Parallel()
+		rt := s.runtime(t)
+		c := s.startReady(t, rt, newTag(), `trap 'echo got USR1' USR1; echo ready; while :; do sleep 0.1; done`)
+		if err := rt.Kill(s.ctx(t), c.ID, "SIGUSR1"); err != nil {
+			t.Fatalf("Kill(SIGUSR1): %v", err)
+		}
+		RequireLog(t, rt, c.ID, "got USR1", s.patience)
+		wantStatus(t, rt, c.ID, gantry.StatusRunning)
+		if err := rt.Kill(s.ctx(t), c.ID, ""); err != nil {
+			t.Fatalf("Kill: %v", err)
+		}
+		wantExit(t, s.wait(t, rt, c.ID, gantry.WaitNotRunning), 137, "SIGKILL")
+	})
+	t.Run("NotRunning", func(t *testing.T) {
+		t.Parallel()
+		rt := s.runtime(t)
+		tag := newTag()
+		created := s.create(t, rt, tag, "exit 3")
+		exited := s.start(t, rt, tag, "exit 3")
+		s.wait(t, rt, exited.ID, gantry.WaitNotRunning)
+		for _, tc := range []struct {
+			id   string
+			want gantry.Status
+		}{{created.ID, gantry.StatusCreated}, {exited.ID, gantry.StatusExited}} {
+			if err := rt.Kill(s.ctx(t), tc.id, ""); !errors.Is(err, gantry.ErrConflict) {
+				t.Errorf("Kill of a %s container: %v, want ErrConflict", tc.want, err)
+			}
+			got := wantStatus(t, rt, tc.id, tc.want)
+			if tc.want == gantry.StatusExited && got.State.ExitCode != 3 {
+				t.Errorf("refused Kill changed the exit code to %d", got.State.ExitCode)
+			}
+		}
+	})
+	t.Run("InvalidSignal", func(t *testing.T) {
+		t.Parallel()
+		rt := s.runtime(t)
+		c := s.startReady(t, rt, newTag(), scriptForever)
+		for _, sig := range []string{"SIGNOPE", "0", "65"} {
+			if err := rt.Kill(s.ctx(t), c.ID, sig); !errors.Is(err, gantry.ErrInvalidArgument) {
+				t.Errorf("Kill(%q): %v, want ErrInvalidArgument", sig, err)
+			}
+		}
+		wantStatus(t, rt, c.ID, gantry.StatusRunning)
+	})
+}
+
+func (s *suite) testRemove(t *testing.T) {
+	s.require(t, gantry.FeatureRemove)
+	gone := func(t *testing.T, rt gantry.Runtime, tag, id string) {
+		t.Helper()
+		if _, err := rt.Inspect(s.ctx(t), id); !errors.Is(err, gantry.ErrNotFound) {
+			t.Errorf("Inspect after Remove: %v, want ErrNotFound", err)
+		}
+		if ids := s.list(t, rt, tag, gantry.ListOptions{All: true}); len(ids) != 0 {
+			t.Errorf("List after Remove = %q, want none", ids)
+		}
+	}
+	t.Run("Created", func(t *testing.T) {
+		t.Parallel()
+		rt := s.runtime(t)
+		tag := newTag()
+		c := s.create(t, rt, tag, "exit 0")
+		if err := rt.Remove(s.ctx(t), c.ID, gantry.RemoveOptions{}); err != nil {
+			t.Fatalf("Remove: %v", err)
+		}
+		gone(t, rt, tag, c.ID)
+	})
+	t.Run("Exited", func(t *testing.T) {
+		t.Parallel()
+		rt := s.runtime(t)
+		tag := newTag()
+		c := s.start(t, rt, tag, "exit 4")
+		s.wait(t, rt, c.ID, gantry.WaitNotRunning)
+		if err := rt.Remove(s.ctx(t), c.Name, gantry.RemoveOptions{}); err != nil {
+			t.Fatalf("Remove by name: %v", err)
+		}
+		gone(t, rt, tag, c.ID)
+	})
+	t.Run("RunningWithoutForce", func(t *testing.T) {
+		t.Parallel()
+		rt := s.runtime(t)
+		c := s.startReady(t, rt, newTag(), scriptForever)
+		if err := rt.Remove(s.ctx(t), c.ID, gantry.RemoveOptions{}); !errors.Is(err, gantry.ErrConflict) {
+			t.Fatalf("Remove of a running container without Force: %v, want ErrConflict", err)
+		}
+		wantStatus(t, rt, c.ID, gantry.StatusRunning)
+	})
+	t.Run("RunningWithForce", func(t *testing.T) {
+		t.Parallel()
+		rt := s.runtime(t)
+		tag := newTag()
+		c := s.startReady(t, rt, tag, scriptTrapTerm)
+		if err := rt.Remove(s.ctx(t), c.ID, gantry.RemoveOptions{Force: true}); err != nil {
+			t.Fatalf("Remove with Force: %v", err)
+		}
+		gone(t, rt, tag, c.ID)
+	})
+	t.Run("Twice", func(t *testing.T) {
+		t.Parallel()
+		rt := s.runtime(t)
+		c := s.create(t, rt, newTag(), "exit 0")
+		if err := rt.Remove(s.ctx(t), c.ID, gantry.RemoveOptions{}); err != nil {
+			t.Fatalf("Remove: %v", err)
+		}
+		if err := rt.Remove(s.ctx(t), c.ID, gantry.RemoveOptions{Force: true}); !errors.Is(err, gantry.ErrNotFound) {
+			t.Errorf("second Remove: %v, want ErrNotFound", err)
+		}
+	})
+}
+
+// waitAsync runs Wait(cond) in the background; the result arrives on the
+// returned channel.
+func (s *suite) waitAsync(t *testing.T, rt gantry.Runtime, id string, cond gantry.WaitCondition) <-chan waitResult {
+	ch := make(chan waitResult, 1)
+	ctx := s.ctx(t)
+	go func() {
+		st, err := rt.Wait(ctx, id, cond)
+		ch <- waitResult{st, err}
+	}()
+	return ch
+}
+
+type waitResult struct {
+	st  gantry.ExitStatus
+	err error
+}
+
+// pending fails t if the wait has already returned after a grace period
+// that gives it time to be registered with the backend.
+func (s *suite) pending(t *testing.T, ch <-chan waitResult, what string) {
+	t.Helper()
+	select {
+	case r := <-ch:
+		t.Fatalf("%s returned early: %+v, %v", what, r.st, r.err)
+	case <-time.After(200*time.Millisecond + s.h.Latency):
+	}
+}
+
+// result receives the wait's outcome within the suite's patience.
+func (s *suite) result(t *testing.T, ch <-chan waitResult, what string) gantry.ExitStatus {
+	t.Helper()
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			t.Fatalf("%s: %v", what, r.err)
+		}
+		return r.st
+	case <-time.After(s.patience):
+		t.Fatalf("%s did not return within %v", what, s.patience)
+	}
+	return gantry.ExitStatus{}
+}
+
+func (s *suite) testWait(t *testing.T) {
+	s.require(t, gantry.FeatureWait)
+	t.Run("NotRunningOnCreated", func(t *testing.T) {
+		t.Parallel()
+		rt := s.runtime(t)
+		c := s.create(t, rt, newTag(), "exit 3")
+		for _, cond := range []gantry.WaitCondition{gantry.WaitNotRunning, ""} {
+			wantExit(t, s.wait(t, rt, c.ID, cond), 0, "")
+		}
+		wantStatus(t, rt, c.ID, gantry.StatusCreated)
+	})
+	t.Run("NotRunningOnExited", func(t *testing.T) {
+		t.Parallel()
+		rt := s.runtime(t)
+		c := s.start(t, rt, newTag(), "exit 3")
+		wantExit(t, s.wait(t, rt, c.ID, gantry.WaitNotRunning), 3, "")
+		wantExit(t, s.wait(t, rt, c.ID, gantry.WaitNotRunning), 3, "")
+	})
+	t.Run("NotRunningOnRunning", func(t *testing.T) {
+		t.Parallel()
+		rt := s.runtime(t)
+		c := s.startReady(t, rt, newTag(), scriptForever)
+		ch := s.waitAsync(t, rt, c.ID, gantry.WaitNotRunning)
+		s.pending(t, ch, "Wait(not-running) on a running container")
+		if err := rt.Kill(s.ctx(t), c.ID, ""); err != nil {
+			t.Fatalf("Kill: %v", err)
+		}
+		wantExit(t, s.result(t, ch, "Wait(not-running)"), 137, "SIGKILL")
+	})
+	for _, before := range []gantry.Status{gantry.StatusCreated, gantry.StatusExited} {
+		t.Run("NextExitStartedWhile"+title(before), func(t *testing.T) {
+			t.Parallel()
+			rt := s.runtime(t)
+			c := s.create(t, rt, newTag(), "echo run; exit 42")
+			if before == gantry.StatusExited {
+				if err := rt.Start(s.ctx(t), c.ID); err != nil {
+					t.Fatalf("Start: %v", err)
+				}
+				s.wait(t, rt, c.ID, gantry.WaitNotRunning)
+			}
+			ch := s.waitAsync(t, rt, c.ID, gantry.WaitNextExit)
+			s.pending(t, ch, fmt.Sprintf("Wait(next-exit) on a %s container", before))
+			if err := rt.Start(s.ctx(t), c.ID); err != nil {
+				t.Fatalf("Start: %v", err)
+			}
+			wantExit(t, s.result(t, ch, "Wait(next-exit)"), 42, "")
+		})
+	}
+	t.Run("NextExitOnRunning", func(t *testing.T) {
+		t.Parallel()
+		rt := s.runtime(t)
+		c := s.startReady(t, rt, newTag(), scriptForever)
+		ch := s.waitAsync(t, rt, c.ID, gantry.WaitNextExit)
+		s.pending(t, ch, "Wait(next-exit) on a running container")
+		if err := rt.Kill(s.ctx(t), c.ID, ""); err != nil {
+			t.Fatalf("Kill: %v", err)
+		}
+		wantExit(t, s.result(t, ch, "Wait(next-exit)"), 137, "SIGKILL")
+	})
+	t.Run("NextExitThenForceRemove", func(t *testing.T) {
+		t.Parallel()
+		rt := s.runtime(t)
+		c := s.startReady(t, rt, newTag(), scriptForever)
+		ch := s.waitAsync(t, rt, c.ID, gantry.WaitNextExit)
+		s.pending(t, ch, "Wait(next-exit)")
+		if err := rt.Remove(s.ctx(t), c.ID, gantry.RemoveOptions{Force: true}); err != nil {
+			t.Fatalf("Remove(Force): %v", err)
+		}
+		wantExit(t, s.result(t, ch, "Wait(next-exit) across a forced removal"), 137, "SIGKILL")
+	})
+	t.Run("RemovedRunning", func(t *testing.T) {
+		t.Parallel()
+		rt := s.runtime(t)
+		c := s.startReady(t, rt, newTag(), scriptForever)
+		ch := s.waitAsync(t, rt, c.ID, gantry.WaitRemoved)
+		s.pending(t, ch, "Wait(removed) on a running container")
+		if err := rt.Kill(s.ctx(t), c.ID, ""); err != nil {
+			t.Fatalf("Kill: %v", err)
+		}
+		s.wait(t, rt, c.ID, gantry.WaitNotRunning)
+		s.pending(t, ch, "Wait(removed) on an exited container")
+		if err := rt.Remove(s.ctx(t), c.ID, gantry.RemoveOptions{}); err != nil {
+			t.Fatalf("Remove: %v", err)
+		}
+		wantExit(t, s.result(t, ch, "Wait(removed)"), 137, "SIGKILL")
+	})
+	t.Run("RemovedCreated", func(t *testing.T) {
+		t.Parallel()
+		rt := s.runtime(t)
+		c := s.create(t, rt, newTag(), "exit 3")
+		ch := s.waitAsync(t, rt, c.ID, gantry.WaitRemoved)
+		s.pending(t, ch, "Wait(removed) on a created container")
+		if err := rt.Remove(s.ctx(t), c.ID, gantry.RemoveOptions{}); err != nil {
+			t.Fatalf("Remove: %v", err)
+		}
+		wantExit(t, s.result(t, ch, "Wait(removed)"), 0, "")
+	})
+	t.Run("ContextEnds", func(t *testing.T) {
+		t.Parallel()
+		rt := s.runtime(t)
+		c := s.startReady(t, rt, newTag(), scriptForever)
+		ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+		defer cancel()
+		if _, err := rt.Wait(ctx, c.ID, gantry.WaitNotRunning); !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Wait past its context's deadline: %v, want context.DeadlineExceeded", err)
+		}
+		wantStatus(t, rt, c.ID, gantry.StatusRunning)
+	})
+}
+
+// title returns a status with its first letter in upper case, for names.
+func title(st gantry.Status) string {
+	if st == "" {
+		return ""
+	}
+	return string(st[0]-'a'+'A') + string(st[1:])
+}
+
+func (s *suite) testExitCode(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		script string
+		code   int
+		signal string
+	}{
+		{"0", "exit 0", 0, ""},
+		{"1", "exit 1", 1, ""},
+		{"3", "echo bye; exit 3", 3, ""},
+		{"42", "exit 42", 42, ""},
+		{"255", "exit 255", 255, ""},
+		{"FailedCommand", "false", 1, ""},
+		{"CommandNotFound", "no-such-command-runtimetest", 127, ""},
+		{"SelfSIGTERM", "kill -TERM $$; sleep 5", 143, "SIGTERM"},
+		{"SelfSIGKILL", "kill -KILL $$; sleep 5", 137, "SIGKILL"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			rt := s.runtime(t)
+			c := s.start(t, rt, newTag(), tc.script)
+			wantExit(t, s.wait(t, rt, c.ID, gantry.WaitNotRunning), tc.code, tc.signal)
+			got := wantStatus(t, rt, c.ID, gantry.StatusExited)
+			if got.State.ExitCode != tc.code || got.State.Signal != tc.signal {
+				t.Errorf("Inspect: exit code %d signal %q, want %d %q", got.State.ExitCode, got.State.Signal, tc.code, tc.signal)
+			}
+		})
+	}
+}
