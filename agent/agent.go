@@ -1,0 +1,597 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/gantryhq/gantry"
+	"go.uber.org/zap"
+)
+
+// Config configures an Agent.
+type Config struct {
+	// Cmd is the container's main command. It must not be empty.
+	Cmd []string
+	// Env is the environment of the main command and the base of every
+	// exec's environment; nil means the agent's own environment without
+	// the GANTRY_AGENT_ variables.
+	Env []string
+	// Dir is the main command's working directory and the default one of
+	// every exec; empty means the agent's.
+	Dir string
+	// Secret is the per-container secret peers must prove they know. It
+	// must be at least MinSecretLen bytes unless PassThrough is set.
+	Secret []byte
+	// ID names the container to a Hub in reverse mode; it travels in the
+	// clear before authentication.
+	ID string
+	// Stdin, Stdout and Stderr are the main command's standard streams (for
+	// the binary: the agent's own). Output is copied to them byte for byte
+	// and to every attached session. Nil discards output and gives the
+	// command /dev/null as input.
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+	// OpenStdin gives the main command a pipe as standard input that
+	// attached sessions write to, as docker run -i does; Stdin is then not
+	// used.
+	OpenStdin bool
+	// StdinOnce closes the main command's standard input when the first
+	// attached session closes its input.
+	StdinOnce bool
+	// PassThrough hands *os.File streams to the main command unchanged and
+	// serves no sessions: the agent is then only an init process.
+	PassThrough bool
+	// Reap makes the agent reap every child, including orphans re-parented
+	// to it. Set it only when the agent is PID 1 or a child subreaper and
+	// nothing else in the process waits for children.
+	Reap bool
+	// Logger receives the agent's own diagnostics; nil means none.
+	Logger *zap.Logger
+}
+
+// envPrefix marks the agent's own configuration variables, which are
+// removed from every child's environment so the secret never leaks into
+// the container's processes.
+const envPrefix = "GANTRY_AGENT_"
+
+// CleanEnv returns env without the agent's own GANTRY_AGENT_ variables.
+func CleanEnv(env []string) []string {
+	out := make([]string, 0, len(env))
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, envPrefix) {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+// drainGrace is how long output is still read after a process exits
+// while nothing arrives; it ends sessions whose pipes a background
+// grandchild keeps open, without losing anything already written.
+const drainGrace = 200 * time.Millisecond
+
+// killGrace is how long a session's process has to exit after SIGHUP when
+// its connection drops, before SIGKILL.
+const killGrace = 2 * time.Second
+
+// maxSessions bounds the live sessions on one connection.
+const maxSessions = 1024
+
+// Agent runs a container's main command and serves exec and attach
+// sessions into the container. Its methods are safe for concurrent use.
+type Agent struct {
+	cfg    Config
+	log    *zap.Logger
+	sp     *spawner
+	env    []string
+	main   *proc
+	closed chan struct{}
+	exited chan struct{} // main exited and its output is drained
+	status gantry.ExecResult
+
+	stdinMu   sync.Mutex
+	mainStdin *os.File // write end when OpenStdin, else nil
+
+	mu        sync.Mutex
+	closing   bool
+	conns     map[*mux]struct{}
+	attachers map[*session]struct{}
+	wg        sync.WaitGroup
+}
+
+// Start starts the main command and returns the agent that supervises it.
+// A command that cannot be started is an error that says why
+// (errors.Is(err, gantry.ErrNotFound) for a missing executable,
+// gantry.ErrPermissionDenied for one that may not be run).
+func Start(cfg Config) (*Agent, error) {
+	if len(cfg.Cmd) == 0 || cfg.Cmd[0] == "" {
+		return nil, fmt.Errorf("agent: %w: no main command", gantry.ErrInvalidArgument)
+	}
+	if !cfg.PassThrough && len(cfg.Secret) < MinSecretLen {
+		return nil, fmt.Errorf("agent: %w: secret of %d bytes, need at least %d", gantry.ErrInvalidArgument, len(cfg.Secret), MinSecretLen)
+	}
+	if len(cfg.ID) > maxIDLen {
+		return nil, fmt.Errorf("agent: %w: ID longer than %d bytes", gantry.ErrInvalidArgument, maxIDLen)
+	}
+	a := &Agent{
+		cfg:       cfg,
+		log:       cfg.Logger,
+		sp:        newSpawner(cfg.Reap),
+		closed:    make(chan struct{}),
+		exited:    make(chan struct{}),
+		conns:     make(map[*mux]struct{}),
+		attachers: make(map[*session]struct{}),
+	}
+	if a.log == nil {
+		a.log = zap.NewNop()
+	}
+	a.env = cfg.Env
+	if a.env == nil {
+		a.env = CleanEnv(os.Environ())
+	}
+	if err := a.startMain(); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// startMain starts the main command with its streams wired for
+// pass-through or for attach, and the goroutines that copy them.
+func (a *Agent) startMain() error {
+	var files [3]*os.File
+	var closeAfter []*os.File
+	var tees []func()
+	fail := func(err error) error {
+		for _, f := range closeAfter {
+			f.Close()
+		}
+		return err
+	}
+
+	switch in := a.cfg.Stdin; {
+	case a.cfg.OpenStdin && !a.cfg.PassThrough:
+		r, w, err := os.Pipe()
+		if err != nil {
+			return fail(err)
+		}
+		files[0], a.mainStdin = r, w
+		closeAfter = append(closeAfter, r)
+	case isFile(in):
+		files[0] = in.(*os.File)
+	case in == nil:
+		null, err := os.Open(os.DevNull)
+		if err != nil {
+			return fail(err)
+		}
+		files[0] = null
+		closeAfter = append(closeAfter, null)
+	default:
+		r, w, err := os.Pipe()
+		if err != nil {
+			return fail(err)
+		}
+		files[0] = r
+		closeAfter = append(closeAfter, r)
+		go func() {
+			io.Copy(w, in)
+			w.Close()
+		}()
+	}
+
+	for i, out := range []io.Writer{a.cfg.Stdout, a.cfg.Stderr} {
+		if a.cfg.PassThrough && isFile(out) {
+			files[1+i] = out.(*os.File)
+			continue
+		}
+		r, w, err := os.Pipe()
+		if err != nil {
+			return fail(err)
+		}
+		growPipe(w)
+		files[1+i] = w
+		closeAfter = append(closeAfter, w)
+		stream := streamStdout + byte(i)
+		dst := out
+		if dst == nil {
+			dst = io.Discard
+		}
+		tees = append(tees, func() { a.tee(r, dst, stream) })
+	}
+
+	path, serr := lookPath(a.cfg.Cmd[0], a.env)
+	if serr != nil {
+		return fail(startErr(serr))
+	}
+	if serr := checkDir(a.cfg.Dir); serr != nil {
+		return fail(startErr(serr))
+	}
+	p, err := a.sp.start(path, a.cfg.Cmd, &os.ProcAttr{Dir: a.cfg.Dir, Env: a.env, Files: files[:]})
+	if err != nil {
+		return fail(startErr(classifyStart(a.cfg.Cmd[0], err)))
+	}
+	for _, f := range closeAfter {
+		f.Close()
+	}
+	a.main = p
+
+	var teeWG sync.WaitGroup
+	for _, t := range tees {
+		teeWG.Go(t)
+	}
+	go func() {
+		<-p.done
+		a.status = p.result()
+		teeWG.Wait()
+		a.mainExited()
+	}()
+	return nil
+}
+
+func isFile(v any) bool {
+	f, ok := v.(*os.File)
+	return ok && f != nil
+}
+
+// startErr maps a startError onto the gantry sentinels.
+func startErr(e *startError) error {
+	return fmt.Errorf("agent: %w: %s", kindSentinel(e.kind), e.msg)
+}
+
+func kindSentinel(k errorKind) error {
+	switch k {
+	case errKindInvalidArgument:
+		return gantry.ErrInvalidArgument
+	case errKindNotFound:
+		return gantry.ErrNotFound
+	case errKindPermissionDenied:
+		return gantry.ErrPermissionDenied
+	case errKindConflict:
+		return gantry.ErrConflict
+	case errKindExhausted:
+		return gantry.ErrResourceExhausted
+	case errKindNotSupported:
+		return gantry.ErrNotSupported
+	}
+	return errOther
+}
+
+var errOther = errors.New("exec failed")
+
+// tee copies one of the main command's output streams to the agent's own
+// stream and to every attached session. It blocks on the slowest of them:
+// a stalled attach client holds the main command back rather than lose
+// output, as docker attach does.
+func (a *Agent) tee(r *os.File, dst io.Writer, stream byte) {
+	defer r.Close()
+	d := newDrainer(r, a.main.done)
+	buf := make([]byte, MaxDataPayload)
+	for {
+		n, err := d.Read(buf)
+		if n > 0 {
+			dst.Write(buf[:n])
+			a.mu.Lock()
+			targets := make([]*session, 0, len(a.attachers))
+			for s := range a.attachers {
+				targets = append(targets, s)
+			}
+			a.mu.Unlock()
+			for _, s := range targets {
+				s.sendOutput(stream, buf[:n])
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// mainExited tells every attached session how the main command ended.
+func (a *Agent) mainExited() {
+	a.mu.Lock()
+	targets := make([]*session, 0, len(a.attachers))
+	for s := range a.attachers {
+		targets = append(targets, s)
+	}
+	a.attachers = make(map[*session]struct{})
+	close(a.exited)
+	a.mu.Unlock()
+	for _, s := range targets {
+		s.finish(a.status)
+	}
+	a.closeMainStdin()
+}
+
+func (a *Agent) closeMainStdin() {
+	a.stdinMu.Lock()
+	defer a.stdinMu.Unlock()
+	if a.mainStdin != nil {
+		a.mainStdin.Close()
+		a.mainStdin = nil
+	}
+}
+
+// Exited is closed when the main command has exited and all its output
+// has been delivered.
+func (a *Agent) Exited() <-chan struct{} { return a.exited }
+
+// Wait waits for the main command to exit and returns its exact exit code
+// (128+N when signal N killed it).
+func (a *Agent) Wait() gantry.ExecResult {
+	<-a.exited
+	return a.status
+}
+
+// Signal sends a signal to the main command.
+func (a *Agent) Signal(sig syscall.Signal) error {
+	return a.main.signal(sig)
+}
+
+// Close stops serving: it ends every connection, which signals the
+// processes of their exec sessions, and stops reverse-mode reconnects. It
+// does not stop the main command.
+func (a *Agent) Close() error {
+	a.mu.Lock()
+	if a.closing {
+		a.mu.Unlock()
+		return nil
+	}
+	a.closing = true
+	close(a.closed)
+	conns := make([]*mux, 0, len(a.conns))
+	for m := range a.conns {
+		conns = append(conns, m)
+	}
+	a.mu.Unlock()
+	for _, m := range conns {
+		m.shutdown(errors.New("agent shutting down"), false)
+	}
+	a.wg.Wait()
+	return nil
+}
+
+// ServeHTTP accepts a forward-mode connection: a controller dials the
+// agent with Dial and this handler upgrades it to a WebSocket,
+// authenticates it and serves its sessions until it closes.
+func (a *Agent) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if a.cfg.PassThrough {
+		http.Error(w, "this agent serves no sessions", http.StatusNotFound)
+		return
+	}
+	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{subprotocol}})
+	if err != nil {
+		return
+	}
+	if c.Subprotocol() != subprotocol {
+		c.Close(websocket.StatusPolicyViolation, "")
+		return
+	}
+	a.serve(r.Context(), newWSTransport(c), modeForward, r.RemoteAddr)
+}
+
+// serve authenticates one connection and runs its sessions. It returns
+// whether the peer authenticated.
+func (a *Agent) serve(ctx context.Context, t transport, mode byte, peer string) bool {
+	m := newMux(t, a.log)
+	a.mu.Lock()
+	if a.closing {
+		a.mu.Unlock()
+		t.close(false)
+		return false
+	}
+	a.conns[m] = struct{}{}
+	a.wg.Add(1)
+	a.mu.Unlock()
+	defer func() {
+		a.mu.Lock()
+		delete(a.conns, m)
+		a.mu.Unlock()
+		a.wg.Done()
+	}()
+
+	id := ""
+	if mode == modeReverse {
+		id = a.cfg.ID
+	}
+	// The connection ends with ctx (reverse mode: Connect returning).
+	stop := context.AfterFunc(ctx, func() { m.shutdown(ctx.Err(), false) })
+	defer stop()
+	err := agentHandshake(m.ctx, t, a.cfg.Secret, mode, id)
+	if err != nil {
+		a.log.Info("agent connection refused", zap.String("peer", peer), zap.Error(err))
+		m.shutdown(err, true)
+		return false
+	}
+	ac := &agentConn{a: a, m: m, sessions: make(map[uint32]*session)}
+	err = m.run(ac.handle, ac.data)
+	ac.closeAll()
+	a.log.Debug("agent connection ended", zap.String("peer", peer), zap.Error(err))
+	return true
+}
+
+// agentConn is the agent's side of one authenticated connection.
+type agentConn struct {
+	a *Agent
+	m *mux
+
+	mu       sync.Mutex
+	sessions map[uint32]*session
+}
+
+func (c *agentConn) lookup(id uint32) *session {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.sessions[id]
+}
+
+func (c *agentConn) remove(s *session) {
+	c.mu.Lock()
+	if c.sessions[s.id] == s {
+		delete(c.sessions, s.id)
+	}
+	c.mu.Unlock()
+}
+
+func (c *agentConn) data(h header, r io.Reader) error {
+	s := c.lookup(h.session)
+	if s == nil {
+		// The session ended while this frame was in flight.
+		_, err := io.CopyN(io.Discard, r, int64(h.length))
+		return shortPayload(err)
+	}
+	if h.typ != frameStdin || s.stdin == nil {
+		return protoErr("frame 0x%02x for a session without input", h.typ)
+	}
+	return s.stdin.receive(r, int(h.length))
+}
+
+func (c *agentConn) handle(f *frame) error {
+	if f.typ == frameOpen {
+		return c.open(f.session, f.open)
+	}
+	s := c.lookup(f.session)
+	switch f.typ {
+	case frameStdinClose, frameCredit, frameResize, frameSignal, frameClose:
+	default:
+		return protoErr("frame 0x%02x sent to the agent", f.typ)
+	}
+	if s == nil {
+		return nil
+	}
+	switch f.typ {
+	case frameStdinClose:
+		if s.stdin == nil {
+			return protoErr("STDIN_CLOSE for a session without input")
+		}
+		s.stdin.closeWrite()
+	case frameCredit:
+		if f.stream == streamStdin {
+			return protoErr("CREDIT for the agent's own input")
+		}
+		return s.out[f.stream-streamStdout].grant(int(f.amount))
+	case frameResize:
+		s.resize(f.rows, f.cols)
+	case frameSignal:
+		if s.proc != nil {
+			s.proc.signal(syscall.Signal(f.signal))
+		}
+	case frameClose:
+		s.abort(errSessionClosed)
+	}
+	return nil
+}
+
+var errSessionClosed = errors.New("session closed by the controller")
+
+func (c *agentConn) open(id uint32, req *openRequest) error {
+	c.mu.Lock()
+	if _, dup := c.sessions[id]; dup {
+		c.mu.Unlock()
+		return protoErr("OPEN of live session %d", id)
+	}
+	full := len(c.sessions) >= maxSessions
+	c.mu.Unlock()
+	if full {
+		return c.refuse(id, startErrorf(errKindExhausted, "too many sessions on one connection (limit %d)", maxSessions))
+	}
+	s := newSession(c, id, req)
+	var serr *startError
+	if req.Kind == "attach" {
+		serr = c.a.attach(s)
+	} else {
+		c.mu.Lock()
+		c.sessions[id] = s
+		c.mu.Unlock()
+		serr = s.startExec(req)
+		if serr != nil {
+			c.remove(s)
+		}
+	}
+	if serr != nil {
+		return c.refuse(id, serr)
+	}
+	return nil
+}
+
+// refuse answers an OPEN with an ERROR frame; the connection stays up.
+func (c *agentConn) refuse(id uint32, e *startError) error {
+	err := c.m.send(&frame{header: header{typ: frameError, session: id}, kind: e.kind, text: e.msg})
+	if err != nil {
+		return err
+	}
+	return nil
+}
+
+// attach registers s as an attached session of the main command.
+func (a *Agent) attach(s *session) *startError {
+	if s.stdin != nil && a.mainStdin == nil {
+		return startErrorf(errKindInvalidArgument, "attach with input: the main command was not started with open stdin")
+	}
+	a.mu.Lock()
+	select {
+	case <-a.exited:
+		a.mu.Unlock()
+		return startErrorf(errKindConflict, "attach: the main command is not running (exit code %d)", a.status.ExitCode)
+	default:
+	}
+	s.c.mu.Lock()
+	s.c.sessions[s.id] = s
+	s.c.mu.Unlock()
+	a.attachers[s] = struct{}{}
+	a.mu.Unlock()
+	if err := s.c.m.send(&frame{header: header{typ: frameStarted, session: s.id}, amount: defaultWindow}); err != nil {
+		s.abort(err)
+		return nil
+	}
+	if s.stdin != nil {
+		go s.pumpStdin(&mainStdinWriter{a: a}, false)
+	}
+	return nil
+}
+
+func (a *Agent) detach(s *session) {
+	a.mu.Lock()
+	delete(a.attachers, s)
+	a.mu.Unlock()
+}
+
+// mainStdinWriter lets attached sessions write to the main command's
+// standard input, one at a time.
+type mainStdinWriter struct{ a *Agent }
+
+func (w *mainStdinWriter) Write(p []byte) (int, error) {
+	w.a.stdinMu.Lock()
+	f := w.a.mainStdin
+	w.a.stdinMu.Unlock()
+	if f == nil {
+		return 0, os.ErrClosed
+	}
+	return f.Write(p)
+}
+
+func (w *mainStdinWriter) Close() error {
+	if w.a.cfg.StdinOnce {
+		w.a.closeMainStdin()
+	}
+	return nil
+}
+
+func (c *agentConn) closeAll() {
+	c.mu.Lock()
+	list := make([]*session, 0, len(c.sessions))
+	for _, s := range c.sessions {
+		list = append(list, s)
+	}
+	c.mu.Unlock()
+	for _, s := range list {
+		s.abort(errConnClosed)
+	}
+}

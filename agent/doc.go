@@ -1,0 +1,161 @@
+// Package agent gives gantry backends docker exec and docker attach into
+// containers on platforms that have no exec API, such as Cloud Run. It holds
+// both ends of one protocol: the Agent, which runs inside the container
+// (the gantry-agent binary wraps the container's real command with it),
+// and the Client, which a backend uses to run sessions in that container.
+//
+// Two connection modes exist. In forward mode the agent listens
+// (Agent.ServeHTTP) and the backend dials it (Dial); this suits Services,
+// Instances and local use. In reverse mode the agent dials out to a URL it
+// was given (Agent.Connect), reconnecting with backoff, and the backend
+// runs a Hub, an http.Handler that agents dial into; this suits Jobs,
+// which take no inbound traffic. Either way the backend ends up with a
+// *Client, and a backend's Exec is a thin call:
+//
+//	cl, err := agent.Dial(ctx, "wss://svc.example.run.app/agent", secret, nil)
+//	if err != nil {
+//		return gantry.ExecResult{}, err
+//	}
+//	defer cl.Close()
+//	res, err := cl.Exec(ctx, gantry.ExecConfig{
+//		Cmd:    []string{"sh", "-c", "echo hello"},
+//		Stdout: os.Stdout,
+//	})
+//
+// # Wire protocol (version 1)
+//
+// The transport is one WebSocket (RFC 6455) per connection, subprotocol
+// "gantry-agent.v1", compression off. Every WebSocket message is a binary
+// message holding exactly one frame; text messages are an error. A frame
+// is a fixed 9-byte header followed by its payload:
+//
+//	offset 0  uint8   type
+//	offset 1  uint32  session ID, big-endian; 0 for handshake frames
+//	offset 5  uint32  payload length, big-endian; must equal the bytes that
+//	                  follow in the message
+//	offset 9          payload
+//
+// Data payloads (STDIN, STDOUT, STDERR) hold 1 to 262144 bytes; every other
+// payload at most 65536. The controller is the side that runs sessions (the
+// backend), whichever side dialed.
+//
+//	type  name         direction     payload
+//	0x01  HELLO        agent → ctl   version u8 (1), mode u8 (1 forward, 2 reverse),
+//	                                 nonceA [32], id (UTF-8, 0..256 bytes; empty
+//	                                 in forward mode)
+//	0x02  AUTH         ctl → agent   nonceC [32], macC [32]
+//	0x03  AUTH_OK      agent → ctl   macA [32]
+//	0x10  OPEN         ctl → agent   JSON object: kind ("exec" or "attach"), cmd,
+//	                                 env, dir, user, tty, rows, cols (initial
+//	                                 terminal size), stdin (bool: input will be
+//	                                 sent), window (u32: the controller's receive
+//	                                 window for each output stream, 4 KiB..16 MiB)
+//	0x11  STARTED      agent → ctl   window u32: the agent's receive window for input
+//	0x12  STDIN        ctl → agent   bytes
+//	0x13  STDOUT       agent → ctl   bytes
+//	0x14  STDERR       agent → ctl   bytes (with a TTY all output is STDOUT)
+//	0x15  STDIN_CLOSE  ctl → agent   empty: end of input
+//	0x16  CREDIT       both          stream u8 (0 stdin, 1 stdout, 2 stderr), bytes u32
+//	0x17  RESIZE       ctl → agent   rows u16, cols u16 (both > 0)
+//	0x18  SIGNAL       ctl → agent   Linux signal number u8 (1..64)
+//	0x19  EXIT         agent → ctl   exit code i32 (0..255; 128+N when signal N
+//	                                 killed the process), signal u8 (N, or 0)
+//	0x1a  ERROR        agent → ctl   kind u8, reason (UTF-8): the session could not
+//	                                 start. Kinds: 0 other, 1 invalid argument,
+//	                                 2 not found, 3 permission denied, 4 conflict,
+//	                                 5 resource exhausted, 6 not supported
+//	0x1b  CLOSE        ctl → agent   empty: the controller abandons the session
+//
+// Handshake. On every connection the agent sends HELLO first; the
+// controller answers AUTH, the agent answers AUTH_OK, and only then may
+// OPEN be sent. With secret K, mode m and id as sent in HELLO:
+//
+//	macC = HMAC-SHA256(K, "gantry-agent/1 controller proof" || 0x01 || m ||
+//	                      uint16be(len(id)) || id || nonceA || nonceC)
+//	macA = HMAC-SHA256(K, "gantry-agent/1 agent proof" || 0x01 || m ||
+//	                      uint16be(len(id)) || id || nonceA || nonceC)
+//
+// Each side checks the other's MAC in constant time. An agent that
+// receives a wrong macC closes the connection without a word; a controller
+// that receives a wrong macA does the same. A controller that does not
+// know the id proceeds with a random key, so that it behaves exactly as
+// for a wrong secret.
+//
+// Sessions. The controller picks session IDs (non-zero, not in use on the
+// connection) and sends OPEN. The agent answers STARTED once the process
+// runs (or the attach is registered), or ERROR if it cannot start; ERROR
+// ends the session. After the last output the agent sends EXIT, which
+// ends the session. CLOSE ends it from the controller's side: the agent
+// sends SIGHUP to the process group, SIGKILL 2 s later if it lingers, and
+// sends no EXIT. Frames for a session ID that is not live are ignored (they
+// race with the session's end), except OPEN, which starts one.
+//
+// Flow control. Every stream of every session has a window: the receiver
+// announces it (OPEN for output, STARTED for input) and the sender may have
+// at most that many bytes sent but not yet credited. The receiver sends
+// CREDIT as its consumer drains what arrived. A slow consumer therefore
+// stops the sender, which stops reading from the process, whose writes
+// then block: nothing is dropped and memory per stream is bounded by the
+// window. Sending beyond the credit, or CREDIT beyond the window, is a
+// protocol violation.
+//
+// Errors. A frame that is malformed, oversize, of an unknown type, sent in
+// the wrong direction or breaking flow control closes the connection
+// (WebSocket close without handshake). Closing a connection ends all its
+// sessions as CLOSE does; the main command is never affected.
+//
+// # Threat model
+//
+// Assets: the ability to run commands in the container and read its
+// processes' input and output, and the per-container secret.
+//
+// Attackers considered: anyone who can reach the agent's listening port
+// (forward mode) or the Hub's URL (reverse mode), and a passive observer of
+// the network path.
+//
+//   - The secret never crosses the wire: both sides prove knowledge of it
+//     with HMAC-SHA256 over fresh 32-byte random nonces from both sides, so
+//     a recorded exchange cannot be replayed and reveals nothing about the
+//     secret beyond what HMAC does. The mode and a role label are part of
+//     the MAC, so a proof taken from one side or one direction is useless
+//     elsewhere. Secrets shorter than 16 bytes are refused; use 32 random
+//     bytes.
+//   - A peer without the secret learns that an agent speaks this protocol,
+//     a random nonce, and in reverse mode the container ID the agent sends
+//     (which the Hub operator already knows). It gets no session and no
+//     reason for the refusal.
+//   - Authentication is mutual: in reverse mode an impostor Hub cannot make
+//     the agent serve it, and an impostor agent cannot make a backend trust
+//     its output.
+//   - The handshake authenticates the peer, not the bytes that follow: an
+//     active attacker on the path could take over an authenticated
+//     connection. So wherever the connection leaves the machine it must run
+//     over TLS (wss://); Dial and Connect refuse ws:// to anything but a
+//     loopback address unless told Insecure. On Cloud Run, Google's front
+//     end terminates TLS for the service URL.
+//   - Resource exhaustion by an authenticated peer is bounded (frame sizes,
+//     windows, 1024 sessions per connection); the agent's handshake times
+//     out after 10 s. An unauthenticated flood of connections is not rate
+//     limited by the agent; that is left to the platform's front end.
+//   - The secret reaches the agent through its environment or a file;
+//     the agent removes GANTRY_AGENT_ variables from the environment of the
+//     main command and every exec. Processes in the container running as
+//     the same user can still read the agent's own environment through
+//     /proc; the secret protects the container from the outside, not from
+//     itself.
+//
+// # Processes
+//
+// An exec gets the container's environment plus its own, its working
+// directory and user (Docker's "user", "uid", "user:group" or "uid:gid",
+// resolved against the container's /etc/passwd and /etc/group), and its
+// own process group, or with a TTY its own session with a real pty as
+// controlling terminal. A process that cannot start is an ERROR with the
+// reason, never an exit code. Closing the input of a TTY exec sends the
+// terminal's end-of-file character (Ctrl-D).
+//
+// Attached sessions receive the main command's output from the moment
+// they attach. Output goes to the agent's own stdout and stderr byte for
+// byte and to every attached session; a slow attached client slows the
+// main command rather than lose output, as with docker attach.
+package agent

@@ -1,0 +1,214 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/gantryhq/gantry"
+	"go.uber.org/zap"
+)
+
+// Hub is the controller's end of reverse mode: an http.Handler that agents
+// dial into (Agent.Connect), which authenticates each one against its
+// container's secret and hands out a Client per connected container.
+type Hub struct {
+	secret func(id string) []byte
+	log    *zap.Logger
+
+	mu      sync.Mutex
+	closed  bool
+	clients map[string]*Client
+	changed chan struct{} // closed and replaced whenever clients changes
+}
+
+// NewHub returns a Hub. secret returns the secret of the container with
+// the given ID, or nil for an ID the caller does not know; such an agent
+// is refused exactly as one with a wrong secret is. log may be nil.
+func NewHub(secret func(id string) []byte, log *zap.Logger) *Hub {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	return &Hub{secret: secret, log: log, clients: make(map[string]*Client), changed: make(chan struct{})}
+}
+
+// ServeHTTP upgrades an agent's request to a WebSocket, authenticates it
+// and keeps it as the container's current connection until it drops or a
+// newer one from the same container replaces it.
+func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{subprotocol}})
+	if err != nil {
+		return
+	}
+	if c.Subprotocol() != subprotocol {
+		c.Close(websocket.StatusPolicyViolation, "")
+		return
+	}
+	t := newWSTransport(c)
+	id, err := controllerHandshake(r.Context(), t, func(id string) []byte {
+		if s := h.secret(id); len(s) >= MinSecretLen {
+			return s
+		}
+		return nil
+	}, modeReverse)
+	if err != nil {
+		h.log.Info("agent refused", zap.String("peer", r.RemoteAddr), zap.Error(err))
+		t.close(true)
+		return
+	}
+	cl := newClient(t, id, h.log)
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		cl.Close()
+		return
+	}
+	old := h.clients[id]
+	h.clients[id] = cl
+	h.notifyLocked()
+	h.mu.Unlock()
+	if old != nil {
+		old.Close()
+	}
+	cl.run()
+	h.mu.Lock()
+	if h.clients[id] == cl {
+		delete(h.clients, id)
+		h.notifyLocked()
+	}
+	h.mu.Unlock()
+}
+
+func (h *Hub) notifyLocked() {
+	close(h.changed)
+	h.changed = make(chan struct{})
+}
+
+// Client returns the connection of the container with the given ID,
+// waiting until its agent connects or ctx ends.
+func (h *Hub) Client(ctx context.Context, id string) (*Client, error) {
+	for {
+		h.mu.Lock()
+		if h.closed {
+			h.mu.Unlock()
+			return nil, fmt.Errorf("agent: hub: %w: closed", gantry.ErrUnavailable)
+		}
+		cl := h.clients[id]
+		changed := h.changed
+		h.mu.Unlock()
+		if cl != nil {
+			select {
+			case <-cl.Done():
+			default:
+				return cl, nil
+			}
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("agent: waiting for the agent of %q to connect: %w", id, ctx.Err())
+		}
+	}
+}
+
+// Close drops every agent connection; agents keep trying to reconnect.
+func (h *Hub) Close() error {
+	h.mu.Lock()
+	h.closed = true
+	list := make([]*Client, 0, len(h.clients))
+	for _, cl := range h.clients {
+		list = append(list, cl)
+	}
+	h.clients = make(map[string]*Client)
+	h.notifyLocked()
+	h.mu.Unlock()
+	for _, cl := range list {
+		cl.Close()
+	}
+	return nil
+}
+
+// ConnectOptions configures Agent.Connect.
+type ConnectOptions struct {
+	// HTTPClient makes the WebSocket handshakes; nil means
+	// http.DefaultClient.
+	HTTPClient *http.Client
+	// HTTPHeader is added to each handshake request.
+	HTTPHeader http.Header
+	// Insecure allows a plain ws:// URL to a host that is not a loopback
+	// address.
+	Insecure bool
+	// MinBackoff and MaxBackoff bound the wait between attempts, which
+	// doubles after each failure (with jitter) and starts over after a
+	// connection that authenticated. Zero means 100 ms and 10 s.
+	MinBackoff, MaxBackoff time.Duration
+}
+
+// Connect runs reverse mode: it dials the Hub at rawURL, serves sessions
+// on the connection, and whenever the connection fails or drops dials
+// again with backoff. It returns when ctx ends or the agent is closed,
+// and at once for a URL that could never work.
+func (a *Agent) Connect(ctx context.Context, rawURL string, opts *ConnectOptions) error {
+	var o ConnectOptions
+	if opts != nil {
+		o = *opts
+	}
+	if a.cfg.PassThrough {
+		return fmt.Errorf("agent: connect: %w: a pass-through agent serves no sessions", gantry.ErrInvalidArgument)
+	}
+	if err := checkSecure(rawURL, o.Insecure); err != nil {
+		return fmt.Errorf("agent: connect %s: %w", rawURL, err)
+	}
+	if o.MinBackoff <= 0 {
+		o.MinBackoff = 100 * time.Millisecond
+	}
+	if o.MaxBackoff < o.MinBackoff {
+		o.MaxBackoff = max(10*time.Second, o.MinBackoff)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-a.closed:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	backoff := o.MinBackoff
+	for {
+		c, _, err := websocket.Dial(ctx, rawURL, &websocket.DialOptions{
+			HTTPClient:   o.HTTPClient,
+			HTTPHeader:   o.HTTPHeader,
+			Subprotocols: []string{subprotocol},
+		})
+		switch {
+		case err != nil:
+			a.log.Info("agent: dialing the hub failed", zap.String("url", rawURL), zap.Error(err))
+		case c.Subprotocol() != subprotocol:
+			c.CloseNow()
+			err = errors.New("the server is not a gantry hub")
+			a.log.Info("agent: dialing the hub failed", zap.String("url", rawURL), zap.Error(err))
+		default:
+			if a.serve(ctx, newWSTransport(c), modeReverse, rawURL) {
+				backoff = o.MinBackoff
+			}
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		wait := backoff/2 + rand.N(backoff/2+1)
+		backoff = min(2*backoff, o.MaxBackoff)
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		}
+	}
+}

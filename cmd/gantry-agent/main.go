@@ -1,0 +1,261 @@
+// Command gantry-agent wraps a container's real command so that gantry can
+// exec into the container and attach to it on platforms without an exec
+// API, such as Cloud Run.
+//
+//	gantry-agent [flags] -- CMD ARGS...
+//
+// It starts CMD, forwards every catchable signal to it, reaps orphaned
+// processes (it makes itself a child subreaper, which PID 1 already is),
+// passes CMD's stdout and stderr through byte for byte, and exits with
+// CMD's exact exit code (128+N when signal N killed it). If CMD cannot be
+// started it exits 127 (not found) or 126 (not executable), as a shell
+// does, and 125 for its own errors.
+//
+// With -listen it also serves sessions in forward mode (controllers dial
+// it); with -connect it dials a gantry Hub in reverse mode and keeps that
+// connection up. Without either it is only an init process and costs a
+// few milliseconds of start-up. Every flag can also be given as an
+// environment variable (GANTRY_AGENT_ and the flag's name in upper case,
+// with - as _); these variables, and the secret, are removed from the
+// environment CMD and every exec see.
+//
+// The secret comes from GANTRY_AGENT_SECRET or the file named by
+// -secret-file; it must be at least 16 bytes. See package
+// github.com/gantryhq/gantry/agent for the protocol and the threat model.
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/gantryhq/gantry"
+	"github.com/gantryhq/gantry/agent"
+	"go.uber.org/zap"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr))
+}
+
+// options are the parsed flags.
+type options struct {
+	listen, addrFile, tlsCert, tlsKey string
+	connect, caFile                   string
+	insecure                          bool
+	id, secretFile                    string
+	openStdin, stdinOnce, verbose     bool
+	cmd                               []string
+}
+
+func parse(args []string, getenv func(string) string, stderr io.Writer) (*options, error) {
+	o := &options{}
+	fs := flag.NewFlagSet("gantry-agent", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	str := func(p *string, name, usage string) {
+		fs.StringVar(p, name, getenv(envName(name)), usage)
+	}
+	boolean := func(p *bool, name, usage string) {
+		fs.BoolVar(p, name, getenv(envName(name)) == "true" || getenv(envName(name)) == "1", usage)
+	}
+	str(&o.listen, "listen", "serve sessions in forward mode on this address (host:port)")
+	str(&o.addrFile, "addr-file", "write the address -listen bound to this file")
+	str(&o.tlsCert, "tls-cert", "with -listen: serve TLS with this PEM certificate")
+	str(&o.tlsKey, "tls-key", "with -listen: the PEM key of -tls-cert")
+	str(&o.connect, "connect", "serve sessions in reverse mode by dialing this ws:// or wss:// URL")
+	str(&o.caFile, "ca", "with -connect: trust the PEM certificates in this file")
+	boolean(&o.insecure, "insecure", "with -connect: allow ws:// to a host that is not a loopback address")
+	str(&o.id, "id", "the container ID announced to the hub in reverse mode")
+	str(&o.secretFile, "secret-file", "read the secret from this file instead of GANTRY_AGENT_SECRET")
+	boolean(&o.openStdin, "stdin", "give CMD a standard input that attached sessions write to")
+	boolean(&o.stdinOnce, "stdin-once", "close CMD's standard input when the first attached session closes its own")
+	boolean(&o.verbose, "v", "log the agent's own diagnostics to stderr")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: gantry-agent [flags] -- CMD ARGS...")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	o.cmd = fs.Args()
+	if len(o.cmd) == 0 {
+		fs.Usage()
+		return nil, errors.New("no command given")
+	}
+	if (o.tlsCert == "") != (o.tlsKey == "") {
+		return nil, errors.New("-tls-cert and -tls-key go together")
+	}
+	return o, nil
+}
+
+func envName(flagName string) string {
+	return "GANTRY_AGENT_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+func run(args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
+	o, err := parse(args, getenv, stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintf(stderr, "gantry-agent: %v\n", err)
+		return 125
+	}
+	serving := o.listen != "" || o.connect != ""
+	var secret []byte
+	if serving {
+		if secret, err = readSecret(o, getenv); err != nil {
+			fmt.Fprintf(stderr, "gantry-agent: %v\n", err)
+			return 125
+		}
+	}
+	log := zap.NewNop()
+	if o.verbose {
+		if l, err := zap.NewDevelopment(); err == nil {
+			log = l
+		}
+	}
+
+	// Subscribe before the command starts so no signal slips past.
+	sigs := make(chan os.Signal, 64)
+	signal.Notify(sigs)
+
+	a, err := agent.Start(agent.Config{
+		Cmd:         o.cmd,
+		Env:         agent.CleanEnv(os.Environ()),
+		Secret:      secret,
+		ID:          o.id,
+		Stdin:       stdin,
+		Stdout:      stdout,
+		Stderr:      stderr,
+		OpenStdin:   o.openStdin,
+		StdinOnce:   o.stdinOnce,
+		PassThrough: !serving,
+		Reap:        becomeSubreaper() || os.Getpid() == 1,
+		Logger:      log,
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "gantry-agent: %v\n", err)
+		switch {
+		case errors.Is(err, gantry.ErrNotFound):
+			return 127
+		case errors.Is(err, gantry.ErrPermissionDenied):
+			return 126
+		}
+		return 125
+	}
+	go forwardSignals(a, sigs)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var srv *http.Server
+	if o.listen != "" {
+		srv, err = listen(o, a)
+		if err != nil {
+			fmt.Fprintf(stderr, "gantry-agent: %v\n", err)
+		}
+	}
+	if o.connect != "" {
+		copts, err := connectOptions(o)
+		if err != nil {
+			fmt.Fprintf(stderr, "gantry-agent: %v\n", err)
+		} else {
+			go func() {
+				if err := a.Connect(ctx, o.connect, copts); err != nil {
+					fmt.Fprintf(stderr, "gantry-agent: %v\n", err)
+				}
+			}()
+		}
+	}
+
+	res := a.Wait()
+	cancel()
+	if srv != nil {
+		srv.Close()
+	}
+	a.Close()
+	return res.ExitCode
+}
+
+// readSecret reads the secret from -secret-file or GANTRY_AGENT_SECRET.
+func readSecret(o *options, getenv func(string) string) ([]byte, error) {
+	var s []byte
+	if o.secretFile != "" {
+		b, err := os.ReadFile(o.secretFile)
+		if err != nil {
+			return nil, fmt.Errorf("reading the secret: %w", err)
+		}
+		s = []byte(strings.TrimRight(string(b), "\r\n"))
+	} else {
+		s = []byte(getenv("GANTRY_AGENT_SECRET"))
+	}
+	if len(s) < agent.MinSecretLen {
+		return nil, fmt.Errorf("the secret (GANTRY_AGENT_SECRET or -secret-file) must be at least %d bytes, got %d", agent.MinSecretLen, len(s))
+	}
+	return s, nil
+}
+
+// forwardSignals passes every catchable signal on to the command, except
+// SIGCHLD (the agent's own business), SIGURG (Go's runtime uses it to
+// preempt goroutines, so it cannot be told apart) and SIGPIPE (raised by
+// the agent's own writes, not meant for the command).
+func forwardSignals(a *agent.Agent, sigs <-chan os.Signal) {
+	for sig := range sigs {
+		s, ok := sig.(syscall.Signal)
+		if !ok || s == syscall.SIGCHLD || s == syscall.SIGURG || s == syscall.SIGPIPE {
+			continue
+		}
+		a.Signal(s)
+	}
+}
+
+func listen(o *options, a *agent.Agent) (*http.Server, error) {
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return nil, err
+	}
+	if o.addrFile != "" {
+		if err := os.WriteFile(o.addrFile, []byte(ln.Addr().String()), 0o600); err != nil {
+			ln.Close()
+			return nil, err
+		}
+	}
+	srv := &http.Server{Handler: a, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if o.tlsCert != "" {
+			srv.ServeTLS(ln, o.tlsCert, o.tlsKey)
+		} else {
+			srv.Serve(ln)
+		}
+	}()
+	return srv, nil
+}
+
+func connectOptions(o *options) (*agent.ConnectOptions, error) {
+	copts := &agent.ConnectOptions{Insecure: o.insecure}
+	if o.caFile != "" {
+		pem, err := os.ReadFile(o.caFile)
+		if err != nil {
+			return nil, fmt.Errorf("reading -ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("-ca %s holds no PEM certificate", o.caFile)
+		}
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		copts.HTTPClient = &http.Client{Transport: tr}
+	}
+	return copts, nil
+}
