@@ -30,8 +30,12 @@ var specFeatures = map[gantry.Feature]func(h Harness, sp *gantry.Spec){
 	gantry.FeatureMounts: func(_ Harness, sp *gantry.Spec) {
 		sp.Mounts = []gantry.Mount{{Type: gantry.MountTmpfs, Target: "/runtimetest-data"}}
 	},
-	gantry.FeatureSecrets: func(_ Harness, sp *gantry.Spec) {
-		sp.Secrets = []gantry.Secret{{Name: "runtimetest", Env: "RUNTIMETEST_SECRET"}}
+	gantry.FeatureSecrets: func(h Harness, sp *gantry.Spec) {
+		name := h.SecretName
+		if name == "" {
+			name = "runtimetest"
+		}
+		sp.Secrets = []gantry.Secret{{Name: name, Env: "RUNTIMETEST_SECRET"}}
 	},
 	gantry.FeatureUser: func(_ Harness, sp *gantry.Spec) { sp.User = "65534" },
 	gantry.FeatureTty:  func(_ Harness, sp *gantry.Spec) { sp.Tty = true },
@@ -211,6 +215,11 @@ func (s *suite) specAccepted(t *testing.T, f gantry.Feature) {
 		script = "echo ok > /runtimetest-data/f && cat /runtimetest-data/f"
 	case gantry.FeatureTimeout:
 		script, want, code, signal = scriptForever, "ready", 143, "SIGTERM"
+	case gantry.FeatureSecrets:
+		if s.h.SecretName == "" {
+			t.Fatalf("secrets are declared %s; set Harness.SecretName and SecretValue so the suite can test them", s.caps.Level(f))
+		}
+		script, want = `echo "$RUNTIMETEST_SECRET"`, s.h.SecretValue
 	}
 	spec := s.spec(newTag(), script)
 	specFeatures[f](s.h, &spec)

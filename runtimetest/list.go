@@ -106,7 +106,7 @@ func (s *suite) testList(t *testing.T) {
 	}{
 		{"RunningOnly", gantry.ListOptions{}, []*gantry.Container{web}},
 		{"All", gantry.ListOptions{All: true}, []*gantry.Container{idle, db, web}},
-		{"IDs", gantry.ListOptions{IDs: []string{db.ID, shortPrefix(idle.ID)}}, []*gantry.Container{idle, db}},
+		{"IDs", gantry.ListOptions{All: true, IDs: []string{db.ID, shortPrefix(idle.ID)}}, []*gantry.Container{idle, db}},
 		{"Names", gantry.ListOptions{All: true, Names: []string{tag + "-web", tag + "-idle"}}, []*gantry.Container{idle, web}},
 		{"LabelKey", gantry.ListOptions{All: true, Labels: []string{"team"}}, []*gantry.Container{db, web}},
 		{"LabelKeyValue", gantry.ListOptions{All: true, Labels: []string{"tier=web"}}, []*gantry.Container{idle, web}},

@@ -32,7 +32,7 @@ func (s *suite) testRestart(t *testing.T) {
 				before.State.StartedAt, after.State.StartedAt, before.RestartCount, after.RestartCount)
 		}
 		if err := s.poll(s.ctx(t), func() (bool, error) {
-			got := lines(s.logs(t, rt, c.ID, gantry.LogsOptions{}), 0)
+			got := lines(s.logs(t, rt, c.ID, gantry.LogsOptions{Stdout: true}), 0)
 			return slices.Equal(got, []string{"ready", "got TERM", "ready"}), nil
 		}); err != nil {
 			t.Errorf("logs after Restart: %v; want ready, got TERM, ready%s", err, lastLines(rt, c.ID))

@@ -65,6 +65,11 @@ type Harness struct {
 	// stretches its deadlines and stop timeouts by it. Zero suits an
 	// in-memory backend.
 	Latency time.Duration
+	// SecretName and SecretValue name a secret the backend can read, and
+	// its value, for the test of Spec.Secrets. A backend that declares
+	// secrets supported must provide one.
+	SecretName  string
+	SecretValue string
 }
 
 // labelKey marks every container the suite creates with the ID of the test
