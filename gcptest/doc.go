@@ -1,0 +1,47 @@
+// Package gcptest is an in-process emulator of the Google Cloud APIs that
+// gantry's cloud backends call: Cloud Run Admin API v2 (Jobs, Executions,
+// Tasks), Cloud Logging v2 and google.longrunning.Operations, served over
+// gRPC so that the official client libraries talk to it unchanged, on the
+// transport they use in production. It is to Cloud Run what
+// net/http/httptest is to HTTP and pstest is to Pub/Sub.
+//
+// It validates requests as the real API does (resource names, job IDs,
+// labels, annotations, limits, etags; see RULES.md) and answers with the
+// same status codes. Its long-running operations really run: a RunJob
+// operation finishes when its execution does, and fails when it fails.
+// And it runs what it is asked to run: every task attempt is a container
+// of a gantry.Runtime, by default the fake runtime running the container's
+// command and args as processes of this host, with the environment Cloud
+// Run sets (CLOUD_RUN_JOB, CLOUD_RUN_EXECUTION, CLOUD_RUN_TASK_INDEX,
+// CLOUD_RUN_TASK_ATTEMPT, CLOUD_RUN_TASK_COUNT). Images are not pulled,
+// so the command (sh, for example) must exist on the host. What a
+// container prints becomes Cloud Logging entries exactly as Cloud Run
+// writes them.
+//
+// A test starts a Server and hands its ClientOptions to any client:
+//
+//	srv, err := gcptest.NewServer()
+//	if err != nil {
+//		t.Fatal(err)
+//	}
+//	defer srv.Close()
+//	jobs, err := run.NewJobsClient(ctx, srv.ClientOptions()...)
+//	if err != nil {
+//		t.Fatal(err)
+//	}
+//	defer jobs.Close()
+//	op, err := jobs.CreateJob(ctx, &runpb.CreateJobRequest{
+//		Parent: "projects/p/locations/us-central1",
+//		JobId:  "hello",
+//		Job: &runpb.Job{Template: &runpb.ExecutionTemplate{
+//			Template: &runpb.TaskTemplate{Containers: []*runpb.Container{{
+//				Image:   "busybox",
+//				Command: []string{"sh", "-c", "echo hello"},
+//			}}},
+//		}},
+//	})
+//
+// Tests of failure handling inject faults and latency per gRPC method
+// (InjectFault) and count calls (Calls, CallCounts). The command
+// cmd/gcptest serves the same emulator on a port for other tools.
+package gcptest

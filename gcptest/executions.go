@@ -1,0 +1,705 @@
+package gcptest
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"cloud.google.com/go/longrunning/autogen/longrunningpb"
+	"cloud.google.com/go/run/apiv2/runpb"
+	"google.golang.org/genproto/googleapis/api"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/gantryhq/gantry"
+)
+
+// executionRun controls an execution while it runs.
+type executionRun struct {
+	stop     chan struct{}
+	stopOnce sync.Once
+	done     chan struct{}
+	op       string
+}
+
+func (r *executionRun) cancel() { r.stopOnce.Do(func() { close(r.stop) }) }
+
+func (r *executionRun) stopped() bool {
+	select {
+	case <-r.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// executionsService is google.cloud.run.v2.Executions.
+type executionsService struct {
+	runpb.UnimplementedExecutionsServer
+	s *Server
+}
+
+func condition(typ string, state runpb.Condition_State, msg string, at time.Time) *runpb.Condition {
+	return &runpb.Condition{Type: typ, State: state, Message: msg, LastTransitionTime: ts(at)}
+}
+
+func withExecutionReason(c *runpb.Condition, r runpb.Condition_ExecutionReason) *runpb.Condition {
+	c.Reasons = &runpb.Condition_ExecutionReason_{ExecutionReason: r}
+	return c
+}
+
+// setCondition replaces the condition of the same type, or appends c.
+func setCondition(cs []*runpb.Condition, c *runpb.Condition) []*runpb.Condition {
+	for i, old := range cs {
+		if old.Type == c.Type {
+			cs[i] = c
+			return cs
+		}
+	}
+	return append(cs, c)
+}
+
+func logURI(loc location, job, execution string) string {
+	return fmt.Sprintf("https://console.cloud.google.com/logs/viewer?project=%s&advancedFilter=resource.type%%3D%%22cloud_run_job%%22%%0Aresource.labels.job_name%%3D%%22%s%%22%%0Aresource.labels.location%%3D%%22%s%%22%%0Alabels.%%22run.googleapis.com/execution_name%%22%%3D%%22%s%%22", loc.project, job, loc.location, execution)
+}
+
+// applyOverrides applies RunJobRequest.overrides to a copy of the job's
+// execution template.
+func applyOverrides(t *runpb.ExecutionTemplate, o *runpb.RunJobRequest_Overrides) error {
+	if o == nil {
+		return nil
+	}
+	if o.DelayExecution != nil && *o.DelayExecution {
+		return status.Error(codes.Unimplemented, "overrides.delay_execution is not supported by gcptest")
+	}
+	if o.TaskCount < 0 || o.TaskCount > maxTaskCount {
+		return invalid("overrides.task_count %d must be between 1 and %d", o.TaskCount, maxTaskCount)
+	}
+	if o.TaskCount > 0 {
+		t.TaskCount = o.TaskCount
+		if t.Parallelism > t.TaskCount {
+			t.Parallelism = t.TaskCount
+		}
+	}
+	if o.Timeout != nil {
+		if err := validateTimeout("overrides.timeout", o.Timeout.AsDuration(), o.Timeout.CheckValid()); err != nil {
+			return err
+		}
+		t.Template.Timeout = o.Timeout
+	}
+	cs := t.Template.Containers
+	for i, co := range o.ContainerOverrides {
+		var c *runpb.Container
+		if co.Name == "" {
+			if len(cs) > 1 {
+				return invalid("overrides.container_overrides[%d].name is required: the job has %d containers", i, len(cs))
+			}
+			c = cs[0]
+		} else {
+			for _, x := range cs {
+				if x.Name == co.Name {
+					c = x
+				}
+			}
+			if c == nil {
+				return invalid("overrides.container_overrides[%d].name %q names no container of the job", i, co.Name)
+			}
+		}
+		if co.ClearArgs && len(co.Args) > 0 {
+			return invalid("overrides.container_overrides[%d]: clear_args cannot be set together with args", i)
+		}
+		if co.ClearArgs {
+			c.Args = nil
+		} else if len(co.Args) > 0 {
+			c.Args = slices.Clone(co.Args)
+		}
+		if err := validateEnv(fmt.Sprintf("overrides.container_overrides[%d].env", i), co.Env); err != nil {
+			return err
+		}
+		for _, e := range co.Env {
+			replaced := false
+			for j, old := range c.Env {
+				if old.Name == e.Name {
+					c.Env[j] = clone(e)
+					replaced = true
+				}
+			}
+			if !replaced {
+				c.Env = append(c.Env, clone(e))
+			}
+		}
+	}
+	return nil
+}
+
+// RunJob starts a new execution of a job. Its operation finishes when the
+// execution does; its metadata is the execution as it is now.
+func (js *jobsService) RunJob(ctx context.Context, req *runpb.RunJobRequest) (*longrunningpb.Operation, error) {
+	s := js.s
+	name, err := parseJobName("name", req.GetName(), false)
+	if err != nil {
+		return nil, err
+	}
+	jn := name.String()
+	s.store.mu.Lock()
+	job := s.store.jobs[jn]
+	if job == nil {
+		s.store.mu.Unlock()
+		return nil, status.Errorf(codes.NotFound, "job %s not found", jn)
+	}
+	if err := checkEtag(req.GetEtag(), job.Etag, jn); err != nil {
+		s.store.mu.Unlock()
+		return nil, err
+	}
+	tmpl := clone(job.Template)
+	if err := applyOverrides(tmpl, req.GetOverrides()); err != nil {
+		s.store.mu.Unlock()
+		return nil, err
+	}
+	now := s.now()
+	execID := name.job + "-" + randomSuffix(5)
+	en := executionName{name, execID}
+	parallelism := tmpl.Parallelism
+	if parallelism == 0 {
+		parallelism = tmpl.TaskCount
+	}
+	ex := &runpb.Execution{
+		Name:               en.String(),
+		Uid:                newUID(),
+		Creator:            Principal,
+		Generation:         1,
+		Labels:             mergeLabels(job.Labels, tmpl.Labels),
+		Annotations:        tmpl.Annotations,
+		CreateTime:         ts(now),
+		UpdateTime:         ts(now),
+		LaunchStage:        api.LaunchStage_GA,
+		Job:                name.job,
+		Parallelism:        parallelism,
+		TaskCount:          tmpl.TaskCount,
+		Template:           tmpl.Template,
+		Reconciling:        true,
+		ObservedGeneration: 1,
+		LogUri:             logURI(name.location, name.job, execID),
+		Client:             tmpl.Client,
+		ClientVersion:      tmpl.ClientVersion,
+		Conditions: []*runpb.Condition{
+			condition("Completed", runpb.Condition_CONDITION_PENDING, "", now),
+			condition("ResourcesAvailable", runpb.Condition_CONDITION_PENDING, "", now),
+			condition("Started", runpb.Condition_CONDITION_PENDING, "", now),
+		},
+	}
+	ex.Etag = etag(ex.Name, ex.Generation, now)
+	if req.GetValidateOnly() {
+		s.store.mu.Unlock()
+		return s.doneOperation(name.location, ex, nil), nil
+	}
+	for i := range int(tmpl.TaskCount) {
+		t := &runpb.Task{
+			Name:                 fmt.Sprintf("%s/tasks/%s-task%d", ex.Name, execID, i),
+			Uid:                  newUID(),
+			Generation:           1,
+			Labels:               ex.Labels,
+			Annotations:          ex.Annotations,
+			CreateTime:           ts(now),
+			UpdateTime:           ts(now),
+			Job:                  name.job,
+			Execution:            execID,
+			Containers:           tmpl.Template.Containers,
+			Volumes:              tmpl.Template.Volumes,
+			MaxRetries:           tmpl.Template.GetMaxRetries(),
+			Timeout:              tmpl.Template.Timeout,
+			ServiceAccount:       tmpl.Template.ServiceAccount,
+			ExecutionEnvironment: tmpl.Template.ExecutionEnvironment,
+			EncryptionKey:        tmpl.Template.EncryptionKey,
+			VpcAccess:            tmpl.Template.VpcAccess,
+			NodeSelector:         tmpl.Template.NodeSelector,
+			Reconciling:          true,
+			ObservedGeneration:   1,
+			Index:                int32(i),
+			LogUri:               ex.LogUri,
+			Conditions: []*runpb.Condition{
+				condition("Completed", runpb.Condition_CONDITION_PENDING, "", now),
+				condition("Started", runpb.Condition_CONDITION_PENDING, "", now),
+			},
+		}
+		t.Etag = etag(t.Name, 1, now)
+		s.store.tasks[t.Name] = clone(t)
+	}
+	s.store.executions[ex.Name] = ex
+	job.ExecutionCount++
+	job.LatestCreatedExecution = &runpb.ExecutionReference{
+		Name:             execID,
+		CreateTime:       ts(now),
+		CompletionStatus: runpb.ExecutionReference_EXECUTION_RUNNING,
+	}
+	run := &executionRun{stop: make(chan struct{}), done: make(chan struct{})}
+	s.store.runs[ex.Name] = run
+	s.store.mu.Unlock()
+
+	run.op = s.ops.start(name.location, s.executionRefresher(ex.Name))
+	if !s.goBackground(func() { s.execute(en, run) }) {
+		return nil, status.Error(codes.Unavailable, "gcptest: the server is closing")
+	}
+	if s.cfg.instantOps {
+		select {
+		case <-run.done:
+		case <-ctx.Done():
+			return nil, status.FromContextError(ctx.Err()).Err()
+		}
+	}
+	return s.opSnapshot(ctx, run.op)
+}
+
+func mergeLabels(maps ...map[string]string) map[string]string {
+	var m map[string]string
+	for _, x := range maps {
+		for k, v := range x {
+			if m == nil {
+				m = map[string]string{}
+			}
+			m[k] = v
+		}
+	}
+	return m
+}
+
+func (s *Server) executionRefresher(name string) func() proto.Message {
+	return func() proto.Message {
+		s.store.mu.Lock()
+		defer s.store.mu.Unlock()
+		if ex := s.store.executions[name]; ex != nil {
+			return clone(ex)
+		}
+		return nil
+	}
+}
+
+// execute runs an execution's tasks, at most parallelism at a time, then
+// records how it ended and finishes its operation.
+func (s *Server) execute(en executionName, run *executionRun) {
+	name := en.String()
+	s.store.mu.Lock()
+	ex := s.store.executions[name]
+	now := s.now()
+	ex.StartTime = ts(now)
+	ex.Conditions = setCondition(ex.Conditions, condition("ResourcesAvailable", runpb.Condition_CONDITION_SUCCEEDED, "Provisioned resources required to run the execution.", now))
+	taskCount, parallelism := int(ex.TaskCount), int(ex.Parallelism)
+	s.store.mu.Unlock()
+
+	sem := make(chan struct{}, parallelism)
+	var wg sync.WaitGroup
+	started := 0
+dispatch:
+	for i := range taskCount {
+		select {
+		case sem <- struct{}{}:
+		case <-run.stop:
+			break dispatch
+		case <-s.ctx.Done():
+			break dispatch
+		}
+		if run.stopped() || s.ctx.Err() != nil {
+			<-sem
+			break
+		}
+		started++
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			s.runTask(en, i, taskCount, run)
+		}()
+	}
+	wg.Wait()
+	s.finishExecution(en, run, started)
+}
+
+// finishExecution marks the tasks that never started as cancelled, sets
+// the execution's terminal condition and finishes its operation.
+func (s *Server) finishExecution(en executionName, run *executionRun, started int) {
+	name := en.String()
+	now := s.now()
+	s.store.mu.Lock()
+	ex := s.store.executions[name]
+	for i := started; i < int(ex.TaskCount); i++ {
+		t := s.store.tasks[fmt.Sprintf("%s/tasks/%s-task%d", name, en.execution, i)]
+		t.Reconciling = false
+		t.CompletionTime = ts(now)
+		t.Conditions = setCondition(t.Conditions, withExecutionReason(condition("Completed", runpb.Condition_CONDITION_FAILED, "The task was cancelled before it started.", now), runpb.Condition_CANCELLED))
+		ex.CancelledCount++
+	}
+	ex.Reconciling = false
+	ex.CompletionTime = ts(now)
+	ex.UpdateTime = ts(now)
+	var (
+		opErr      error
+		completion runpb.ExecutionReference_CompletionStatus
+		done       *runpb.Condition
+	)
+	switch {
+	case ex.SucceededCount == ex.TaskCount:
+		completion = runpb.ExecutionReference_EXECUTION_SUCCEEDED
+		done = condition("Completed", runpb.Condition_CONDITION_SUCCEEDED, fmt.Sprintf("Execution completed successfully in %s.", now.Sub(ex.StartTime.AsTime()).Round(time.Millisecond)), now)
+	case run.stopped() || s.ctx.Err() != nil:
+		completion = runpb.ExecutionReference_EXECUTION_CANCELLED
+		done = withExecutionReason(condition("Completed", runpb.Condition_CONDITION_FAILED, "The execution was cancelled.", now), runpb.Condition_CANCELLED)
+		opErr = status.Errorf(codes.Canceled, "Execution %s was cancelled.", en.execution)
+	default:
+		completion = runpb.ExecutionReference_EXECUTION_FAILED
+		msg := s.firstFailureLocked(name, en.execution, int(ex.TaskCount))
+		done = withExecutionReason(condition("Completed", runpb.Condition_CONDITION_FAILED, msg, now), runpb.Condition_NON_ZERO_EXIT_CODE)
+		opErr = status.Error(codes.FailedPrecondition, msg)
+	}
+	ex.Conditions = setCondition(ex.Conditions, done)
+	if ex.Conditions[2].State == runpb.Condition_CONDITION_PENDING {
+		ex.Conditions[2] = condition("Started", runpb.Condition_CONDITION_FAILED, "The execution was cancelled before any task started.", now)
+	}
+	final := clone(ex)
+	if job := s.store.jobs[en.jobName.String()]; job != nil && job.LatestCreatedExecution.GetName() == en.execution {
+		job.LatestCreatedExecution.CompletionTime = ts(now)
+		job.LatestCreatedExecution.CompletionStatus = completion
+	}
+	delete(s.store.runs, name)
+	s.store.mu.Unlock()
+	s.ops.finish(run.op, final, opErr)
+	close(run.done)
+}
+
+// firstFailureLocked describes the first failed task as Cloud Run does:
+// "Task <id> failed with message: ...".
+func (s *Server) firstFailureLocked(name, execID string, n int) string {
+	for i := range n {
+		t := s.store.tasks[fmt.Sprintf("%s/tasks/%s-task%d", name, execID, i)]
+		if r := t.GetLastAttemptResult(); r != nil && r.GetStatus().GetCode() != int32(codes.OK) {
+			return fmt.Sprintf("Task %s-task%d failed with message: %s", execID, i, r.GetStatus().GetMessage())
+		}
+	}
+	return "Execution failed."
+}
+
+// runTask runs one task's attempts until one succeeds, the retries run
+// out, or the execution is cancelled.
+func (s *Server) runTask(en executionName, index, taskCount int, run *executionRun) {
+	name := en.String()
+	taskID := fmt.Sprintf("%s-task%d", en.execution, index)
+	tn := name + "/tasks/" + taskID
+	s.store.mu.Lock()
+	t := s.store.tasks[tn]
+	t.ScheduledTime = ts(s.now())
+	container := clone(t.Containers[0])
+	maxRetries := int(t.MaxRetries)
+	timeout := t.Timeout.AsDuration()
+	s.store.mu.Unlock()
+
+	for attempt := 0; ; attempt++ {
+		w := workload{
+			spec:    s.taskSpec(en, taskID, container, index, attempt, taskCount),
+			timeout: timeout,
+			logs:    jobTaskLogTarget(en.location, en.job, en.execution, index, attempt),
+		}
+		wasStarted := false
+		out := s.runner.run(s.ctx, w, run.stop, func(at time.Time) {
+			wasStarted = true
+			s.store.mu.Lock()
+			defer s.store.mu.Unlock()
+			t := s.store.tasks[tn]
+			ex := s.store.executions[name]
+			t.StartTime = ts(at)
+			t.Conditions = setCondition(t.Conditions, condition("Started", runpb.Condition_CONDITION_SUCCEEDED, "", at))
+			t.Conditions = setCondition(t.Conditions, condition("Completed", runpb.Condition_CONDITION_RECONCILING, "", at))
+			ex.RunningCount++
+			if ex.Conditions[2].State != runpb.Condition_CONDITION_SUCCEEDED {
+				ex.Conditions[2] = condition("Started", runpb.Condition_CONDITION_SUCCEEDED, "Started deployed execution.", at)
+			}
+			if ex.Conditions[0].State == runpb.Condition_CONDITION_PENDING {
+				ex.Conditions[0] = condition("Completed", runpb.Condition_CONDITION_RECONCILING, "", at)
+			}
+		})
+		if s.recordAttempt(en, tn, out, wasStarted, attempt, maxRetries) {
+			return
+		}
+	}
+}
+
+// recordAttempt records how an attempt ended and reports whether the task
+// is finished (true) or gets another attempt (false).
+func (s *Server) recordAttempt(en executionName, tn string, out outcome, wasStarted bool, attempt, maxRetries int) bool {
+	s.store.mu.Lock()
+	defer s.store.mu.Unlock()
+	t := s.store.tasks[tn]
+	ex := s.store.executions[en.String()]
+	if wasStarted {
+		ex.RunningCount--
+	}
+	res := &runpb.TaskAttemptResult{}
+	if out.signal != 0 {
+		res.TermSignal = int32(out.signal)
+	} else {
+		res.ExitCode = int32(out.exitCode)
+	}
+	var (
+		code   codes.Code
+		msg    string
+		reason runpb.Condition_ExecutionReason
+	)
+	switch {
+	case out.stopped:
+		code, msg, reason = codes.Canceled, "The task was cancelled.", runpb.Condition_CANCELLED
+	case out.err != nil:
+		code, msg, reason = codes.Internal, "The container could not be started: "+out.err.Error(), runpb.Condition_NON_ZERO_EXIT_CODE
+	case out.timedOut:
+		code, msg, reason = codes.DeadlineExceeded, "The configured timeout was reached.", runpb.Condition_NON_ZERO_EXIT_CODE
+	case out.signal != 0:
+		code, msg, reason = codes.Unknown, fmt.Sprintf("The container was terminated by signal %d (%s).", out.signal, gantry.SignalName(out.signal)), runpb.Condition_NON_ZERO_EXIT_CODE
+	case out.exitCode != 0:
+		code, msg, reason = codes.Unknown, fmt.Sprintf("The container exited with an error (exit code %d).", out.exitCode), runpb.Condition_NON_ZERO_EXIT_CODE
+	default:
+		code = codes.OK
+	}
+	res.Status = status.New(code, msg).Proto()
+	t.LastAttemptResult = res
+	now := s.now()
+	t.UpdateTime = ts(now)
+	switch {
+	case code == codes.OK:
+		ex.SucceededCount++
+		t.Conditions = setCondition(t.Conditions, condition("Completed", runpb.Condition_CONDITION_SUCCEEDED, "Task completed successfully.", now))
+	case code == codes.Canceled:
+		ex.CancelledCount++
+		t.Conditions = setCondition(t.Conditions, withExecutionReason(condition("Completed", runpb.Condition_CONDITION_FAILED, msg, now), reason))
+	case attempt < maxRetries:
+		t.Retried++
+		ex.RetriedCount++
+		t.Conditions = setCondition(t.Conditions, withRetryReason(condition("Retry", runpb.Condition_CONDITION_SUCCEEDED, fmt.Sprintf("System will retry after 0:00:00 from lastTransitionTime for attempt %d.", attempt+1), now)))
+		return false
+	default:
+		ex.FailedCount++
+		t.Conditions = setCondition(t.Conditions, withExecutionReason(condition("Completed", runpb.Condition_CONDITION_FAILED, msg, now), reason))
+	}
+	t.Reconciling = false
+	t.CompletionTime = ts(now)
+	return true
+}
+
+func withRetryReason(c *runpb.Condition) *runpb.Condition {
+	c.Reasons = &runpb.Condition_Reason{Reason: runpb.Condition_IMMEDIATE_RETRY}
+	return c
+}
+
+// taskSpec is the container of one attempt: the task's main container,
+// its command and args run as given (images are not pulled), with the
+// environment Cloud Run sets for jobs.
+func (s *Server) taskSpec(en executionName, taskID string, c *runpb.Container, index, attempt, taskCount int) gantry.Spec {
+	env := make([]string, 0, len(c.Env)+5)
+	for _, e := range c.Env {
+		env = append(env, e.Name+"="+e.GetValue())
+	}
+	env = append(env,
+		"CLOUD_RUN_JOB="+en.job,
+		"CLOUD_RUN_EXECUTION="+en.execution,
+		"CLOUD_RUN_TASK_INDEX="+strconv.Itoa(index),
+		"CLOUD_RUN_TASK_ATTEMPT="+strconv.Itoa(attempt),
+		"CLOUD_RUN_TASK_COUNT="+strconv.Itoa(taskCount),
+	)
+	return gantry.Spec{
+		Name:       fmt.Sprintf("%s-a%d", taskID, attempt),
+		Image:      c.Image,
+		Entrypoint: c.Command,
+		Cmd:        c.Args,
+		Env:        env,
+		WorkingDir: c.WorkingDir,
+		Labels: map[string]string{
+			"gcptest.job":        en.jobName.String(),
+			"gcptest.execution":  en.execution,
+			"gcptest.task_index": strconv.Itoa(index),
+		},
+	}
+}
+
+// GetExecution returns an execution.
+func (es *executionsService) GetExecution(_ context.Context, req *runpb.GetExecutionRequest) (*runpb.Execution, error) {
+	name, err := parseExecutionName("name", req.GetName(), false)
+	if err != nil {
+		return nil, err
+	}
+	s := es.s
+	s.store.mu.Lock()
+	defer s.store.mu.Unlock()
+	if ex := s.store.executions[name.String()]; ex != nil {
+		return clone(ex), nil
+	}
+	return nil, status.Errorf(codes.NotFound, "execution %s not found", name)
+}
+
+// ListExecutions lists the executions of a job, or of every job of the
+// location when the job is "-", newest first.
+func (es *executionsService) ListExecutions(_ context.Context, req *runpb.ListExecutionsRequest) (*runpb.ListExecutionsResponse, error) {
+	parent, err := parseJobName("parent", req.GetParent(), true)
+	if err != nil {
+		return nil, err
+	}
+	s := es.s
+	s.store.mu.Lock()
+	defer s.store.mu.Unlock()
+	if parent.job != wildcard && s.store.jobs[parent.String()] == nil {
+		return nil, status.Errorf(codes.NotFound, "job %s not found", parent)
+	}
+	prefix := parent.location.String() + "/jobs/"
+	var list []*runpb.Execution
+	for n, ex := range s.store.executions {
+		if !strings.HasPrefix(n, prefix) || (parent.job != wildcard && ex.Job != parent.job) {
+			continue
+		}
+		list = append(list, ex)
+	}
+	slices.SortFunc(list, func(a, b *runpb.Execution) int {
+		if c := b.CreateTime.AsTime().Compare(a.CreateTime.AsTime()); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Name, b.Name)
+	})
+	lo, hi, next, err := pageBounds(len(list), req.GetPageSize(), req.GetPageToken(), req.GetParent())
+	if err != nil {
+		return nil, err
+	}
+	resp := &runpb.ListExecutionsResponse{NextPageToken: next}
+	for _, ex := range list[lo:hi] {
+		resp.Executions = append(resp.Executions, clone(ex))
+	}
+	return resp, nil
+}
+
+// CancelExecution stops a running execution: running tasks get SIGTERM,
+// then SIGKILL after the grace period; tasks not started never start.
+// The operation finishes when the execution has stopped.
+func (es *executionsService) CancelExecution(ctx context.Context, req *runpb.CancelExecutionRequest) (*longrunningpb.Operation, error) {
+	s := es.s
+	name, err := parseExecutionName("name", req.GetName(), false)
+	if err != nil {
+		return nil, err
+	}
+	n := name.String()
+	s.store.mu.Lock()
+	ex := s.store.executions[n]
+	if ex == nil {
+		s.store.mu.Unlock()
+		return nil, status.Errorf(codes.NotFound, "execution %s not found", n)
+	}
+	if err := checkEtag(req.GetEtag(), ex.Etag, n); err != nil {
+		s.store.mu.Unlock()
+		return nil, err
+	}
+	run := s.store.runs[n]
+	if run == nil {
+		s.store.mu.Unlock()
+		return nil, status.Errorf(codes.FailedPrecondition, "execution %s has already completed", n)
+	}
+	if req.GetValidateOnly() {
+		preview := clone(ex)
+		s.store.mu.Unlock()
+		return s.doneOperation(name.location, preview, nil), nil
+	}
+	now := s.now()
+	ex.Conditions = setCondition(ex.Conditions, withExecutionReason(condition("Completed", runpb.Condition_CONDITION_RECONCILING, "The execution is being cancelled.", now), runpb.Condition_CANCELLING))
+	s.store.mu.Unlock()
+	run.cancel()
+	return s.followRun(ctx, name, run)
+}
+
+// followRun returns an operation that finishes, with the execution as
+// response, once run is done.
+func (s *Server) followRun(ctx context.Context, name executionName, run *executionRun) (*longrunningpb.Operation, error) {
+	refresh := s.executionRefresher(name.String())
+	op := s.ops.start(name.location, refresh)
+	finish := func() {
+		<-run.done
+		s.ops.finish(op, refresh(), nil)
+	}
+	if s.cfg.instantOps {
+		select {
+		case <-run.done:
+			finish()
+		case <-ctx.Done():
+			return nil, status.FromContextError(ctx.Err()).Err()
+		}
+	} else if !s.goBackground(finish) {
+		return nil, status.Error(codes.Unavailable, "gcptest: the server is closing")
+	}
+	return s.opSnapshot(ctx, op)
+}
+
+// DeleteExecution deletes an execution and its tasks; a running one is
+// cancelled first, and the operation finishes once it is gone.
+func (es *executionsService) DeleteExecution(ctx context.Context, req *runpb.DeleteExecutionRequest) (*longrunningpb.Operation, error) {
+	s := es.s
+	name, err := parseExecutionName("name", req.GetName(), false)
+	if err != nil {
+		return nil, err
+	}
+	n := name.String()
+	s.store.mu.Lock()
+	ex := s.store.executions[n]
+	if ex == nil {
+		s.store.mu.Unlock()
+		return nil, status.Errorf(codes.NotFound, "execution %s not found", n)
+	}
+	if err := checkEtag(req.GetEtag(), ex.Etag, n); err != nil {
+		s.store.mu.Unlock()
+		return nil, err
+	}
+	if req.GetValidateOnly() {
+		preview := clone(ex)
+		s.store.mu.Unlock()
+		return s.doneOperation(name.location, preview, nil), nil
+	}
+	run := s.store.runs[n]
+	s.store.mu.Unlock()
+	remove := func() *runpb.Execution {
+		s.store.mu.Lock()
+		defer s.store.mu.Unlock()
+		ex := s.store.executions[n]
+		if ex == nil {
+			return nil
+		}
+		delete(s.store.executions, n)
+		for tn := range s.store.tasks {
+			if strings.HasPrefix(tn, n+"/tasks/") {
+				delete(s.store.tasks, tn)
+			}
+		}
+		ex.DeleteTime = ts(s.now())
+		if job := s.store.jobs[name.jobName.String()]; job != nil && job.LatestCreatedExecution.GetName() == name.execution {
+			job.LatestCreatedExecution.DeleteTime = ex.DeleteTime
+		}
+		return ex
+	}
+	if run == nil {
+		ex := remove()
+		if ex == nil {
+			return nil, status.Errorf(codes.NotFound, "execution %s not found", n)
+		}
+		return s.doneOperation(name.location, ex, nil), nil
+	}
+	run.cancel()
+	refresh := s.executionRefresher(n)
+	op := s.ops.start(name.location, refresh)
+	finish := func() {
+		<-run.done
+		if ex := remove(); ex != nil {
+			s.ops.finish(op, ex, nil)
+		} else {
+			s.ops.finish(op, nil, status.Errorf(codes.NotFound, "execution %s not found", n))
+		}
+	}
+	if s.cfg.instantOps {
+		finish()
+	} else if !s.goBackground(finish) {
+		return nil, status.Error(codes.Unavailable, "gcptest: the server is closing")
+	}
+	return s.opSnapshot(ctx, op)
+}
