@@ -1,0 +1,242 @@
+// Package meta stores what gantry needs to rebuild a container (its ID,
+// name, spec, user labels and creation time) on the cloud resource that
+// runs it, so that no state that matters lives in a process.
+//
+// Google Cloud labels are filterable but narrow: keys and values of at most
+// 63 characters from lowercase letters, digits, '_' and '-', keys starting
+// with a letter, at most 64 per resource. Annotations are free text. A
+// Record is therefore written twice: in full as JSON in one annotation (the
+// authority), and as labels for what fits (for the console, billing reports
+// and the sweeper), with an escaping that is reversible and never produces
+// a character Google refuses.
+//
+//	rec := meta.Record{ID: id, Name: "web", Created: time.Now(), Spec: spec}
+//	labels := rec.Labels(meta.System{Session: "s1"})
+//	annotations, err := rec.Annotations()
+//	// ... later, from the resource:
+//	back, err := meta.Decode(job.Labels, job.Annotations)
+package meta
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gantryhq/gantry"
+)
+
+// The label keys gantry writes on every resource it creates.
+const (
+	// LabelManagedBy marks a resource as gantry's; its value is
+	// ManagedByValue. The sweeper touches nothing without it.
+	LabelManagedBy = "managed-by"
+	ManagedByValue = "gantry"
+	// LabelSession is the session that created the resource.
+	LabelSession = "gantry-session"
+	// LabelID holds the first IDLabelLen characters of the container ID.
+	LabelID = "gantry-id"
+	// LabelName holds the container name, escaped (when it fits).
+	LabelName = "gantry-name"
+	// UserLabelPrefix starts the key of a user label copied to labels.
+	UserLabelPrefix = "l-"
+	// AnnotationRecord is the annotation that holds the Record as JSON.
+	AnnotationRecord = "gantry.gantryhq.github.io/container"
+)
+
+// IDLabelLen is how much of the container ID LabelID holds: 128 bits, which
+// identify a container as surely as the full ID, within the 63-character
+// limit.
+const IDLabelLen = 32
+
+// MaxLabels is Google's limit of labels on one resource.
+const MaxLabels = 64
+
+// MaxLabelLen is Google's limit on the length of a label key or value.
+const MaxLabelLen = 63
+
+var (
+	keyRE   = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,62}$`)
+	valueRE = regexp.MustCompile(`^[a-z0-9_-]{0,63}$`)
+)
+
+// ValidKey reports whether k is a label key Google accepts (restricted to
+// ASCII: gantry writes no international characters).
+func ValidKey(k string) bool { return keyRE.MatchString(k) }
+
+// ValidValue reports whether v is a label value Google accepts (ASCII).
+func ValidValue(v string) bool { return valueRE.MatchString(v) }
+
+// Escape maps any string to the label alphabet: lowercase letters, digits
+// and '-' stand for themselves; every other byte becomes '_' and two
+// lowercase hex digits. Unescape reverses it exactly. The result may be
+// longer than MaxLabelLen; callers check.
+func Escape(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' {
+			b.WriteByte(c)
+			continue
+		}
+		const hex = "0123456789abcdef"
+		b.WriteByte('_')
+		b.WriteByte(hex[c>>4])
+		b.WriteByte(hex[c&15])
+	}
+	return b.String()
+}
+
+// Unescape reverses Escape. It refuses any string Escape cannot produce.
+func Unescape(s string) (string, error) {
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-':
+			b = append(b, c)
+		case c == '_' && i+2 < len(s) && isLowerHex(s[i+1]) && isLowerHex(s[i+2]):
+			v := unhex(s[i+1])<<4 | unhex(s[i+2])
+			if (v >= 'a' && v <= 'z') || (v >= '0' && v <= '9') || v == '-' {
+				return "", fmt.Errorf("label text %q: byte %q is escaped but need not be", s, v)
+			}
+			b = append(b, v)
+			i += 2
+		default:
+			return "", fmt.Errorf("label text %q: unexpected %q at %d", s, c, i)
+		}
+	}
+	return string(b), nil
+}
+
+func isLowerHex(c byte) bool { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') }
+
+func unhex(c byte) byte {
+	if c <= '9' {
+		return c - '0'
+	}
+	return c - 'a' + 10
+}
+
+// Record is what gantry stores about a container on its resource.
+type Record struct {
+	ID      string
+	Name    string
+	Created time.Time
+	// Spec is the container's spec as created; Spec.Labels are the user's
+	// labels.
+	Spec gantry.Spec
+}
+
+// System is what every resource carries besides the record: the session,
+// and labels the user asked to put on every resource (Google labels,
+// already valid).
+type System struct {
+	Session string
+	Labels  map[string]string
+}
+
+// record is the JSON form, versioned so a later gantry can read it.
+type record struct {
+	V       int         `json:"v"`
+	ID      string      `json:"id"`
+	Name    string      `json:"name"`
+	Created time.Time   `json:"created"`
+	Spec    gantry.Spec `json:"spec"`
+}
+
+const recordVersion = 1
+
+// Labels returns the labels for r's resource: sys.Labels, the managed-by,
+// session, ID and name labels, and as many user labels as fit Google's
+// rules and count limit (in key order; all of them stay in the
+// annotation).
+func (r Record) Labels(sys System) map[string]string {
+	l := make(map[string]string, len(sys.Labels)+4+len(r.Spec.Labels))
+	maps.Copy(l, sys.Labels)
+	l[LabelManagedBy] = ManagedByValue
+	l[LabelSession] = sys.Session
+	l[LabelID] = idLabel(r.ID)
+	if n := Escape(r.Name); len(n) <= MaxLabelLen {
+		l[LabelName] = n
+	}
+	for _, k := range slices.Sorted(maps.Keys(r.Spec.Labels)) {
+		if len(l) >= MaxLabels {
+			break
+		}
+		key, val := UserLabelPrefix+Escape(k), Escape(r.Spec.Labels[k])
+		if len(key) > MaxLabelLen || len(val) > MaxLabelLen {
+			continue
+		}
+		if _, taken := l[key]; !taken {
+			l[key] = val
+		}
+	}
+	return l
+}
+
+func idLabel(id string) string {
+	if len(id) > IDLabelLen {
+		return id[:IDLabelLen]
+	}
+	return id
+}
+
+// Annotations returns the annotations for r's resource.
+func (r Record) Annotations() (map[string]string, error) {
+	b, err := json.Marshal(record{V: recordVersion, ID: r.ID, Name: r.Name, Created: r.Created.UTC(), Spec: r.Spec})
+	if err != nil {
+		return nil, fmt.Errorf("encode container record: %w", err)
+	}
+	return map[string]string{AnnotationRecord: string(b)}, nil
+}
+
+// ErrNotGantry is returned by Decode for a resource gantry did not create.
+var ErrNotGantry = errors.New("resource is not managed by gantry")
+
+// Managed reports whether labels mark a resource as gantry's.
+func Managed(labels map[string]string) bool { return labels[LabelManagedBy] == ManagedByValue }
+
+// Decode rebuilds the Record from a resource's labels and annotations. A
+// resource without the managed-by label is ErrNotGantry; one whose
+// annotation is missing, malformed or disagrees with its ID label is an
+// error that says so.
+func Decode(labels, annotations map[string]string) (Record, error) {
+	if !Managed(labels) {
+		return Record{}, ErrNotGantry
+	}
+	raw, ok := annotations[AnnotationRecord]
+	if !ok {
+		return Record{}, fmt.Errorf("gantry resource has no %s annotation", AnnotationRecord)
+	}
+	var rec record
+	dec := json.NewDecoder(strings.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&rec); err != nil {
+		return Record{}, fmt.Errorf("decode %s annotation: %w", AnnotationRecord, err)
+	}
+	if dec.More() {
+		return Record{}, fmt.Errorf("decode %s annotation: trailing data", AnnotationRecord)
+	}
+	if rec.V != recordVersion {
+		return Record{}, fmt.Errorf("%s annotation has version %d; this gantry reads version %d", AnnotationRecord, rec.V, recordVersion)
+	}
+	if rec.ID == "" {
+		return Record{}, fmt.Errorf("%s annotation has no container ID", AnnotationRecord)
+	}
+	if got := labels[LabelID]; got != idLabel(rec.ID) {
+		return Record{}, fmt.Errorf("label %s=%q disagrees with the annotated container ID %q", LabelID, got, rec.ID)
+	}
+	return Record{ID: rec.ID, Name: rec.Name, Created: rec.Created, Spec: rec.Spec}, nil
+}
+
+// SameContainer reports whether a resource's labels carry the ID label of
+// container id: how a retried create recognises that its earlier attempt
+// succeeded.
+func SameContainer(labels map[string]string, id string) bool {
+	return Managed(labels) && labels[LabelID] == idLabel(id)
+}
