@@ -1,0 +1,446 @@
+package fake
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gantryhq/gantry"
+)
+
+// DefaultLogLimit is the memory a container's kept logs may use when
+// WithLogLimit is not given.
+const DefaultLogLimit = 16 << 20
+
+// Runtime is an in-memory gantry.Runtime. It implements every optional
+// interface of package gantry. Make one with New and Close it when done.
+type Runtime struct {
+	host     bool
+	logLimit int
+	secrets  map[string]string
+
+	mu         sync.Mutex
+	images     map[string]Image
+	containers map[string]*container // by full ID
+	names      map[string]*container
+	seq        uint64
+	closed     bool
+	done       chan struct{} // closed by Close
+
+	// wg counts every goroutine the runtime starts (runs, output readers,
+	// execs, timeouts). Add is only called under mu while !closed, so it
+	// never races with Close's Wait.
+	wg sync.WaitGroup
+}
+
+// Option configures New.
+type Option func(*Runtime)
+
+// WithHostProcesses runs each container's Entrypoint followed by Cmd as a
+// process of this host (os/exec) in its own process group, instead of an
+// image's Go function. Images are then ignored: any valid reference is
+// accepted, and a spec without a command is refused.
+func WithHostProcesses() Option { return func(rt *Runtime) { rt.host = true } }
+
+// WithImage registers img under ref, as RegisterImage does.
+func WithImage(ref string, img Image) Option {
+	return func(rt *Runtime) { rt.images[imageKey(ref)] = img }
+}
+
+// WithLogLimit bounds the memory each container's kept logs use, in bytes
+// (line text plus a fixed overhead per line). When a new line would pass
+// the bound, the oldest lines are dropped. The default is DefaultLogLimit.
+func WithLogLimit(bytes int) Option {
+	return func(rt *Runtime) {
+		if bytes > 0 {
+			rt.logLimit = bytes
+		}
+	}
+}
+
+// WithSecret gives the secret called name the value value, for specs whose
+// Secrets name it. Secrets exposed as environment variables receive it;
+// secrets exposed as files are refused, as the fake has no file system of
+// its own. A spec naming a secret nobody gave is an ErrNotFound at Create.
+func WithSecret(name, value string) Option {
+	return func(rt *Runtime) { rt.secrets[name] = value }
+}
+
+// New returns an empty Runtime.
+func New(opts ...Option) *Runtime {
+	rt := &Runtime{
+		logLimit:   DefaultLogLimit,
+		secrets:    map[string]string{},
+		images:     map[string]Image{},
+		containers: map[string]*container{},
+		names:      map[string]*container{},
+		done:       make(chan struct{}),
+	}
+	for _, o := range opts {
+		o(rt)
+	}
+	return rt
+}
+
+// RegisterImage makes ref available to Create in Go-function mode. A
+// reference without a tag or digest means its ":latest".
+func (rt *Runtime) RegisterImage(ref string, img Image) {
+	rt.mu.Lock()
+	rt.images[imageKey(ref)] = img
+	rt.mu.Unlock()
+}
+
+// imageKey normalises a reference the way Docker does for the part that
+// matters here: a bare repository means its latest tag.
+func imageKey(ref string) string {
+	if strings.ContainsRune(ref, '@') {
+		return ref
+	}
+	last := ref[strings.LastIndexByte(ref, '/')+1:]
+	if strings.ContainsRune(last, ':') {
+		return ref
+	}
+	return ref + ":latest"
+}
+
+func errClosed(op string) error {
+	return fmt.Errorf("fake: %s: runtime is closed: %w", op, gantry.ErrUnavailable)
+}
+
+// container is one container. Everything but id, seq, created, image and
+// logs is guarded by Runtime.mu.
+type container struct {
+	id      string
+	seq     uint64
+	created time.Time
+	image   Image
+	logs    logBuffer
+
+	name         string
+	spec         gantry.Spec
+	state        gantry.State
+	restartCount int
+	started      bool
+	removed      bool
+	run          *run
+	exitWait     *waitPoint // woken at the next exit or at removal
+	removedWait  *waitPoint // woken at removal
+}
+
+// waitPoint is a one-shot broadcast carrying the status it was woken with.
+type waitPoint struct {
+	ch     chan struct{}
+	status gantry.ExitStatus
+}
+
+func (c *container) exitStatus() gantry.ExitStatus {
+	return gantry.ExitStatus{ExitCode: c.state.ExitCode, Signal: c.state.Signal, Error: c.state.Error}
+}
+
+// lookup finds a container as Docker does: full ID, then exact name, then
+// unique ID prefix. Call with rt.mu held.
+func (rt *Runtime) lookup(op, id string) (*container, error) {
+	if rt.closed {
+		return nil, errClosed(op)
+	}
+	if c, ok := rt.containers[id]; ok {
+		return c, nil
+	}
+	if c, ok := rt.names[id]; ok {
+		return c, nil
+	}
+	if id == "" {
+		return nil, fmt.Errorf("fake: %s: %w: empty container ID or name", op, gantry.ErrInvalidArgument)
+	}
+	var found *container
+	for full, c := range rt.containers {
+		if strings.HasPrefix(full, id) {
+			if found != nil {
+				return nil, fmt.Errorf("fake: %s %s: %w: ID prefix matches more than one container", op, id, gantry.ErrInvalidArgument)
+			}
+			found = c
+		}
+	}
+	if found == nil {
+		return nil, fmt.Errorf("fake: %s: %w: no such container: %s", op, gantry.ErrNotFound, id)
+	}
+	return found, nil
+}
+
+func newID() string {
+	var b [32]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// Create makes a container from spec, after validating it. In Go-function
+// mode the image must have been registered; in host-process mode the spec
+// must name a command.
+func (rt *Runtime) Create(ctx context.Context, spec gantry.Spec) (*gantry.Container, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := spec.Validate(); err != nil {
+		return nil, fmt.Errorf("fake: create: %w", err)
+	}
+	if err := rt.checkSupported(&spec); err != nil {
+		return nil, err
+	}
+	if rt.host && len(spec.Entrypoint)+len(spec.Cmd) == 0 {
+		return nil, &gantry.FieldError{Field: "Cmd", Value: "", Reason: "no command specified"}
+	}
+	c := &container{id: newID(), spec: cloneSpec(spec), created: time.Now()}
+	c.logs.limit = rt.logLimit
+	c.state.Status = gantry.StatusCreated
+
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if rt.closed {
+		return nil, errClosed("create")
+	}
+	if !rt.host {
+		img, ok := rt.images[imageKey(spec.Image)]
+		if !ok {
+			return nil, fmt.Errorf("fake: create: %w: no such image: %s (register it with RegisterImage or WithImage)", gantry.ErrNotFound, spec.Image)
+		}
+		c.image = img
+	}
+	for i, s := range spec.Secrets {
+		if _, ok := rt.secrets[s.Name]; !ok {
+			return nil, fmt.Errorf("fake: create: Secrets[%d]: %w: no such secret: %s (give it with WithSecret)", i, gantry.ErrNotFound, s.Name)
+		}
+	}
+	name := spec.Name
+	if name == "" {
+		name = rt.generateName()
+	} else if other, taken := rt.names[name]; taken {
+		return nil, fmt.Errorf("fake: create: %w: the container name %q is already in use by container %s", gantry.ErrConflict, name, other.id)
+	}
+	c.name = name
+	c.spec.Name = name
+	rt.seq++
+	c.seq = rt.seq
+	rt.containers[c.id] = c
+	rt.names[name] = c
+	return c.snapshot(), nil
+}
+
+// checkSupported refuses the Spec features the capability table declares
+// None, before anything is created.
+func (rt *Runtime) checkSupported(spec *gantry.Spec) error {
+	refuse := func(field, why string) error {
+		return fmt.Errorf("fake: create: %s: %w: %s", field, gantry.ErrNotSupported, why)
+	}
+	switch {
+	case len(spec.Mounts) > 0:
+		return refuse("Mounts", noteMounts)
+	case len(spec.Sidecars) > 0:
+		return refuse("Sidecars", noteSidecars)
+	case spec.Resources.GPUs > 0:
+		return refuse("Resources.GPUs", noteGPU)
+	}
+	for i, s := range spec.Secrets {
+		if s.Path != "" {
+			return refuse(fmt.Sprintf("Secrets[%d].Path", i), "secrets are given only as environment variables: the fake has no file system of its own")
+		}
+	}
+	return nil
+}
+
+// snapshot returns the container's description. Call with rt.mu held.
+func (c *container) snapshot() *gantry.Container {
+	spec := cloneSpec(c.spec)
+	return &gantry.Container{
+		ID:           c.id,
+		Name:         c.name,
+		Image:        c.spec.Image,
+		Created:      c.created,
+		Spec:         spec,
+		Labels:       spec.Labels,
+		State:        c.state,
+		Resource:     "fake/containers/" + c.id,
+		RestartCount: c.restartCount,
+	}
+}
+
+// cloneSpec copies the parts of a Spec a caller could change under us.
+func cloneSpec(s gantry.Spec) gantry.Spec {
+	s.Entrypoint = slices.Clone(s.Entrypoint)
+	s.Cmd = slices.Clone(s.Cmd)
+	s.Env = slices.Clone(s.Env)
+	s.Labels = maps.Clone(s.Labels)
+	s.Ports = slices.Clone(s.Ports)
+	if s.Healthcheck != nil {
+		h := *s.Healthcheck
+		h.Test = slices.Clone(h.Test)
+		s.Healthcheck = &h
+	}
+	if s.StopTimeout != nil {
+		d := *s.StopTimeout
+		s.StopTimeout = &d
+	}
+	s.Mounts = slices.Clone(s.Mounts)
+	s.Secrets = slices.Clone(s.Secrets)
+	s.Sidecars = slices.Clone(s.Sidecars)
+	return s
+}
+
+// Inspect returns the container's current description.
+func (rt *Runtime) Inspect(ctx context.Context, id string) (*gantry.Container, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	c, err := rt.lookup("inspect", id)
+	if err != nil {
+		return nil, err
+	}
+	return c.snapshot(), nil
+}
+
+// List returns the containers that match opts, newest first. Without All
+// or Status it lists running (and paused) containers only, as docker ps.
+func (rt *Runtime) List(ctx context.Context, opts gantry.ListOptions) ([]*gantry.Container, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if opts.Limit < 0 {
+		return nil, fmt.Errorf("fake: list: Limit %d: %w: must not be negative", opts.Limit, gantry.ErrInvalidArgument)
+	}
+	labels := make([][2]string, len(opts.Labels))
+	for i, l := range opts.Labels {
+		k, v, hasValue := strings.Cut(l, "=")
+		if k == "" {
+			return nil, fmt.Errorf("fake: list: Labels[%d] %q: %w: empty label key", i, l, gantry.ErrInvalidArgument)
+		}
+		labels[i] = [2]string{k, v}
+		if !hasValue {
+			labels[i][1] = "\x00"
+		}
+	}
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if rt.closed {
+		return nil, errClosed("list")
+	}
+	var found []*container
+	for _, c := range rt.containers {
+		if c.matches(&opts, labels) {
+			found = append(found, c)
+		}
+	}
+	slices.SortFunc(found, func(a, b *container) int { return int(b.seq - a.seq) })
+	if opts.Limit > 0 && len(found) > opts.Limit {
+		found = found[:opts.Limit]
+	}
+	out := make([]*gantry.Container, len(found))
+	for i, c := range found {
+		out[i] = c.snapshot()
+	}
+	return out, nil
+}
+
+func (c *container) matches(o *gantry.ListOptions, labels [][2]string) bool {
+	if !o.All && len(o.Status) == 0 && !c.state.Running {
+		return false
+	}
+	if len(o.Status) > 0 && !slices.Contains(o.Status, c.state.Status) {
+		return false
+	}
+	if len(o.IDs) > 0 && !slices.ContainsFunc(o.IDs, func(p string) bool { return strings.HasPrefix(c.id, p) }) {
+		return false
+	}
+	if len(o.Names) > 0 && !slices.ContainsFunc(o.Names, func(n string) bool { return strings.Contains(c.name, n) }) {
+		return false
+	}
+	for _, kv := range labels {
+		v, ok := c.spec.Labels[kv[0]]
+		if !ok || (kv[1] != "\x00" && v != kv[1]) {
+			return false
+		}
+	}
+	if o.Image != "" && imageKey(o.Image) != imageKey(c.spec.Image) {
+		return false
+	}
+	return true
+}
+
+// Remove deletes the container and its logs. A running or paused
+// container is an ErrConflict unless opts.Force, which kills it first.
+func (rt *Runtime) Remove(ctx context.Context, id string, opts gantry.RemoveOptions) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	rt.mu.Lock()
+	c, err := rt.lookup("remove", id)
+	for err == nil && c.run != nil {
+		if !opts.Force {
+			rt.mu.Unlock()
+			return fmt.Errorf("fake: remove %s: %w: the container is %s: stop it first or use Force", id, gantry.ErrConflict, c.state.Status)
+		}
+		r := c.run
+		rt.signal(r, sigKILL)
+		rt.mu.Unlock()
+		if err := waitDone(ctx, r); err != nil {
+			return err
+		}
+		rt.mu.Lock()
+		if c.removed {
+			rt.mu.Unlock()
+			return fmt.Errorf("fake: remove: %w: no such container: %s", gantry.ErrNotFound, id)
+		}
+		if rt.closed {
+			err = errClosed("remove")
+		}
+	}
+	defer rt.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	c.removed = true
+	c.state.Status = gantry.StatusRemoving
+	delete(rt.containers, c.id)
+	delete(rt.names, c.name)
+	status := c.exitStatus()
+	for _, w := range []*waitPoint{c.exitWait, c.removedWait} {
+		if w != nil {
+			w.status = status
+			close(w.ch)
+		}
+	}
+	c.exitWait, c.removedWait = nil, nil
+	c.logs.remove()
+	return nil
+}
+
+// Close kills every running container with SIGKILL and waits until all
+// the goroutines and processes it started have ended. Later calls return
+// ErrUnavailable, except Close, which returns nil.
+//
+// A Go image that ignores its context after SIGKILL keeps Close waiting:
+// the fake cannot stop a goroutine from outside.
+func (rt *Runtime) Close() error {
+	rt.mu.Lock()
+	if rt.closed {
+		rt.mu.Unlock()
+		rt.wg.Wait()
+		return nil
+	}
+	rt.closed = true
+	close(rt.done)
+	for _, c := range rt.containers {
+		if c.run != nil {
+			rt.signal(c.run, sigKILL)
+		}
+	}
+	rt.mu.Unlock()
+	rt.wg.Wait()
+	return nil
+}

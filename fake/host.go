@@ -1,0 +1,268 @@
+package fake
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"os/user"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/creack/pty"
+
+	"github.com/gantryhq/gantry"
+)
+
+// outputGrace bounds how long the fake waits, after a host container's
+// main process and its group are gone, for a process that escaped the
+// group to close the output pipes.
+const outputGrace = 2 * time.Second
+
+// hostRun is the host-process side of a run.
+type hostRun struct {
+	cmd     *exec.Cmd
+	pid     int // also the process group ID
+	outputs []*os.File
+	outDone chan struct{}
+	ptmx    *os.File // the main process's terminal, with Spec.Tty
+
+	mu       sync.Mutex
+	ttyExecs map[int]bool // exec processes in sessions of their own
+}
+
+// signal sends sig to the container's process group.
+func (h *hostRun) signal(sig int) {
+	syscall.Kill(-h.pid, syscall.Signal(sig))
+}
+
+// startHost starts the container's command as a host process in a process
+// group of its own. Call with rt.mu held.
+func (rt *Runtime) startHost(r *run) (err error) {
+	c := r.c
+	argv := append(slices.Clone(c.spec.Entrypoint), c.spec.Cmd...)
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = rt.containerEnv(c)
+	cmd.Dir = c.spec.WorkingDir
+	attrs := &syscall.SysProcAttr{Setpgid: true}
+	if attrs.Credential, err = credential(c.spec.User); err != nil {
+		return rt.startFailed(c, err)
+	}
+	h := &hostRun{ttyExecs: map[int]bool{}}
+	var childSide []*os.File
+	defer func() {
+		for _, f := range childSide {
+			f.Close()
+		}
+		if err != nil {
+			for _, f := range h.outputs {
+				f.Close()
+			}
+			if r.stdin != nil {
+				r.stdin.Close()
+				r.stdin = nil
+			}
+		}
+	}()
+	if c.spec.Tty {
+		ptmx, tty, err := pty.Open()
+		if err != nil {
+			return rt.startFailed(c, err)
+		}
+		childSide = append(childSide, tty)
+		h.ptmx = ptmx
+		h.outputs = []*os.File{ptmx}
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
+		attrs = &syscall.SysProcAttr{Setsid: true, Setctty: true, Credential: attrs.Credential}
+		if c.spec.OpenStdin {
+			r.stdin = ptmx
+		}
+	} else {
+		outR, outW, err := os.Pipe()
+		if err != nil {
+			return rt.startFailed(c, err)
+		}
+		h.outputs = append(h.outputs, outR)
+		childSide = append(childSide, outW)
+		errR, errW, err := os.Pipe()
+		if err != nil {
+			return rt.startFailed(c, err)
+		}
+		h.outputs = append(h.outputs, errR)
+		childSide = append(childSide, errW)
+		cmd.Stdout, cmd.Stderr = outW, errW
+		if c.spec.OpenStdin {
+			inR, inW, err := os.Pipe()
+			if err != nil {
+				return rt.startFailed(c, err)
+			}
+			childSide = append(childSide, inR)
+			cmd.Stdin, r.stdin = inR, inW
+		}
+	}
+	cmd.SysProcAttr = attrs
+	if err := cmd.Start(); err != nil {
+		return rt.startFailed(c, err)
+	}
+	h.cmd = cmd
+	h.pid = cmd.Process.Pid
+	h.outDone = make(chan struct{}, len(h.outputs))
+	r.h = h
+	c.logs.begin()
+	rt.wg.Add(len(h.outputs) + 1)
+	for i, f := range h.outputs {
+		go rt.readOutput(r, f, gantry.Stream(i+1))
+	}
+	go rt.waitHost(r)
+	return nil
+}
+
+// startFailed records a failed start as Docker does: the status stays,
+// the exit code says why (127: no such command or directory, 126: not
+// executable, 128: anything else) and State.Error tells.
+func (rt *Runtime) startFailed(c *container, err error) error {
+	code, kind := 128, gantry.ErrUnavailable
+	switch {
+	case errors.Is(err, exec.ErrNotFound), errors.Is(err, fs.ErrNotExist):
+		code, kind = 127, gantry.ErrInvalidArgument
+	case errors.Is(err, fs.ErrPermission):
+		code, kind = 126, gantry.ErrInvalidArgument
+	}
+	c.state.ExitCode = code
+	c.state.Error = err.Error()
+	return fmt.Errorf("fake: start %s: %w: %v", c.name, kind, err)
+}
+
+// readOutput turns one output of a host container into log lines.
+func (rt *Runtime) readOutput(r *run, f *os.File, s gantry.Stream) {
+	defer rt.wg.Done()
+	buf := make([]byte, 32<<10)
+	var partial []byte
+	tty := r.h.ptmx != nil
+	for {
+		n, err := f.Read(buf)
+		if n > 0 {
+			r.c.logs.write(s, &partial, buf[:n], tty)
+		}
+		if err != nil {
+			break
+		}
+	}
+	r.c.logs.flush(s, &partial)
+	r.h.outDone <- struct{}{}
+}
+
+// waitHost waits for the main process, ends the rest of its group (as the
+// end of a container's PID namespace does), collects the last output and
+// records the exit.
+func (rt *Runtime) waitHost(r *run) {
+	defer rt.wg.Done()
+	h := r.h
+	h.cmd.Wait()
+	h.signal(sigKILL)
+	h.mu.Lock()
+	for pid := range h.ttyExecs {
+		syscall.Kill(-pid, syscall.SIGKILL)
+	}
+	h.mu.Unlock()
+	grace := time.NewTimer(outputGrace)
+	for range h.outputs {
+		select {
+		case <-h.outDone:
+		case <-grace.C:
+			for _, f := range h.outputs {
+				f.Close()
+			}
+			<-h.outDone
+		}
+	}
+	for _, f := range h.outputs {
+		f.Close()
+	}
+	// A container has exited once all its processes are gone, as when its
+	// PID namespace ends: wait (within the grace) for the killed members
+	// of the group to die. Orphans become zombies of init, which may reap
+	// them late; they no longer run.
+	for syscall.Kill(-h.pid, 0) == nil && h.groupRuns() {
+		select {
+		case <-grace.C:
+		case <-time.After(time.Millisecond):
+			continue
+		}
+		break
+	}
+	grace.Stop()
+	rt.mu.Lock()
+	rt.finish(r, exitStatus(h.cmd.ProcessState))
+	rt.mu.Unlock()
+}
+
+// groupRuns reports whether a process of the container's group is still
+// alive (not a zombie).
+func (h *hostRun) groupRuns() bool {
+	procs, err := readProcs(map[int]bool{h.pid: true})
+	if err != nil {
+		return false
+	}
+	for _, p := range procs {
+		if p.state != "Z" {
+			return true
+		}
+	}
+	return false
+}
+
+// exitStatus is Docker's reading of a wait status: the exit code, or
+// 128+N for death by signal N.
+func exitStatus(ps *os.ProcessState) gantry.ExitStatus {
+	ws, ok := ps.Sys().(syscall.WaitStatus)
+	if ok && ws.Signaled() {
+		n := int(ws.Signal())
+		return gantry.ExitStatus{ExitCode: 128 + n, Signal: gantry.SignalName(n)}
+	}
+	return gantry.ExitStatus{ExitCode: ps.ExitCode()}
+}
+
+// credential resolves a Spec or exec User ("user", "uid", "user:group",
+// "uid:gid") against this host. It returns nil when the user is the
+// current one, so that an unprivileged test can name itself.
+func credential(spec string) (*syscall.Credential, error) {
+	if spec == "" {
+		return nil, nil
+	}
+	name, group, hasGroup := strings.Cut(spec, ":")
+	uid, gid := -1, 0
+	if n, err := strconv.Atoi(name); err == nil {
+		uid = n
+		if u, err := user.LookupId(name); err == nil {
+			gid, _ = strconv.Atoi(u.Gid)
+		}
+	} else {
+		u, err := user.Lookup(name)
+		if err != nil {
+			return nil, fmt.Errorf("unable to find user %s: %w", name, fs.ErrNotExist)
+		}
+		uid, _ = strconv.Atoi(u.Uid)
+		gid, _ = strconv.Atoi(u.Gid)
+	}
+	if hasGroup {
+		if n, err := strconv.Atoi(group); err == nil {
+			gid = n
+		} else {
+			g, err := user.LookupGroup(group)
+			if err != nil {
+				return nil, fmt.Errorf("unable to find group %s: %w", group, fs.ErrNotExist)
+			}
+			gid, _ = strconv.Atoi(g.Gid)
+		}
+	}
+	if uid == os.Getuid() && gid == os.Getgid() {
+		return nil, nil
+	}
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), NoSetGroups: true}, nil
+}

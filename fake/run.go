@@ -1,0 +1,502 @@
+package fake
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/gantryhq/gantry"
+)
+
+// Linux signal numbers the fake itself sends.
+const (
+	sigKILL = 9
+	sigTERM = 15
+	sigCONT = 18
+	sigSTOP = 19
+)
+
+// run is one run of a container, from Start to its exit. exited, paused
+// and errText are guarded by Runtime.mu.
+type run struct {
+	c       *container
+	done    chan struct{} // closed once the run has exited and the state says so
+	exited  bool
+	paused  bool
+	errText string // why the fake ended the run, if it did
+	stdin   io.WriteCloser
+
+	// Go-function mode.
+	ctx     context.Context
+	cancel  context.CancelFunc
+	signals chan syscall.Signal
+	gate    sync.Mutex // guards gPaused, ended and the writers' partial lines
+	resumed sync.Cond
+	gPaused bool
+	ended   bool
+	stdout  streamWriter
+	stderr  streamWriter
+	proc    Process
+
+	// Host-process mode.
+	h *hostRun
+}
+
+// waitDone waits for r to exit or ctx to end.
+func waitDone(ctx context.Context, r *run) error {
+	select {
+	case <-r.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Start runs a created or exited container. A running container is left
+// alone; a paused one is an ErrConflict, as in Docker.
+func (rt *Runtime) Start(ctx context.Context, id string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	c, err := rt.lookup("start", id)
+	if err != nil {
+		return err
+	}
+	return rt.start(c)
+}
+
+// start starts c. Call with rt.mu held.
+func (rt *Runtime) start(c *container) error {
+	if r := c.run; r != nil {
+		if r.paused {
+			return fmt.Errorf("fake: start %s: %w: cannot start a paused container, unpause it instead", c.name, gantry.ErrConflict)
+		}
+		return nil
+	}
+	r := &run{c: c, done: make(chan struct{})}
+	var err error
+	if rt.host {
+		err = rt.startHost(r)
+	} else {
+		err = rt.startImage(r)
+	}
+	if err != nil {
+		return err
+	}
+	if c.started {
+		c.restartCount++
+	}
+	c.started = true
+	c.run = r
+	c.state.Status = gantry.StatusRunning
+	c.state.Running = true
+	c.state.Paused = false
+	c.state.ExitCode = 0
+	c.state.Signal = ""
+	c.state.Error = ""
+	c.state.StartedAt = time.Now()
+	if c.spec.Timeout > 0 {
+		rt.wg.Add(1)
+		go rt.enforceTimeout(r, c.spec.Timeout)
+	}
+	return nil
+}
+
+// startImage starts the container's Go function. Call with rt.mu held.
+func (rt *Runtime) startImage(r *run) error {
+	c := r.c
+	if c.image.Run == nil {
+		return fmt.Errorf("fake: start %s: %w: image %s has no Run function", c.name, gantry.ErrNotSupported, c.spec.Image)
+	}
+	r.ctx, r.cancel = context.WithCancel(context.Background())
+	r.signals = make(chan syscall.Signal, signalBuffer)
+	r.resumed.L = &r.gate
+	r.stdout = streamWriter{r: r, stream: gantry.Stdout}
+	r.stderr = streamWriter{r: r, stream: gantry.Stderr}
+	p := &r.proc
+	p.ContainerID = c.id
+	p.Args = append(append(make([]string, 0, len(c.spec.Entrypoint)+len(c.spec.Cmd)), c.spec.Entrypoint...), c.spec.Cmd...)
+	p.Env = rt.containerEnv(c)
+	p.WorkingDir = c.spec.WorkingDir
+	p.User = c.spec.User
+	p.Tty = c.spec.Tty
+	p.Stdout = &r.stdout
+	p.Stderr = &r.stderr
+	if c.spec.Tty {
+		p.Stderr = &r.stdout
+	}
+	p.Stdin = eofReader{}
+	if c.spec.OpenStdin {
+		pr, pw := io.Pipe()
+		p.Stdin, r.stdin = pr, pw
+	}
+	p.Signals = r.signals
+	c.logs.begin()
+	rt.wg.Add(1)
+	go rt.runImage(r)
+	return nil
+}
+
+func (rt *Runtime) runImage(r *run) {
+	defer rt.wg.Done()
+	code := r.c.image.Run(r.ctx, &r.proc)
+	rt.mu.Lock()
+	rt.finish(r, gantry.ExitStatus{ExitCode: code & 0xff})
+	rt.mu.Unlock()
+}
+
+// finish records the end of r. Later calls for the same run do nothing, so
+// a SIGKILL's 137 stands even when the Go function returns afterwards.
+// Call with rt.mu held.
+func (rt *Runtime) finish(r *run, st gantry.ExitStatus) {
+	if r.exited {
+		return
+	}
+	r.exited = true
+	c := r.c
+	if r.h == nil {
+		r.gate.Lock()
+		r.ended = true
+		r.stdout.flush()
+		r.stderr.flush()
+		r.resumed.Broadcast()
+		r.gate.Unlock()
+		r.cancel()
+	}
+	if r.stdin != nil {
+		r.stdin.Close()
+	}
+	if r.errText != "" {
+		st.Error = r.errText
+	}
+	c.run = nil
+	c.state.Status = gantry.StatusExited
+	c.state.Running = false
+	c.state.Paused = false
+	c.state.ExitCode = st.ExitCode
+	c.state.Signal = st.Signal
+	c.state.Error = st.Error
+	c.state.FinishedAt = time.Now()
+	if w := c.exitWait; w != nil {
+		w.status = st
+		close(w.ch)
+		c.exitWait = nil
+	}
+	close(r.done)
+	c.logs.end()
+}
+
+// signal delivers Linux signal sig to r. As moby does, the stop signal and
+// SIGKILL also resume a paused container so that it can act on them.
+// Call with rt.mu held.
+func (rt *Runtime) signal(r *run, sig int) {
+	if r.exited {
+		return
+	}
+	unpause := false
+	if r.paused {
+		stop := r.c.spec.StopSignal
+		unpause = stop == "" || sig == sigKILL
+		if !unpause {
+			n, _ := gantry.ParseSignal(stop)
+			unpause = n == sig
+		}
+	}
+	if r.h != nil {
+		r.h.signal(sig)
+	} else if sig == sigKILL {
+		rt.finish(r, gantry.ExitStatus{ExitCode: 128 + sigKILL, Signal: "SIGKILL"})
+		return
+	} else {
+		select {
+		case r.signals <- syscall.Signal(sig):
+		default:
+		}
+	}
+	if unpause {
+		rt.resume(r)
+	}
+}
+
+// resume ends a pause. Call with rt.mu held.
+func (rt *Runtime) resume(r *run) {
+	if r.h != nil {
+		r.h.signal(sigCONT)
+	} else {
+		r.gate.Lock()
+		r.gPaused = false
+		r.resumed.Broadcast()
+		r.gate.Unlock()
+	}
+	r.paused = false
+	r.c.state.Paused = false
+	r.c.state.Status = gantry.StatusRunning
+}
+
+// stopParams returns the signal and timeout Stop uses for c with opts.
+func stopParams(op string, c *container, opts gantry.StopOptions) (int, time.Duration, error) {
+	name := opts.Signal
+	if name == "" {
+		name = c.spec.StopSignal
+	}
+	sig := sigTERM
+	if name != "" {
+		n, err := gantry.ParseSignal(name)
+		if err != nil {
+			return 0, 0, fmt.Errorf("fake: %s %s: %w", op, c.name, err)
+		}
+		sig = n
+	}
+	timeout := gantry.DefaultStopTimeout
+	switch {
+	case opts.Timeout != nil:
+		timeout = *opts.Timeout
+	case c.spec.StopTimeout != nil:
+		timeout = *c.spec.StopTimeout
+	}
+	return sig, timeout, nil
+}
+
+// stopRun sends sig to r, waits up to timeout (forever if negative) for it
+// to exit, then kills it. Call with rt.mu held; it returns with rt.mu
+// released.
+func (rt *Runtime) stopRun(ctx context.Context, r *run, sig int, timeout time.Duration) error {
+	rt.signal(r, sig)
+	if timeout == 0 {
+		rt.signal(r, sigKILL)
+	}
+	rt.mu.Unlock()
+	if timeout != 0 {
+		var expired <-chan time.Time
+		if timeout > 0 {
+			t := time.NewTimer(timeout)
+			defer t.Stop()
+			expired = t.C
+		}
+		select {
+		case <-r.done:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-expired:
+		}
+		rt.mu.Lock()
+		rt.signal(r, sigKILL)
+		rt.mu.Unlock()
+	}
+	return waitDone(ctx, r)
+}
+
+// Stop sends the stop signal, waits for the timeout, then kills the
+// container with SIGKILL. A container that is not running is left alone.
+func (rt *Runtime) Stop(ctx context.Context, id string, opts gantry.StopOptions) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	rt.mu.Lock()
+	c, err := rt.lookup("stop", id)
+	if err != nil {
+		rt.mu.Unlock()
+		return err
+	}
+	sig, timeout, err := stopParams("stop", c, opts)
+	if err != nil || c.run == nil {
+		rt.mu.Unlock()
+		return err
+	}
+	return rt.stopRun(ctx, c.run, sig, timeout)
+}
+
+func (rt *Runtime) enforceTimeout(r *run, d time.Duration) {
+	defer rt.wg.Done()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-r.done:
+		return
+	case <-t.C:
+	}
+	rt.mu.Lock()
+	if r.exited {
+		rt.mu.Unlock()
+		return
+	}
+	r.errText = fmt.Sprintf("stopped: the run exceeded its Timeout of %s", d)
+	sig, timeout, _ := stopParams("timeout", r.c, gantry.StopOptions{})
+	rt.stopRun(context.Background(), r, sig, timeout)
+}
+
+// Kill sends signal (default SIGKILL) to the container. A container that
+// is not running is an ErrConflict. With SIGKILL, Kill returns once the
+// container has exited, as Docker's does.
+func (rt *Runtime) Kill(ctx context.Context, id string, signal string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	sig := sigKILL
+	if signal != "" {
+		n, err := gantry.ParseSignal(signal)
+		if err != nil {
+			return fmt.Errorf("fake: kill %s: %w", id, err)
+		}
+		sig = n
+	}
+	rt.mu.Lock()
+	c, err := rt.lookup("kill", id)
+	if err != nil {
+		rt.mu.Unlock()
+		return err
+	}
+	r := c.run
+	if r == nil {
+		rt.mu.Unlock()
+		return fmt.Errorf("fake: kill %s: %w: container %s is not running", id, gantry.ErrConflict, c.id)
+	}
+	rt.signal(r, sig)
+	rt.mu.Unlock()
+	if sig == sigKILL {
+		return waitDone(ctx, r)
+	}
+	return nil
+}
+
+// Restart stops the container as Stop does (if it runs), then starts it.
+// It keeps its ID, name and logs, and its RestartCount grows by one.
+func (rt *Runtime) Restart(ctx context.Context, id string, opts gantry.StopOptions) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	rt.mu.Lock()
+	c, err := rt.lookup("restart", id)
+	if err != nil {
+		rt.mu.Unlock()
+		return err
+	}
+	sig, timeout, err := stopParams("restart", c, opts)
+	if err != nil {
+		rt.mu.Unlock()
+		return err
+	}
+	for c.run != nil {
+		if err := rt.stopRun(ctx, c.run, sig, timeout); err != nil {
+			return err
+		}
+		rt.mu.Lock()
+	}
+	defer rt.mu.Unlock()
+	switch {
+	case rt.closed:
+		return errClosed("restart")
+	case c.removed:
+		return fmt.Errorf("fake: restart: %w: container %s was removed while stopping", gantry.ErrNotFound, id)
+	}
+	return rt.start(c)
+}
+
+// Wait blocks until the container meets cond, with moby's semantics:
+// WaitNotRunning returns at once for a container that is not running (a
+// created one reports exit code 0); WaitNextExit waits for the next exit,
+// even of a container not yet started; WaitRemoved waits for removal, and
+// removal also ends the other two waits.
+func (rt *Runtime) Wait(ctx context.Context, id string, cond gantry.WaitCondition) (gantry.ExitStatus, error) {
+	switch cond {
+	case "", gantry.WaitNotRunning, gantry.WaitNextExit, gantry.WaitRemoved:
+	default:
+		return gantry.ExitStatus{}, fmt.Errorf("fake: wait %s: condition %q: %w: want not-running, next-exit or removed", id, cond, gantry.ErrInvalidArgument)
+	}
+	rt.mu.Lock()
+	c, err := rt.lookup("wait", id)
+	if err != nil {
+		rt.mu.Unlock()
+		return gantry.ExitStatus{}, err
+	}
+	var w *waitPoint
+	switch cond {
+	case gantry.WaitRemoved:
+		if c.removedWait == nil {
+			c.removedWait = &waitPoint{ch: make(chan struct{})}
+		}
+		w = c.removedWait
+	case gantry.WaitNextExit, gantry.WaitNotRunning, "":
+		if cond != gantry.WaitNextExit && c.run == nil {
+			st := c.exitStatus()
+			rt.mu.Unlock()
+			return st, nil
+		}
+		if c.exitWait == nil {
+			c.exitWait = &waitPoint{ch: make(chan struct{})}
+		}
+		w = c.exitWait
+	}
+	rt.mu.Unlock()
+	select {
+	case <-w.ch:
+		return w.status, nil
+	case <-ctx.Done():
+		return gantry.ExitStatus{}, ctx.Err()
+	case <-rt.done:
+		select {
+		case <-w.ch:
+			return w.status, nil
+		default:
+			return gantry.ExitStatus{}, errClosed("wait")
+		}
+	}
+}
+
+// Pause suspends the container: in host-process mode its process group
+// gets SIGSTOP; in Go-function mode its writes to stdout and stderr block
+// until Unpause.
+func (rt *Runtime) Pause(ctx context.Context, id string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	c, err := rt.lookup("pause", id)
+	if err != nil {
+		return err
+	}
+	r := c.run
+	switch {
+	case r == nil:
+		return fmt.Errorf("fake: pause %s: %w: container %s is not running", id, gantry.ErrConflict, c.id)
+	case r.paused:
+		return fmt.Errorf("fake: pause %s: %w: container %s is already paused", id, gantry.ErrConflict, c.id)
+	}
+	if r.h != nil {
+		r.h.signal(sigSTOP)
+	} else {
+		r.gate.Lock()
+		r.gPaused = true
+		r.gate.Unlock()
+	}
+	r.paused = true
+	c.state.Paused = true
+	c.state.Status = gantry.StatusPaused
+	return nil
+}
+
+// Unpause resumes a paused container. A container that is not paused is an
+// ErrConflict.
+func (rt *Runtime) Unpause(ctx context.Context, id string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	c, err := rt.lookup("unpause", id)
+	if err != nil {
+		return err
+	}
+	if c.run == nil || !c.run.paused {
+		return fmt.Errorf("fake: unpause %s: %w: container %s is not paused", id, gantry.ErrConflict, c.id)
+	}
+	rt.resume(c.run)
+	return nil
+}
