@@ -68,7 +68,7 @@ func (s *Service) WriteLogEntries(ctx context.Context, req *loggingpb.WriteLogEn
 				}
 			}
 		}
-		r, err := prepare(e, now)
+		r, err := s.prepare(e, now)
 		if err != nil {
 			msg := "entries[" + itoa(i) + "]: " + err.Error()
 			if first == "" {

@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"cloud.google.com/go/logging/apiv2/loggingpb"
@@ -39,6 +40,8 @@ type Service struct {
 	now      func() time.Time
 	idPrefix string
 	scan     int
+	logKeys  sync.Map // log name -> logfilter.LogNameKey
+	nLogKeys atomic.Int64
 
 	mu     sync.RWMutex
 	seq    uint64
@@ -124,7 +127,7 @@ func (s *Service) Ingest(entries ...*loggingpb.LogEntry) error {
 	recs := make([]*record, len(entries))
 	now := timestamppb.New(s.now())
 	for i, e := range entries {
-		r, err := prepare(e, now)
+		r, err := s.prepare(e, now)
 		if err != nil {
 			return fmt.Errorf("logsvc: entry %d: %w: %v", i, ErrInvalidEntry, err)
 		}
@@ -137,7 +140,7 @@ func (s *Service) Ingest(entries ...*loggingpb.LogEntry) error {
 // prepare validates an entry whose defaults are applied, fills in the
 // server-set fields, and makes its record. The log name is rewritten
 // without a leading '/'.
-func prepare(e *loggingpb.LogEntry, now *timestamppb.Timestamp) (*record, error) {
+func (s *Service) prepare(e *loggingpb.LogEntry, now *timestamppb.Timestamp) (*record, error) {
 	if e == nil {
 		return nil, errors.New("nil entry")
 	}
@@ -160,10 +163,26 @@ func prepare(e *loggingpb.LogEntry, now *timestamppb.Timestamp) (*record, error)
 		nsec:     e.Timestamp.GetNanos(),
 		insertID: e.GetInsertId(),
 		parent:   parent,
-		logKey:   logfilter.LogNameKey(name),
+		logKey:   s.logNameKey(name),
 		entry:    e,
 	}, nil
 }
+
+// logNameKey is logfilter.LogNameKey with a cache: a store sees few
+// distinct log names, and unescaping one per entry was a large part of
+// ingest. The cache stops growing at maxCachedLogKeys names.
+func (s *Service) logNameKey(name string) string {
+	if k, ok := s.logKeys.Load(name); ok {
+		return k.(string)
+	}
+	k := logfilter.LogNameKey(name)
+	if s.nLogKeys.Add(1) <= maxCachedLogKeys {
+		s.logKeys.Store(name, k)
+	}
+	return k
+}
+
+const maxCachedLogKeys = 4096
 
 func (s *Service) store(recs []*record) {
 	if len(recs) == 0 {

@@ -179,6 +179,22 @@ func (s *Service) TailLogEntries(stream loggingpb.LoggingServiceV2_TailLogEntrie
 	}
 }
 
+// approxSize bounds an entry's encoded size cheaply for the common case
+// of a text entry with a few labels, and measures it otherwise.
+func approxSize(e *loggingpb.LogEntry) int {
+	if t, ok := e.GetPayload().(*loggingpb.LogEntry_TextPayload); ok && len(e.GetLabels())+len(e.GetResource().GetLabels()) <= 8 {
+		n := len(t.TextPayload) + len(e.GetLogName()) + len(e.GetInsertId()) + len(e.GetResource().GetType()) + 128
+		for k, v := range e.GetLabels() {
+			n += len(k) + len(v) + 8
+		}
+		for k, v := range e.GetResource().GetLabels() {
+			n += len(k) + len(v) + 8
+		}
+		return n + len(e.GetTrace()) + len(e.GetSpanId())
+	}
+	return proto.Size(e)
+}
+
 // send writes entries in responses of bounded size, with the suppression
 // count on the first.
 func send(stream loggingpb.LoggingServiceV2_TailLogEntriesServer, recs []*record, suppressed int) error {
@@ -191,7 +207,7 @@ func send(stream loggingpb.LoggingServiceV2_TailLogEntriesServer, recs []*record
 	}
 	bytes := 0
 	for _, r := range recs {
-		sz := proto.Size(r.entry)
+		sz := approxSize(r.entry)
 		if len(resp.Entries) > 0 && (len(resp.Entries) == maxBatchEntries || bytes+sz > maxResponseBytes) {
 			if err := stream.Send(resp); err != nil {
 				return err
