@@ -85,6 +85,8 @@ type LogWaitError struct {
 	Err error
 }
 
+// Error says what was awaited, why the wait ended, and what the container
+// wrote last.
 func (e *LogWaitError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "runtimetest: no log line containing %q from container %s: %v", e.Want, e.ID, e.Err)

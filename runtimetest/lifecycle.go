@@ -104,6 +104,13 @@ func (s *suite) testStart(t *testing.T) {
 		wantStatus(t, rt, c.ID, gantry.StatusExited)
 		wantLines(t, "logs", lines(s.logs(t, rt, c.ID, gantry.LogsOptions{}), 0), []string{"done"})
 	})
+	t.Run("StdinAtEOF", func(t *testing.T) {
+		t.Parallel()
+		rt := s.runtime(t)
+		c := s.start(t, rt, newTag(), `if read -r line; then echo "read $line"; else echo eof; fi`)
+		wantExit(t, s.wait(t, rt, c.ID, gantry.WaitNotRunning), 0, "")
+		wantLines(t, "main process reading stdin without OpenStdin", lines(s.logs(t, rt, c.ID, gantry.LogsOptions{}), 0), []string{"eof"})
+	})
 	t.Run("Idempotent", func(t *testing.T) {
 		t.Parallel()
 		rt := s.runtime(t)

@@ -286,5 +286,8 @@ func (s *suite) testStats(t *testing.T) {
 		if st.PIDs < 1 || st.Time.Before(before.Add(-time.Second-s.h.Latency)) || st.CPUTime < 0 || st.MemoryBytes < 0 {
 			t.Errorf("Stats of a running container = %+v, want a current sample with at least one process", st)
 		}
+		if s.caps.Level(gantry.FeatureStats) == gantry.Full && st.MemoryBytes == 0 {
+			t.Errorf("Stats, declared full, reports no memory in use: %+v", st)
+		}
 	})
 }
