@@ -340,9 +340,13 @@ func (c *Client) startSession(ctx context.Context, req *openRequest, what string
 	select {
 	case <-s.started:
 	case <-s.ended:
-		sess.outs.Wait()
-		cancel()
-		return nil, s.how.err
+		// A quick process may have started and exited already; only an
+		// error means it never ran.
+		if s.how.err != nil {
+			sess.outs.Wait()
+			cancel()
+			return nil, s.how.err
+		}
 	case <-sctx.Done():
 		sess.Close()
 		sess.outs.Wait()
