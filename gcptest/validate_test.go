@@ -1,0 +1,327 @@
+package gcptest_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/run/apiv2/runpb"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/gantryhq/gantry/gcptest"
+)
+
+// TestCreateJobRules sends one CreateJob per rule of RULES.md that a
+// request can break, and expects the status code Cloud Run returns.
+func TestCreateJobRules(t *testing.T) {
+	e := newEnv(t, gcptest.WithInstantOperations())
+	ctx := context.Background()
+	manyLabels := map[string]string{}
+	for i := range 65 {
+		manyLabels[fmt.Sprintf("k%d", i)] = "v"
+	}
+	manyEnv := make([]*runpb.EnvVar, 1001)
+	for i := range manyEnv {
+		manyEnv[i] = &runpb.EnvVar{Name: fmt.Sprintf("V%d", i)}
+	}
+	containers := func(n int) []*runpb.Container {
+		cs := make([]*runpb.Container, n)
+		for i := range cs {
+			cs[i] = &runpb.Container{Name: fmt.Sprintf("c%d", i), Image: "busybox", Command: []string{"true"}}
+		}
+		return cs
+	}
+	for _, tc := range []struct {
+		name   string
+		parent string
+		id     string
+		mutate func(*runpb.Job) *runpb.Job
+	}{
+		{name: "parent without locations", parent: "projects/proj"},
+		{name: "parent with wildcard location", parent: "projects/proj/locations/-"},
+		{name: "job missing", mutate: func(*runpb.Job) *runpb.Job { return nil }},
+		{name: "job id uppercase", id: "MyJob"},
+		{name: "job id starts with digit", id: "1job"},
+		{name: "job id ends with hyphen", id: "job-"},
+		{name: "job id underscore", id: "my_job"},
+		{name: "job id 64 characters", id: "j" + strings.Repeat("a", 63)},
+		{name: "label in run.googleapis.com", mutate: func(j *runpb.Job) *runpb.Job {
+			j.Labels = map[string]string{"run.googleapis.com/x": "y"}
+			return j
+		}},
+		{name: "label in serving.knative.dev", mutate: func(j *runpb.Job) *runpb.Job {
+			j.Labels = map[string]string{"serving.knative.dev/x": "y"}
+			return j
+		}},
+		{name: "label key uppercase", mutate: func(j *runpb.Job) *runpb.Job { j.Labels = map[string]string{"Env": "x"}; return j }},
+		{name: "label key starts with digit", mutate: func(j *runpb.Job) *runpb.Job { j.Labels = map[string]string{"1env": "x"}; return j }},
+		{name: "label key empty", mutate: func(j *runpb.Job) *runpb.Job { j.Labels = map[string]string{"": "x"}; return j }},
+		{name: "label key 64 characters", mutate: func(j *runpb.Job) *runpb.Job {
+			j.Labels = map[string]string{"k" + strings.Repeat("a", 63): "x"}
+			return j
+		}},
+		{name: "label value uppercase", mutate: func(j *runpb.Job) *runpb.Job { j.Labels = map[string]string{"env": "Prod"}; return j }},
+		{name: "label value 64 characters", mutate: func(j *runpb.Job) *runpb.Job {
+			j.Labels = map[string]string{"env": strings.Repeat("a", 64)}
+			return j
+		}},
+		{name: "65 labels", mutate: func(j *runpb.Job) *runpb.Job { j.Labels = manyLabels; return j }},
+		{name: "execution template label in run.googleapis.com", mutate: func(j *runpb.Job) *runpb.Job {
+			j.Template.Labels = map[string]string{"run.googleapis.com/x": "y"}
+			return j
+		}},
+		{name: "annotation in run.googleapis.com", mutate: func(j *runpb.Job) *runpb.Job {
+			j.Annotations = map[string]string{"run.googleapis.com/launch-stage": "BETA"}
+			return j
+		}},
+		{name: "annotation in cloud.googleapis.com", mutate: func(j *runpb.Job) *runpb.Job {
+			j.Annotations = map[string]string{"cloud.googleapis.com/x": "y"}
+			return j
+		}},
+		{name: "annotation name with space", mutate: func(j *runpb.Job) *runpb.Job {
+			j.Annotations = map[string]string{"example.com/a b": "y"}
+			return j
+		}},
+		{name: "annotation prefix not a DNS subdomain", mutate: func(j *runpb.Job) *runpb.Job {
+			j.Annotations = map[string]string{"Example_Com/a": "y"}
+			return j
+		}},
+		{name: "annotations over 256 KiB", mutate: func(j *runpb.Job) *runpb.Job {
+			j.Annotations = map[string]string{"example.com/big": strings.Repeat("x", 256*1024)}
+			return j
+		}},
+		{name: "template missing", mutate: func(j *runpb.Job) *runpb.Job { j.Template = nil; return j }},
+		{name: "task template missing", mutate: func(j *runpb.Job) *runpb.Job { j.Template.Template = nil; return j }},
+		{name: "no containers", mutate: func(j *runpb.Job) *runpb.Job { j.Template.Template.Containers = nil; return j }},
+		{name: "11 containers", mutate: func(j *runpb.Job) *runpb.Job { j.Template.Template.Containers = containers(11); return j }},
+		{name: "image missing", mutate: func(j *runpb.Job) *runpb.Job { j.Template.Template.Containers[0].Image = ""; return j }},
+		{name: "duplicate container names", mutate: func(j *runpb.Job) *runpb.Job {
+			cs := containers(2)
+			cs[1].Name = cs[0].Name
+			j.Template.Template.Containers = cs
+			return j
+		}},
+		{name: "container name not a DNS label", mutate: func(j *runpb.Job) *runpb.Job {
+			j.Template.Template.Containers[0].Name = "Main_Container"
+			return j
+		}},
+		{name: "negative task count", mutate: func(j *runpb.Job) *runpb.Job { j.Template.TaskCount = -1; return j }},
+		{name: "10001 tasks", mutate: func(j *runpb.Job) *runpb.Job { j.Template.TaskCount = 10001; return j }},
+		{name: "negative parallelism", mutate: func(j *runpb.Job) *runpb.Job { j.Template.Parallelism = -1; return j }},
+		{name: "parallelism above task count", mutate: func(j *runpb.Job) *runpb.Job {
+			j.Template.TaskCount, j.Template.Parallelism = 2, 3
+			return j
+		}},
+		{name: "11 retries", mutate: func(j *runpb.Job) *runpb.Job {
+			j.Template.Template.Retries = &runpb.TaskTemplate_MaxRetries{MaxRetries: 11}
+			return j
+		}},
+		{name: "negative retries", mutate: func(j *runpb.Job) *runpb.Job {
+			j.Template.Template.Retries = &runpb.TaskTemplate_MaxRetries{MaxRetries: -1}
+			return j
+		}},
+		{name: "timeout under a second", mutate: func(j *runpb.Job) *runpb.Job {
+			j.Template.Template.Timeout = durationpb.New(500 * time.Millisecond)
+			return j
+		}},
+		{name: "timeout over 168 hours", mutate: func(j *runpb.Job) *runpb.Job {
+			j.Template.Template.Timeout = durationpb.New(169 * time.Hour)
+			return j
+		}},
+		{name: "reserved env CLOUD_RUN_TASK_INDEX", mutate: func(j *runpb.Job) *runpb.Job {
+			j.Template.Template.Containers[0].Env = []*runpb.EnvVar{{Name: "CLOUD_RUN_TASK_INDEX"}}
+			return j
+		}},
+		{name: "reserved env PORT", mutate: func(j *runpb.Job) *runpb.Job {
+			j.Template.Template.Containers[0].Env = []*runpb.EnvVar{{Name: "PORT"}}
+			return j
+		}},
+		{name: "env name with =", mutate: func(j *runpb.Job) *runpb.Job {
+			j.Template.Template.Containers[0].Env = []*runpb.EnvVar{{Name: "A=B"}}
+			return j
+		}},
+		{name: "duplicate env", mutate: func(j *runpb.Job) *runpb.Job {
+			j.Template.Template.Containers[0].Env = []*runpb.EnvVar{{Name: "A"}, {Name: "A"}}
+			return j
+		}},
+		{name: "1001 env vars", mutate: func(j *runpb.Job) *runpb.Job { j.Template.Template.Containers[0].Env = manyEnv; return j }},
+		{name: "relative working dir", mutate: func(j *runpb.Job) *runpb.Job {
+			j.Template.Template.Containers[0].WorkingDir = "work"
+			return j
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, id, job := parent, "rule", shJob("true")
+			if tc.parent != "" {
+				p = tc.parent
+			}
+			if tc.id != "" {
+				id = tc.id
+			}
+			if tc.mutate != nil {
+				job = tc.mutate(job)
+			}
+			_, err := e.jobs.CreateJob(ctx, &runpb.CreateJobRequest{Parent: p, JobId: id, Job: job})
+			if got := codeOf(err); got != codes.InvalidArgument {
+				t.Errorf("CreateJob: %v, want InvalidArgument", err)
+			}
+		})
+	}
+	if _, err := e.jobs.GetJob(ctx, &runpb.GetJobRequest{Name: parent + "/jobs/rule"}); codeOf(err) != codes.NotFound {
+		t.Errorf("a rejected CreateJob stored the job: GetJob = %v", err)
+	}
+}
+
+// TestAcceptedEdges checks values at the limits are accepted, and that an
+// empty job_id makes the server choose one.
+func TestAcceptedEdges(t *testing.T) {
+	e := newEnv(t, gcptest.WithInstantOperations())
+	ctx := context.Background()
+	job := shJob("true")
+	job.Labels = map[string]string{"k" + strings.Repeat("a", 62): strings.Repeat("v", 63), "équipe": "ünï", "empty": ""}
+	job.Annotations = map[string]string{"example.com/note": "anything at all", "plain": "x"}
+	job.Template.TaskCount, job.Template.Parallelism = 10000, 0
+	job.Template.Template.Retries = &runpb.TaskTemplate_MaxRetries{MaxRetries: 10}
+	job.Template.Template.Timeout = durationpb.New(168 * time.Hour)
+	e.createJob(t, "j"+strings.Repeat("a", 62), job)
+	op, err := e.jobs.CreateJob(ctx, &runpb.CreateJobRequest{Parent: parent, Job: shJob("true")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := op.Wait(ctx)
+	if err != nil || !strings.HasPrefix(j.Name, parent+"/jobs/") {
+		t.Errorf("CreateJob without job_id: %v, %v", j.GetName(), err)
+	}
+}
+
+func TestConflictsAndPreconditions(t *testing.T) {
+	e := newEnv(t, gcptest.WithInstantOperations())
+	ctx := context.Background()
+	j := e.createJob(t, "dup", shJob("true"))
+	missing := parent + "/jobs/missing"
+	check := func(what string, err error, want codes.Code) {
+		t.Helper()
+		if got := codeOf(err); got != want {
+			t.Errorf("%s: %v, want %v", what, err, want)
+		}
+	}
+	_, err := e.jobs.CreateJob(ctx, &runpb.CreateJobRequest{Parent: parent, JobId: "dup", Job: shJob("true")})
+	check("CreateJob of an existing job", err, codes.AlreadyExists)
+	_, err = e.jobs.GetJob(ctx, &runpb.GetJobRequest{Name: missing})
+	check("GetJob of a missing job", err, codes.NotFound)
+	_, err = e.jobs.GetJob(ctx, &runpb.GetJobRequest{Name: "projects/proj/jobs/x"})
+	check("GetJob with a malformed name", err, codes.InvalidArgument)
+	_, err = e.jobs.RunJob(ctx, &runpb.RunJobRequest{Name: missing})
+	check("RunJob of a missing job", err, codes.NotFound)
+	_, err = e.jobs.DeleteJob(ctx, &runpb.DeleteJobRequest{Name: missing})
+	check("DeleteJob of a missing job", err, codes.NotFound)
+	upd := shJob("true")
+	upd.Name = missing
+	_, err = e.jobs.UpdateJob(ctx, &runpb.UpdateJobRequest{Job: upd})
+	check("UpdateJob of a missing job", err, codes.NotFound)
+	_, err = e.execs.GetExecution(ctx, &runpb.GetExecutionRequest{Name: parent + "/jobs/dup/executions/dup-zzzzz"})
+	check("GetExecution of a missing execution", err, codes.NotFound)
+	_, err = e.tasks.GetTask(ctx, &runpb.GetTaskRequest{Name: parent + "/jobs/dup/executions/dup-zzzzz/tasks/dup-zzzzz-task0"})
+	check("GetTask of a missing task", err, codes.NotFound)
+	it := e.execs.ListExecutions(ctx, &runpb.ListExecutionsRequest{Parent: missing})
+	_, err = it.Next()
+	check("ListExecutions of a missing job", err, codes.NotFound)
+
+	stale := clone(j)
+	stale.Etag = `"stale"`
+	_, err = e.jobs.UpdateJob(ctx, &runpb.UpdateJobRequest{Job: stale})
+	check("UpdateJob with a stale etag", err, codes.Aborted)
+	_, err = e.jobs.DeleteJob(ctx, &runpb.DeleteJobRequest{Name: j.Name, Etag: `"stale"`})
+	check("DeleteJob with a stale etag", err, codes.Aborted)
+	_, err = e.jobs.RunJob(ctx, &runpb.RunJobRequest{Name: j.Name, Etag: `"stale"`})
+	check("RunJob with a stale etag", err, codes.Aborted)
+
+	for name, o := range map[string]*runpb.RunJobRequest_Overrides{
+		"task_count over 10000":  {TaskCount: 10001},
+		"timeout over 168 hours": {Timeout: durationpb.New(200 * time.Hour)},
+		"unknown container":      {ContainerOverrides: []*runpb.RunJobRequest_Overrides_ContainerOverride{{Name: "nope"}}},
+		"clear_args with args":   {ContainerOverrides: []*runpb.RunJobRequest_Overrides_ContainerOverride{{Args: []string{"x"}, ClearArgs: true}}},
+		"reserved env":           {ContainerOverrides: []*runpb.RunJobRequest_Overrides_ContainerOverride{{Env: []*runpb.EnvVar{{Name: "CLOUD_RUN_JOB"}}}}},
+	} {
+		_, err = e.jobs.RunJob(ctx, &runpb.RunJobRequest{Name: j.Name, Overrides: o})
+		check("RunJob override "+name, err, codes.InvalidArgument)
+	}
+
+}
+
+func TestUpdateValidateOnlyAllowMissing(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	check := func(what string, err error, want codes.Code) {
+		t.Helper()
+		if got := codeOf(err); got != want {
+			t.Errorf("%s: %v, want %v", what, err, want)
+		}
+	}
+	op, err := e.jobs.CreateJob(ctx, &runpb.CreateJobRequest{Parent: parent, JobId: "dry", Job: shJob("true"), ValidateOnly: true})
+	if err != nil || !op.Done() {
+		t.Fatalf("CreateJob validate_only: done %v, %v", op != nil && op.Done(), err)
+	}
+	_, err = e.jobs.GetJob(ctx, &runpb.GetJobRequest{Name: parent + "/jobs/dry"})
+	check("GetJob after a validate_only create", err, codes.NotFound)
+
+	upd := shJob("exit 0")
+	upd.Name = parent + "/jobs/upserted"
+	uop, err := e.jobs.UpdateJob(ctx, &runpb.UpdateJobRequest{Job: upd, AllowMissing: true})
+	if err != nil {
+		t.Fatalf("UpdateJob allow_missing: %v", err)
+	}
+	j, err := uop.Wait(ctx)
+	if err != nil || j.Generation != 1 {
+		t.Fatalf("UpdateJob allow_missing created %v, %v", j, err)
+	}
+	j.Template.TaskCount = 2
+	j.Labels = map[string]string{"team": "a"}
+	uop, err = e.jobs.UpdateJob(ctx, &runpb.UpdateJobRequest{Job: j})
+	if err != nil {
+		t.Fatalf("UpdateJob with the current etag: %v", err)
+	}
+	j2, err := uop.Wait(ctx)
+	if err != nil || j2.Generation != 2 || j2.ObservedGeneration != 2 || j2.Uid != j.Uid || j2.Etag == j.Etag || j2.Template.TaskCount != 2 || j2.Labels["team"] != "a" {
+		t.Errorf("updated job: %v, %v", j2, err)
+	}
+	_, err = e.jobs.UpdateJob(ctx, &runpb.UpdateJobRequest{Job: j})
+	check("UpdateJob with the etag of generation 1", err, codes.Aborted)
+
+	e.createJob(t, "busy", shJob("sleep 60"))
+	rop, err := e.jobs.RunJob(ctx, &runpb.RunJobRequest{Name: parent + "/jobs/busy"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta, _ := rop.Metadata()
+	_, err = e.jobs.DeleteJob(ctx, &runpb.DeleteJobRequest{Name: parent + "/jobs/busy"})
+	check("DeleteJob with a running execution", err, codes.FailedPrecondition)
+	dop, err := e.execs.DeleteExecution(ctx, &runpb.DeleteExecutionRequest{Name: meta.Name})
+	if err != nil {
+		t.Fatalf("DeleteExecution of a running execution: %v", err)
+	}
+	if _, err := dop.Wait(ctx); err != nil {
+		t.Fatalf("DeleteExecution operation: %v", err)
+	}
+	_, err = e.execs.GetExecution(ctx, &runpb.GetExecutionRequest{Name: meta.Name})
+	check("GetExecution after DeleteExecution", err, codes.NotFound)
+	if n := len(e.listTasks(t, parent+"/jobs/busy/executions/-")); n != 0 {
+		t.Errorf("%d tasks left after DeleteExecution", n)
+	}
+	if _, err := rop.Wait(ctx); codeOf(err) != codes.Canceled {
+		t.Errorf("RunJob operation of the deleted execution: %v, want Canceled", err)
+	}
+	dj, err := e.jobs.DeleteJob(ctx, &runpb.DeleteJobRequest{Name: parent + "/jobs/busy"})
+	if err != nil {
+		t.Fatalf("DeleteJob once idle: %v", err)
+	}
+	if j, err := dj.Wait(ctx); err != nil || j.DeleteTime == nil {
+		t.Errorf("DeleteJob operation: %v, %v", j, err)
+	}
+}
+
+func clone(j *runpb.Job) *runpb.Job { return proto.Clone(j).(*runpb.Job) }
