@@ -103,6 +103,7 @@ type Agent struct {
 
 	mu        sync.Mutex
 	closing   bool
+	mainDone  bool // main exited; attachers have been told
 	conns     map[*mux]struct{}
 	attachers map[*session]struct{}
 	wg        sync.WaitGroup
@@ -302,12 +303,15 @@ func (a *Agent) mainExited() {
 		targets = append(targets, s)
 	}
 	a.attachers = make(map[*session]struct{})
-	close(a.exited)
+	a.mainDone = true
 	a.mu.Unlock()
 	for _, s := range targets {
 		s.finish(a.status)
 	}
 	a.closeMainStdin()
+	// Only now, with every EXIT written, may a caller of Wait shut the
+	// connections down.
+	close(a.exited)
 }
 
 func (a *Agent) closeMainStdin() {
@@ -536,11 +540,9 @@ func (a *Agent) attach(s *session) *startError {
 		return startErrorf(errKindInvalidArgument, "attach with input: the main command was not started with open stdin")
 	}
 	a.mu.Lock()
-	select {
-	case <-a.exited:
+	if a.mainDone {
 		a.mu.Unlock()
 		return startErrorf(errKindConflict, "attach: the main command is not running (exit code %d)", a.status.ExitCode)
-	default:
 	}
 	s.c.mu.Lock()
 	s.c.sessions[s.id] = s
