@@ -113,9 +113,9 @@ func (s *Spec) Validate() error {
 	for k, val := range s.Labels {
 		switch {
 		case k == "":
-			v.fail("Labels", k, "label key is empty")
+			v.fail("Labels[]", k, "label key is empty")
 		case !utf8.ValidString(k) || strings.ContainsAny(k, "\x00\n\r\t "):
-			v.fail("Labels", k, "label key must be valid UTF-8 without whitespace or NUL")
+			v.fail("Labels["+strconv.Quote(k)+"]", k, "label key must be valid UTF-8 without whitespace or NUL")
 		case !utf8.ValidString(val) || strings.ContainsRune(val, 0):
 			v.fail("Labels["+k+"]", val, "label value must be valid UTF-8 without NUL")
 		}
@@ -158,6 +158,26 @@ func (s *Spec) Validate() error {
 		v.env(f+".Env", sc.Env)
 		v.ports(f+".Ports", sc.Ports)
 		v.resources(f+".Resources", sc.Resources)
+	}
+	return v.err
+}
+
+// Validate checks an exec request as every backend does before running it.
+func (c *ExecConfig) Validate() error {
+	v := validator{}
+	if len(c.Cmd) == 0 {
+		v.fail("Cmd", "", "exec needs a command")
+	}
+	v.argv("Cmd", c.Cmd)
+	v.env("Env", c.Env)
+	if c.WorkingDir != "" {
+		v.absPath("WorkingDir", c.WorkingDir)
+	}
+	if c.User != "" && !userRE.MatchString(c.User) {
+		v.fail("User", c.User, "must be user, uid, user:group or uid:gid")
+	}
+	if c.Resize != nil && !c.Tty {
+		v.fail("Resize", "set", "resizing needs Tty")
 	}
 	return v.err
 }

@@ -75,8 +75,8 @@ func TestValidateRejects(t *testing.T) {
 		{"env key with dash", "Env[0]", func(s *gantry.Spec) { s.Env[0] = "A-B=1" }},
 		{"relative workdir", "WorkingDir", func(s *gantry.Spec) { s.WorkingDir = "srv" }},
 		{"bad user", "User", func(s *gantry.Spec) { s.User = "a b" }},
-		{"empty label key", "Labels", func(s *gantry.Spec) { s.Labels[""] = "x" }},
-		{"label key with space", "Labels", func(s *gantry.Spec) { s.Labels["a b"] = "x" }},
+		{"empty label key", "Labels[]", func(s *gantry.Spec) { s.Labels[""] = "x" }},
+		{"label key with space", `Labels["a b"]`, func(s *gantry.Spec) { s.Labels["a b"] = "x" }},
 		{"label value NUL", "Labels[team]", func(s *gantry.Spec) { s.Labels["team"] = "a\x00" }},
 		{"port zero", "Ports[0].Port", func(s *gantry.Spec) { s.Ports[0].Port = 0 }},
 		{"port too big", "Ports[0].Port", func(s *gantry.Spec) { s.Ports[0].Port = 70000 }},
@@ -225,4 +225,26 @@ func FuzzValidateImage(f *testing.F) {
 			t.Fatalf("ValidateImage(%q) accepted", ref)
 		}
 	})
+}
+
+func TestExecConfigValidate(t *testing.T) {
+	ok := gantry.ExecConfig{Cmd: []string{"ls"}, Env: []string{"A=1"}, WorkingDir: "/", User: "root", Tty: true, Resize: make(chan gantry.TerminalSize)}
+	if err := ok.Validate(); err != nil {
+		t.Fatalf("Validate(valid) = %v", err)
+	}
+	for field, edit := range map[string]func(*gantry.ExecConfig){
+		"Cmd":        func(c *gantry.ExecConfig) { c.Cmd = nil },
+		"Cmd[0]":     func(c *gantry.ExecConfig) { c.Cmd = []string{"a\x00"} },
+		"Env[0]":     func(c *gantry.ExecConfig) { c.Env = []string{"A"} },
+		"WorkingDir": func(c *gantry.ExecConfig) { c.WorkingDir = "tmp" },
+		"User":       func(c *gantry.ExecConfig) { c.User = "a:b:c" },
+		"Resize":     func(c *gantry.ExecConfig) { c.Tty = false },
+	} {
+		c := ok
+		edit(&c)
+		var fe *gantry.FieldError
+		if err := c.Validate(); !errors.As(err, &fe) || fe.Field != field || !errors.Is(err, gantry.ErrInvalidArgument) {
+			t.Errorf("%s: Validate() = %v, want a FieldError naming it", field, err)
+		}
+	}
 }
