@@ -161,7 +161,7 @@ func (s *suite) testValidate(t *testing.T) {
 		{"Env[1]", "DigitFirst", func(sp *gantry.Spec) { sp.Env = []string{"OK=1", "1BAD=x"} }},
 		{"WorkingDir", "Relative", func(sp *gantry.Spec) { sp.WorkingDir = "relative/dir" }},
 		{"User", "Space", func(sp *gantry.Spec) { sp.User = "bad user" }},
-		{"Labels", "EmptyKey", func(sp *gantry.Spec) { sp.Labels[""] = "x" }},
+		{"Labels[]", "EmptyKey", func(sp *gantry.Spec) { sp.Labels[""] = "x" }},
 		{"Ports[0].Port", "TooLarge", func(sp *gantry.Spec) { sp.Ports = []gantry.Port{{Port: 70000}} }},
 		{"Ports[0].Protocol", "SCTP", func(sp *gantry.Spec) { sp.Ports = []gantry.Port{{Port: 80, Protocol: "sctp"}} }},
 		{"Ports[1].Port", "Duplicate", func(sp *gantry.Spec) { sp.Ports = []gantry.Port{{Port: 80}, {Port: 80, Protocol: "tcp"}} }},
