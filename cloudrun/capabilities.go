@@ -1,0 +1,52 @@
+package cloudrun
+
+import "github.com/gantryhq/gantry"
+
+// The notes of the capability rows that are referred to elsewhere.
+const (
+	noteKill  = "Cloud Run cannot send a chosen signal: cancelling an execution sends SIGTERM and only then SIGKILL, so Docker's kill (SIGKILL at once) cannot be kept; use Stop, or Remove with Force"
+	noteExec  = "needs the gantry agent inside the container, which the cloudrun backend does not add yet"
+	noteGrace = "Cloud Run's grace between SIGTERM and SIGKILL is fixed (10 s)"
+)
+
+// Capabilities reports what a Cloud Run job can do of Docker's semantics.
+// Every row that is not full says what is missing.
+func (r *Runtime) Capabilities() gantry.Capabilities {
+	full := func(note string) gantry.Capability { return gantry.Capability{Level: gantry.Full, Note: note} }
+	partial := func(note string) gantry.Capability { return gantry.Capability{Level: gantry.Partial, Note: note} }
+	none := func(note string) gantry.Capability { return gantry.Capability{Level: gantry.None, Note: note} }
+	return gantry.Capabilities{
+		gantry.FeatureCreate:      full("CreateJob: one task, no retries; ID, name, spec, labels and creation time are stored on the job"),
+		gantry.FeatureStart:       full("RunJob: every start is a new execution of the same job"),
+		gantry.FeatureStop:        partial("CancelExecution: SIGTERM, then SIGKILL after Cloud Run's fixed 10 s grace; a timeout of 0 does not kill at once, and only SIGTERM can be the stop signal"),
+		gantry.FeatureKill:        none(noteKill),
+		gantry.FeatureRemove:      full("DeleteJob; Force cancels the running execution first"),
+		gantry.FeatureWait:        full("one poller per Runtime (one ListExecutions per tick for all waiters); exact exit code from the task's last attempt, 128+N for signal N"),
+		gantry.FeatureLogs:        partial("Cloud Logging, stdout and stderr by log name; a line that is a JSON object comes back as Cloud Logging re-encodes it (keys sorted, spacing normalised)"),
+		gantry.FeatureLogsFollow:  partial("TailLogEntries; following ends LogGrace (default 5 s) after the container stops, to cover Cloud Logging's ingestion lag"),
+		gantry.FeatureExec:        none(noteExec),
+		gantry.FeatureExecTTY:     none(noteExec),
+		gantry.FeatureInspect:     full("GetJob, plus the task's last attempt for a run that did not succeed"),
+		gantry.FeatureList:        full("ListJobs over the region, filtered to gantry's jobs"),
+		gantry.FeatureRestart:     partial("Stop (with its limits), then a new execution of the same job; ID and name are kept"),
+		gantry.FeaturePause:       none("Cloud Run has no way to suspend a running execution"),
+		gantry.FeatureRename:      none("a Cloud Run job cannot be renamed, and the job ID is derived from the container name"),
+		gantry.FeatureUpdate:      none("a running execution cannot be changed"),
+		gantry.FeatureAttach:      none(noteExec),
+		gantry.FeatureTop:         none("Cloud Run exposes no process list"),
+		gantry.FeatureStats:       none("Cloud Run reports usage per job in Cloud Monitoring, not per container on demand"),
+		gantry.FeatureSignals:     none("only SIGTERM, by cancelling: no other signal can be sent, to Kill or as a stop signal"),
+		gantry.FeatureStopTimeout: partial(noteGrace + ": any timeout is accepted, but SIGKILL comes after that grace, not after the timeout (a negative one included)"),
+		gantry.FeaturePorts:       none("a job takes no inbound traffic"),
+		gantry.FeatureHealthcheck: none("Cloud Run jobs have no probes"),
+		gantry.FeatureResources:   partial("CPU from 0.08 to 1 or 2, 4, 6, 8; memory from 512 MiB to 32 GiB, rounded up to whole MiB; anything else is refused"),
+		gantry.FeatureGPU:         partial("one GPU (default nvidia-l4) with its accelerator node selector; needs at least 4 CPU and 16 GiB; task timeout at most 1 h"),
+		gantry.FeatureTimeout:     partial("the task timeout, rounded up to whole seconds, at most 24 h; zero means 24 h (Cloud Run's maximum), not unbounded"),
+		gantry.FeatureMounts:      partial("tmpfs (in-memory volume, never read-only), gcs (a bucket) and nfs; bind mounts and named volumes are refused"),
+		gantry.FeatureSecrets:     partial("Secret Manager secrets as environment variables or as files; a file secret's directory holds that secret alone"),
+		gantry.FeatureUser:        none("a job's container runs as its image's user"),
+		gantry.FeatureTty:         none("a job has no terminal"),
+		gantry.FeatureStdin:       none("a job has no standard input"),
+		gantry.FeatureSidecars:    none("the cloudrun backend runs one container per job"),
+	}
+}

@@ -1,0 +1,399 @@
+package cloudrun
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"cloud.google.com/go/run/apiv2/runpb"
+	"github.com/gantryhq/gantry"
+	"github.com/gantryhq/gantry/internal/cloudlog"
+	"github.com/gantryhq/gantry/internal/gcperr"
+	"github.com/gantryhq/gantry/internal/meta"
+	"github.com/googleapis/gax-go/v2"
+	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
+)
+
+// operation is the part of a generated long-running operation that
+// waitOp needs.
+type operation[T any] interface {
+	Done() bool
+	Poll(context.Context, ...gax.CallOption) (T, error)
+}
+
+// waitOp polls op at the Runtime's cadence until it is done (no call at all
+// when it was done on return, as with the emulator's instant operations).
+func waitOp[T any](ctx context.Context, r *Runtime, op operation[T]) (T, error) {
+	for {
+		res, err := op.Poll(ctx, gcperr.Retry())
+		if err != nil || op.Done() {
+			return res, err
+		}
+		if err := gcperr.Sleep(ctx, r.cfg.PollInterval); err != nil {
+			return res, err
+		}
+	}
+}
+
+// Create validates spec, maps it to a Cloud Run job and creates the job:
+// the container is created, with no execution yet. Nothing is called for a
+// spec that is invalid or that Cloud Run jobs cannot honour.
+func (r *Runtime) Create(ctx context.Context, spec gantry.Spec) (*gantry.Container, error) {
+	if err := spec.Validate(); err != nil {
+		return nil, err
+	}
+	if spec.Name == "" {
+		spec.Name = newName()
+	}
+	rec := meta.Record{ID: newID(spec.Name), Name: spec.Name, Created: time.Now().UTC(), Spec: spec}
+	pb, err := r.jobFor(rec)
+	if err != nil {
+		return nil, err
+	}
+	jobID := jobIDForName(spec.Name)
+	req := &runpb.CreateJobRequest{Parent: r.parent, Job: pb, JobId: jobID}
+	created, err := r.createJob(ctx, req, rec)
+	if err != nil {
+		return nil, err
+	}
+	r.log.Debug("created", zap.String("id", rec.ID), zap.String("name", rec.Name), zap.String("job", created.GetName()))
+	return r.container(ctx, &job{pb: created, rec: rec})
+}
+
+// createJob creates the job, retrying UNAVAILABLE. A create that meets
+// ALREADY_EXISTS reads the job: if it carries this container's ID label,
+// an earlier attempt succeeded; otherwise the name is taken.
+func (r *Runtime) createJob(ctx context.Context, req *runpb.CreateJobRequest, rec meta.Record) (*runpb.Job, error) {
+	what := fmt.Sprintf("cloudrun: create %q", rec.Name)
+	bo := gcperr.Backoff()
+	for attempt := 1; ; attempt++ {
+		op, err := r.jobs.CreateJob(ctx, req)
+		if err == nil {
+			j, err := waitOp(ctx, r, op)
+			if err != nil {
+				return nil, gcperr.Wrap(ctx, err, "%s: job %s", what, req.JobId)
+			}
+			return j, nil
+		}
+		switch gcperr.Code(err) {
+		case codes.AlreadyExists:
+			cur, gerr := r.jobs.GetJob(ctx, &runpb.GetJobRequest{Name: r.jobName(req.JobId)}, gcperr.Retry())
+			if gerr == nil && meta.SameContainer(cur.GetLabels(), rec.ID) {
+				return waitReconciled(ctx, r, cur)
+			}
+			owner := "another container"
+			if other, derr := meta.Decode(cur.GetLabels(), cur.GetAnnotations()); gerr == nil && derr == nil {
+				owner = "container " + shortID(other.ID)
+			}
+			return nil, gcperr.Wrap(ctx, err, "%s: the name is in use by %s", what, owner)
+		case codes.Unavailable:
+			if attempt < gcperr.MaxAttempts {
+				if serr := gcperr.Sleep(ctx, bo.Pause()); serr != nil {
+					return nil, serr
+				}
+				continue
+			}
+		}
+		return nil, gcperr.Wrap(ctx, err, "%s", what)
+	}
+}
+
+// waitReconciled returns a job found after a retried create once Cloud
+// Run has finished creating it.
+func waitReconciled(ctx context.Context, r *Runtime, j *runpb.Job) (*runpb.Job, error) {
+	for j.GetReconciling() {
+		if err := gcperr.Sleep(ctx, r.cfg.PollInterval); err != nil {
+			return nil, err
+		}
+		var err error
+		if j, err = r.jobs.GetJob(ctx, &runpb.GetJobRequest{Name: j.GetName()}, gcperr.Retry()); err != nil {
+			return nil, gcperr.Wrap(ctx, err, "cloudrun: create: read job %s", j.GetName())
+		}
+	}
+	return j, nil
+}
+
+// Start runs a new execution of the container's job. A running container
+// is left alone.
+func (r *Runtime) Start(ctx context.Context, id string) error {
+	j, err := r.resolve(ctx, "start", id)
+	if err != nil {
+		return err
+	}
+	if j.running() {
+		return nil
+	}
+	return r.runJob(ctx, j)
+}
+
+// runJob calls RunJob, which is not idempotent: after an UNAVAILABLE it
+// reads the job, and an execution count that moved means the failed
+// attempt did start one.
+func (r *Runtime) runJob(ctx context.Context, j *job) error {
+	what := fmt.Sprintf("cloudrun: start %q", j.rec.Name)
+	count := j.pb.GetExecutionCount()
+	bo := gcperr.Backoff()
+	for attempt := 1; ; attempt++ {
+		_, err := r.jobs.RunJob(ctx, &runpb.RunJobRequest{Name: j.pb.GetName()})
+		if err == nil {
+			// The operation ends when the execution does; Wait follows
+			// that through the poller instead.
+			return nil
+		}
+		if gcperr.Code(err) != codes.Unavailable || attempt >= gcperr.MaxAttempts {
+			return gcperr.Wrap(ctx, err, "%s", what)
+		}
+		cur, gerr := r.jobs.GetJob(ctx, &runpb.GetJobRequest{Name: j.pb.GetName()}, gcperr.Retry())
+		if gerr == nil && cur.GetExecutionCount() > count {
+			return nil
+		}
+		if serr := gcperr.Sleep(ctx, bo.Pause()); serr != nil {
+			return serr
+		}
+	}
+}
+
+// checkStopSignal refuses a stop signal other than SIGTERM: cancelling an
+// execution is the only way to stop it, and it sends SIGTERM.
+func checkStopSignal(op, sig string) error {
+	if sig == "" {
+		return nil
+	}
+	n, err := gantry.ParseSignal(sig)
+	if err != nil {
+		return err
+	}
+	if n != 15 {
+		return fmt.Errorf("cloudrun: %s: signal %s: %w: Cloud Run can only cancel an execution, which sends SIGTERM (then SIGKILL after its grace period)", op, sig, gantry.ErrNotSupported)
+	}
+	return nil
+}
+
+// Stop cancels the running execution and waits for it to end. Cloud Run
+// sends SIGTERM, then SIGKILL after its own grace period (10 seconds); the
+// timeout in opts cannot shorten or lengthen that (see Capabilities).
+func (r *Runtime) Stop(ctx context.Context, id string, opts gantry.StopOptions) error {
+	if err := checkStopSignal("stop", opts.Signal); err != nil {
+		return err
+	}
+	if opts.Timeout != nil && (*opts.Timeout > gantry.MaxDuration || *opts.Timeout < -gantry.MaxDuration) {
+		return fmt.Errorf("cloudrun: stop %q: %w: timeout %s is longer than a year", id, gantry.ErrInvalidArgument, *opts.Timeout)
+	}
+	j, err := r.resolve(ctx, "stop", id)
+	if err != nil {
+		return err
+	}
+	if !j.running() {
+		return nil
+	}
+	exec := j.latest().GetName()
+	if err := r.cancel(ctx, j, exec, "stop"); err != nil {
+		return err
+	}
+	if _, err := r.waitExecution(ctx, j.id(), exec); err != nil && !errors.Is(err, errVanished) {
+		return err
+	}
+	return nil
+}
+
+// cancel cancels an execution. One that has completed meanwhile (or is
+// gone) needs no cancelling.
+func (r *Runtime) cancel(ctx context.Context, j *job, exec, op string) error {
+	name := r.execName(j.id(), exec)
+	_, err := r.execs.CancelExecution(ctx, &runpb.CancelExecutionRequest{Name: name}, gcperr.Retry())
+	switch gcperr.Code(err) {
+	case codes.OK, codes.NotFound, codes.FailedPrecondition:
+		return nil
+	}
+	return gcperr.Wrap(ctx, err, "cloudrun: %s %q: cancel %s", op, j.rec.Name, name)
+}
+
+// Kill is not offered: Cloud Run cannot deliver a chosen signal, and its
+// cancellation sends SIGTERM before SIGKILL, so Docker's kill (SIGKILL at
+// once, by default) cannot be kept. Use Stop, or Remove with Force.
+func (r *Runtime) Kill(ctx context.Context, id string, signal string) error {
+	return fmt.Errorf("cloudrun: kill %q: %w: %s", id, gantry.ErrNotSupported, noteKill)
+}
+
+// Restart stops the container (see Stop) and runs a new execution of the
+// same job; ID and name are kept.
+func (r *Runtime) Restart(ctx context.Context, id string, opts gantry.StopOptions) error {
+	if err := r.Stop(ctx, id, opts); err != nil {
+		return err
+	}
+	return r.Start(ctx, id)
+}
+
+// Remove deletes the container's job. A running container is ErrConflict
+// unless opts.Force, which cancels its execution first.
+func (r *Runtime) Remove(ctx context.Context, id string, opts gantry.RemoveOptions) error {
+	j, err := r.resolve(ctx, "remove", id)
+	if err != nil {
+		return err
+	}
+	if j.running() {
+		if !opts.Force {
+			return fmt.Errorf("cloudrun: remove %q: %w: the container is running; stop it first or remove with Force", id, gantry.ErrConflict)
+		}
+		if err := r.cancel(ctx, j, j.latest().GetName(), "remove"); err != nil {
+			return err
+		}
+	}
+	return r.deleteJob(ctx, j)
+}
+
+// deleteJob deletes the job, retrying UNAVAILABLE. NOT_FOUND after a
+// retry means the failed attempt did delete it. Should Cloud Run refuse
+// while a cancelled execution winds down, it waits for that and retries.
+func (r *Runtime) deleteJob(ctx context.Context, j *job) error {
+	what := fmt.Sprintf("cloudrun: remove %q", j.rec.Name)
+	retried := false
+	for {
+		op, err := r.jobs.DeleteJob(ctx, &runpb.DeleteJobRequest{Name: j.pb.GetName()}, gcperr.Retry())
+		if err == nil {
+			_, err = waitOp(ctx, r, op)
+		}
+		switch {
+		case err == nil:
+			return nil
+		case gcperr.Is(err, codes.NotFound):
+			return nil
+		case gcperr.Is(err, codes.FailedPrecondition) && !retried && j.latest() != nil:
+			retried = true
+			if _, werr := r.waitExecution(ctx, j.id(), j.latest().GetName()); werr != nil && !errors.Is(werr, errVanished) {
+				return werr
+			}
+			continue
+		}
+		return gcperr.Wrap(ctx, err, "%s: delete job %s", what, j.pb.GetName())
+	}
+}
+
+// Inspect returns the container's current description.
+func (r *Runtime) Inspect(ctx context.Context, id string) (*gantry.Container, error) {
+	j, err := r.resolve(ctx, "inspect", id)
+	if err != nil {
+		return nil, err
+	}
+	return r.container(ctx, j)
+}
+
+// List returns the containers of the region that match opts, newest
+// first: one ListJobs, plus one task read for each listed container whose
+// last run did not succeed.
+func (r *Runtime) List(ctx context.Context, opts gantry.ListOptions) ([]*gantry.Container, error) {
+	all, err := r.listJobs(ctx, "cloudrun: list")
+	if err != nil {
+		return nil, err
+	}
+	labels, err := parseLabelFilters(opts.Labels)
+	if err != nil {
+		return nil, err
+	}
+	var out []*gantry.Container
+	for _, j := range all {
+		if !matches(j, opts, labels) {
+			continue
+		}
+		c, err := r.container(ctx, j)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	slices.SortFunc(out, func(a, b *gantry.Container) int { return b.Created.Compare(a.Created) })
+	if opts.Limit > 0 && len(out) > opts.Limit {
+		out = out[:opts.Limit]
+	}
+	return out, nil
+}
+
+type labelFilter struct {
+	key, value string
+	hasValue   bool
+}
+
+func parseLabelFilters(in []string) ([]labelFilter, error) {
+	out := make([]labelFilter, 0, len(in))
+	for _, l := range in {
+		k, v, ok := strings.Cut(l, "=")
+		if k == "" {
+			return nil, fmt.Errorf("cloudrun: list: %w: label filter %q has no key", gantry.ErrInvalidArgument, l)
+		}
+		out = append(out, labelFilter{k, v, ok})
+	}
+	return out, nil
+}
+
+func matches(j *job, opts gantry.ListOptions, labels []labelFilter) bool {
+	status := gantry.StatusCreated
+	if l := j.latest(); l != nil {
+		status = gantry.StatusExited
+		if l.GetCompletionTime() == nil {
+			status = gantry.StatusRunning
+		}
+	}
+	if !opts.All && len(opts.Status) == 0 && status != gantry.StatusRunning {
+		return false
+	}
+	if len(opts.Status) > 0 && !slices.Contains(opts.Status, status) {
+		return false
+	}
+	if len(opts.IDs) > 0 && !slices.ContainsFunc(opts.IDs, func(p string) bool { return strings.HasPrefix(j.rec.ID, p) }) {
+		return false
+	}
+	if len(opts.Names) > 0 && !slices.ContainsFunc(opts.Names, func(n string) bool { return strings.Contains(j.rec.Name, n) }) {
+		return false
+	}
+	if opts.Image != "" && j.rec.Spec.Image != opts.Image {
+		return false
+	}
+	for _, f := range labels {
+		v, ok := j.rec.Spec.Labels[f.key]
+		if !ok || (f.hasValue && v != f.value) {
+			return false
+		}
+	}
+	return true
+}
+
+// Exec is not offered yet: it needs the gantry agent inside the container,
+// which this backend does not add yet.
+func (r *Runtime) Exec(ctx context.Context, id string, cfg gantry.ExecConfig) (gantry.ExecResult, error) {
+	return gantry.ExecResult{}, fmt.Errorf("cloudrun: exec %q: %w: %s", id, gantry.ErrNotSupported, noteExec)
+}
+
+// Logs reads the container's output from Cloud Logging: every execution of
+// its job, in time order.
+func (r *Runtime) Logs(ctx context.Context, id string, opts gantry.LogsOptions) (gantry.LogReader, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	j, err := r.resolve(ctx, "logs", id)
+	if err != nil {
+		return nil, err
+	}
+	var f cloudlog.Filter
+	f.Eq("resource.type", "cloud_run_job").
+		Eq("resource.labels.job_name", j.id()).
+		Eq("resource.labels.location", r.cfg.Region)
+	notBefore := timeOf(j.pb.GetCreateTime())
+	if notBefore.IsZero() {
+		notBefore = j.rec.Created
+	}
+	return cloudlog.Open(ctx, cloudlog.Source{
+		Client:    r.logs,
+		Project:   r.cfg.Project,
+		Filter:    &f,
+		StdoutLog: "run.googleapis.com/stdout",
+		StderrLog: "run.googleapis.com/stderr",
+		NotBefore: notBefore,
+		Stopped:   r.stoppedAt(j),
+		Grace:     r.cfg.LogGrace,
+		Describe:  fmt.Sprintf("cloudrun: logs %q", id),
+	}, opts)
+}

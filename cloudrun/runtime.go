@@ -1,0 +1,333 @@
+package cloudrun
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	logging "cloud.google.com/go/logging/apiv2"
+	run "cloud.google.com/go/run/apiv2"
+	"cloud.google.com/go/run/apiv2/runpb"
+	"github.com/gantryhq/gantry"
+	"github.com/gantryhq/gantry/internal/gcperr"
+	"github.com/gantryhq/gantry/internal/meta"
+	"github.com/gantryhq/gantry/internal/poll"
+	"go.uber.org/zap"
+	"google.golang.org/api/iterator"
+	"google.golang.org/api/option"
+	"google.golang.org/grpc/codes"
+)
+
+// Defaults of Config.
+const (
+	// DefaultPollInterval is how often the Runtime's one poller lists
+	// executions while anything waits.
+	DefaultPollInterval = 500 * time.Millisecond
+	// DefaultLogGrace is how long a following Logs keeps reading after the
+	// container stops: Cloud Logging's ingestion lag is seconds.
+	DefaultLogGrace = 5 * time.Second
+)
+
+// Config holds what a Runtime needs to know once.
+type Config struct {
+	// Project is the Google Cloud project ID. Required.
+	Project string
+	// Region is the Cloud Run region, such as "us-central1". Required.
+	Region string
+	// ServiceAccount is the email of the identity containers run as;
+	// empty means Cloud Run's default (the Compute Engine default service
+	// account).
+	ServiceAccount string
+	// Labels are Google Cloud labels put on every job and execution, for
+	// billing reports and filters. Keys and values must follow Google's
+	// label rules; the keys gantry uses itself are refused.
+	Labels map[string]string
+	// Session is the value of the session label on everything this
+	// Runtime creates, which Sweep matches. Empty means a fresh random
+	// one; set it to sweep after a crash what a known session left.
+	Session string
+	// PollInterval is the poller's cadence (and that of long-running
+	// operation polls); zero means DefaultPollInterval.
+	PollInterval time.Duration
+	// LogGrace is how long a following Logs reads on after the container
+	// stopped; zero means DefaultLogGrace.
+	LogGrace time.Duration
+	// Logger receives the Runtime's own diagnostics; nil means none.
+	Logger *zap.Logger
+}
+
+// Runtime runs gantry containers as Cloud Run jobs. It implements
+// gantry.Runtime and gantry.Restarter. It keeps nothing in memory that
+// another Runtime could not rebuild from the cloud.
+type Runtime struct {
+	cfg    Config
+	parent string
+	log    *zap.Logger
+
+	jobs  *run.JobsClient
+	execs *run.ExecutionsClient
+	tasks *run.TasksClient
+	logs  *logging.Client
+
+	poller *poll.Poller[snapshot]
+	// removedWaiters counts Waits for removal: while there are any, the
+	// poller also lists jobs.
+	removedWaiters atomicCounter
+}
+
+var (
+	_ gantry.Runtime   = (*Runtime)(nil)
+	_ gantry.Restarter = (*Runtime)(nil)
+)
+
+// New returns a Runtime for cfg. With no opts it uses Application Default
+// Credentials against Google Cloud; gcptest's ClientOptions point it at
+// the emulator. It checks cfg before connecting.
+func New(ctx context.Context, cfg Config, opts ...option.ClientOption) (*Runtime, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Session == "" {
+		cfg.Session = "s" + randomHex(5)
+	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = DefaultPollInterval
+	}
+	if cfg.LogGrace <= 0 {
+		cfg.LogGrace = DefaultLogGrace
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	cfg.Labels = maps.Clone(cfg.Labels)
+	r := &Runtime{
+		cfg:    cfg,
+		parent: "projects/" + cfg.Project + "/locations/" + cfg.Region,
+		log:    cfg.Logger.With(zap.String("backend", "cloudrun"), zap.String("session", cfg.Session)),
+	}
+	var err error
+	if r.jobs, err = run.NewJobsClient(ctx, opts...); err != nil {
+		return nil, fmt.Errorf("cloudrun: jobs client: %w", err)
+	}
+	if r.execs, err = run.NewExecutionsClient(ctx, opts...); err != nil {
+		r.Close()
+		return nil, fmt.Errorf("cloudrun: executions client: %w", err)
+	}
+	if r.tasks, err = run.NewTasksClient(ctx, opts...); err != nil {
+		r.Close()
+		return nil, fmt.Errorf("cloudrun: tasks client: %w", err)
+	}
+	if r.logs, err = logging.NewClient(ctx, opts...); err != nil {
+		r.Close()
+		return nil, fmt.Errorf("cloudrun: logging client: %w", err)
+	}
+	r.poller = poll.New(cfg.PollInterval, r.fetch)
+	return r, nil
+}
+
+func (c *Config) validate() error {
+	bad := func(field, value, reason string) error {
+		return fmt.Errorf("cloudrun: Config.%s %q: %w: %s", field, value, gantry.ErrInvalidArgument, reason)
+	}
+	switch {
+	case c.Project == "":
+		return bad("Project", "", "a project ID is required")
+	case strings.ContainsAny(c.Project, "/ "):
+		return bad("Project", c.Project, "a project ID has no slashes or spaces")
+	case c.Region == "":
+		return bad("Region", "", "a region such as us-central1 is required")
+	case strings.ContainsAny(c.Region, "/ "):
+		return bad("Region", c.Region, "a region has no slashes or spaces")
+	case c.Session != "" && !meta.ValidValue(c.Session):
+		return bad("Session", c.Session, "must be a Google label value: up to 63 lowercase letters, digits, _ and -")
+	case c.PollInterval < 0:
+		return bad("PollInterval", c.PollInterval.String(), "must not be negative")
+	case c.LogGrace < 0:
+		return bad("LogGrace", c.LogGrace.String(), "must not be negative")
+	}
+	for k, v := range c.Labels {
+		switch {
+		case !meta.ValidKey(k):
+			return bad("Labels", k, "a label key is 1 to 63 lowercase letters, digits, _ and -, starting with a letter")
+		case !meta.ValidValue(v):
+			return bad("Labels["+k+"]", v, "a label value is up to 63 lowercase letters, digits, _ and -")
+		case k == meta.LabelManagedBy || strings.HasPrefix(k, "gantry-") || strings.HasPrefix(k, meta.UserLabelPrefix):
+			return bad("Labels", k, "this key is gantry's own (managed-by, gantry-*, l-*)")
+		}
+	}
+	if len(c.Labels) > 16 {
+		return bad("Labels", fmt.Sprint(len(c.Labels)), "at most 16, to leave room under Google's 64 for gantry's and the containers'")
+	}
+	return nil
+}
+
+// Session returns the session label value of this Runtime's resources.
+func (r *Runtime) Session() string { return r.cfg.Session }
+
+// Close stops the poller and closes the clients. Containers keep running.
+func (r *Runtime) Close() error {
+	if r.poller != nil {
+		r.poller.Close()
+	}
+	var errs []error
+	if r.jobs != nil {
+		errs = append(errs, r.jobs.Close())
+	}
+	if r.execs != nil {
+		errs = append(errs, r.execs.Close())
+	}
+	if r.tasks != nil {
+		errs = append(errs, r.tasks.Close())
+	}
+	if r.logs != nil {
+		errs = append(errs, r.logs.Close())
+	}
+	return errors.Join(errs...)
+}
+
+func (r *Runtime) jobName(jobID string) string { return r.parent + "/jobs/" + jobID }
+
+// execName returns the full name of an execution given by its ID or name.
+func (r *Runtime) execName(jobID, exec string) string {
+	if strings.Contains(exec, "/") {
+		return exec
+	}
+	return r.jobName(jobID) + "/executions/" + exec
+}
+
+// lastSegment returns what follows the last slash of a resource name.
+func lastSegment(name string) string { return name[strings.LastIndexByte(name, '/')+1:] }
+
+// job is a gantry container's job and the record decoded from it.
+type job struct {
+	pb  *runpb.Job
+	rec meta.Record
+}
+
+func (j *job) id() string { return lastSegment(j.pb.GetName()) }
+
+// latest returns the job's newest execution reference, or nil.
+func (j *job) latest() *runpb.ExecutionReference {
+	if l := j.pb.GetLatestCreatedExecution(); l.GetName() != "" {
+		return l
+	}
+	return nil
+}
+
+func (j *job) running() bool {
+	l := j.latest()
+	return l != nil && l.GetCompletionTime() == nil
+}
+
+// getJob reads job jobID; a job that is not gantry's is ErrNotGantry, one
+// whose record does not decode an error that says so.
+func (r *Runtime) getJob(ctx context.Context, jobID string) (*job, error) {
+	pb, err := r.jobs.GetJob(ctx, &runpb.GetJobRequest{Name: r.jobName(jobID)}, gcperr.Retry())
+	if err != nil {
+		return nil, err
+	}
+	rec, err := meta.Decode(pb.GetLabels(), pb.GetAnnotations())
+	if err != nil {
+		return nil, &corruptError{job: pb.GetName(), err: err}
+	}
+	return &job{pb: pb, rec: rec}, nil
+}
+
+// corruptError is a job that carries gantry's label but no readable record.
+type corruptError struct {
+	job string
+	err error
+}
+
+func (e *corruptError) Error() string { return "job " + e.job + ": " + e.err.Error() }
+func (e *corruptError) Unwrap() error { return e.err }
+
+// resolve finds the container id names, as Docker does: a full ID, then a
+// name, then a unique ID prefix.
+func (r *Runtime) resolve(ctx context.Context, op, id string) (*job, error) {
+	if id == "" {
+		return nil, fmt.Errorf("cloudrun: %s: %w: empty container ID or name", op, gantry.ErrInvalidArgument)
+	}
+	try := func(jobID string, match func(meta.Record) bool) (*job, error) {
+		j, err := r.getJob(ctx, jobID)
+		var corrupt *corruptError
+		switch {
+		case err == nil:
+			if match(j.rec) {
+				return j, nil
+			}
+			return nil, nil
+		case errors.Is(err, meta.ErrNotGantry), gcperr.Is(err, codes.NotFound):
+			return nil, nil
+		case errors.As(err, &corrupt):
+			return nil, fmt.Errorf("cloudrun: %s %q: %w", op, id, err)
+		}
+		return nil, gcperr.Wrap(ctx, err, "cloudrun: %s %q", op, id)
+	}
+	if isFullID(id) {
+		if j, err := try(jobIDForID(id), func(rec meta.Record) bool { return rec.ID == id }); j != nil || err != nil {
+			return j, err
+		}
+	}
+	if gantry.ValidName(id) {
+		if j, err := try(jobIDForName(id), func(rec meta.Record) bool { return rec.Name == id }); j != nil || err != nil {
+			return j, err
+		}
+	}
+	if isHex(id) && len(id) < idLen {
+		all, err := r.listJobs(ctx, "cloudrun: "+op)
+		if err != nil {
+			return nil, err
+		}
+		var found []*job
+		for _, j := range all {
+			if strings.HasPrefix(j.rec.ID, id) {
+				found = append(found, j)
+			}
+		}
+		switch len(found) {
+		case 1:
+			return found[0], nil
+		case 0:
+		default:
+			return nil, fmt.Errorf("cloudrun: %s: %w: ID prefix %q matches %d containers", op, gantry.ErrInvalidArgument, id, len(found))
+		}
+	}
+	return nil, fmt.Errorf("cloudrun: %s: %w: no such container: %s", op, gantry.ErrNotFound, id)
+}
+
+// listJobs returns every gantry job in the region.
+func (r *Runtime) listJobs(ctx context.Context, what string) ([]*job, error) {
+	it := r.jobs.ListJobs(ctx, &runpb.ListJobsRequest{Parent: r.parent, PageSize: 1000}, gcperr.Retry())
+	var out []*job
+	for {
+		pb, err := it.Next()
+		if isDone(err) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, gcperr.Wrap(ctx, err, "%s: list jobs", what)
+		}
+		if !meta.Managed(pb.GetLabels()) {
+			continue
+		}
+		rec, err := meta.Decode(pb.GetLabels(), pb.GetAnnotations())
+		if err != nil {
+			r.log.Warn("skipping a gantry job whose record does not decode", zap.String("job", pb.GetName()), zap.Error(err))
+			continue
+		}
+		out = append(out, &job{pb: pb, rec: rec})
+	}
+}
+
+func isDone(err error) bool { return errors.Is(err, iterator.Done) }
+
+// atomicCounter counts with a lock-free integer.
+type atomicCounter struct{ n atomic.Int64 }
+
+func (c *atomicCounter) add(d int64) { c.n.Add(d) }
+func (c *atomicCounter) get() int64  { return c.n.Load() }

@@ -1,0 +1,117 @@
+package cloudrun
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"time"
+
+	"cloud.google.com/go/run/apiv2/runpb"
+	"github.com/gantryhq/gantry"
+	"github.com/gantryhq/gantry/internal/gcperr"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// container builds the Container a job describes. The exit status of a
+// run that did not succeed comes from its task (one more read).
+func (r *Runtime) container(ctx context.Context, j *job) (*gantry.Container, error) {
+	rec := j.rec
+	c := &gantry.Container{
+		ID:       rec.ID,
+		Name:     rec.Name,
+		Image:    rec.Spec.Image,
+		Created:  rec.Created,
+		Spec:     rec.Spec,
+		Labels:   maps.Clone(rec.Spec.Labels),
+		Resource: j.pb.GetName(),
+		State:    gantry.State{Status: gantry.StatusCreated},
+	}
+	if n := j.pb.GetExecutionCount(); n > 1 {
+		c.RestartCount = int(n - 1)
+	}
+	l := j.latest()
+	if l == nil {
+		return c, nil
+	}
+	c.State.StartedAt = timeOf(l.GetCreateTime())
+	if l.GetCompletionTime() == nil {
+		c.State.Status, c.State.Running = gantry.StatusRunning, true
+		return c, nil
+	}
+	c.State.Status = gantry.StatusExited
+	c.State.FinishedAt = timeOf(l.GetCompletionTime())
+	st, err := r.exitStatus(ctx, j.id(), l.GetName(), l.GetCompletionStatus() == runpb.ExecutionReference_EXECUTION_SUCCEEDED, l.GetCompletionStatus() == runpb.ExecutionReference_EXECUTION_CANCELLED)
+	if err != nil {
+		return nil, err
+	}
+	c.State.ExitCode, c.State.Signal, c.State.Error = st.ExitCode, st.Signal, st.Error
+	return c, nil
+}
+
+func timeOf(ts *timestamppb.Timestamp) time.Time {
+	if ts == nil {
+		return time.Time{}
+	}
+	return ts.AsTime()
+}
+
+// exitStatus returns how execution exec of job jobID ended. A succeeded
+// execution of gantry's one task with no retries exited 0; any other reads
+// the task's last attempt: its exit code, or 128+N for signal N.
+func (r *Runtime) exitStatus(ctx context.Context, jobID, exec string, succeeded, cancelled bool) (gantry.ExitStatus, error) {
+	if succeeded {
+		return gantry.ExitStatus{}, nil
+	}
+	name := r.execName(jobID, exec)
+	it := r.tasks.ListTasks(ctx, &runpb.ListTasksRequest{Parent: name}, gcperr.Retry())
+	var task *runpb.Task
+	for {
+		t, err := it.Next()
+		if isDone(err) {
+			break
+		}
+		if err != nil {
+			return gantry.ExitStatus{}, gcperr.Wrap(ctx, err, "cloudrun: exit status of %s", name)
+		}
+		if t.GetIndex() == 0 {
+			task = t
+			break
+		}
+	}
+	return taskExit(task, cancelled), nil
+}
+
+// taskExit reads the exit status from a task's last attempt.
+func taskExit(task *runpb.Task, cancelled bool) gantry.ExitStatus {
+	res := task.GetLastAttemptResult()
+	switch {
+	case res == nil && cancelled:
+		return gantry.ExitStatus{ExitCode: 128 + 9, Signal: "SIGKILL", Error: "the execution was cancelled before its task started"}
+	case res == nil:
+		return gantry.ExitStatus{ExitCode: 125, Error: "the task ended without a result: " + completedMessage(task)}
+	case res.GetTermSignal() > 0:
+		sig := int(res.GetTermSignal())
+		return gantry.ExitStatus{ExitCode: 128 + sig, Signal: gantry.SignalName(sig)}
+	case res.GetExitCode() == 0 && res.GetStatus().GetCode() != int32(codes.OK) && res.GetStatus().GetCode() != int32(codes.Canceled):
+		// Cloud Run reports a container that never ran (an image that
+		// would not pull, a command that does not exist) with no exit
+		// code; Docker's code for "could not run" is 125.
+		return gantry.ExitStatus{ExitCode: 125, Error: res.GetStatus().GetMessage()}
+	}
+	return gantry.ExitStatus{ExitCode: int(res.GetExitCode())}
+}
+
+func completedMessage(task *runpb.Task) string {
+	for _, c := range task.GetConditions() {
+		if c.GetType() == "Completed" && c.GetMessage() != "" {
+			return c.GetMessage()
+		}
+	}
+	return fmt.Sprintf("task %s has no completion message", task.GetName())
+}
+
+// execStatus is exitStatus for an execution read from a listing.
+func (r *Runtime) execStatus(ctx context.Context, jobID string, ex *runpb.Execution) (gantry.ExitStatus, error) {
+	return r.exitStatus(ctx, jobID, ex.GetName(), ex.GetSucceededCount() > 0 && ex.GetFailedCount() == 0 && ex.GetCancelledCount() == 0, ex.GetCancelledCount() > 0)
+}

@@ -1,0 +1,66 @@
+package cloudrun
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/gantryhq/gantry"
+	"github.com/gantryhq/gantry/internal/meta"
+	"go.uber.org/zap"
+)
+
+// SweepOptions selects what Sweep deletes. A job is deleted when it
+// matches either condition; at least one must be set.
+type SweepOptions struct {
+	// Session deletes what the Runtime with this Config.Session created.
+	Session string
+	// OlderThan deletes gantry's jobs created more than this long ago.
+	OlderThan time.Duration
+}
+
+// Sweep deletes what gantry left behind in the Runtime's project and
+// region: jobs with gantry's managed-by label that match opts (running
+// executions are cancelled first). Jobs without that label are never
+// touched. It returns the IDs of the containers it removed, and joins the
+// errors of those it could not.
+func (r *Runtime) Sweep(ctx context.Context, opts SweepOptions) ([]string, error) {
+	switch {
+	case opts.Session == "" && opts.OlderThan <= 0:
+		return nil, fmt.Errorf("cloudrun: sweep: %w: set Session or a positive OlderThan; sweeping everything is not offered", gantry.ErrInvalidArgument)
+	case opts.Session != "" && !meta.ValidValue(opts.Session):
+		return nil, fmt.Errorf("cloudrun: sweep: %w: session %q is not a label value", gantry.ErrInvalidArgument, opts.Session)
+	}
+	all, err := r.listJobs(ctx, "cloudrun: sweep")
+	if err != nil {
+		return nil, err
+	}
+	cutoff := time.Now().Add(-opts.OlderThan)
+	var removed []string
+	var errs []error
+	for _, j := range all {
+		created := timeOf(j.pb.GetCreateTime())
+		if created.IsZero() {
+			created = j.rec.Created
+		}
+		bySession := opts.Session != "" && j.pb.GetLabels()[meta.LabelSession] == opts.Session
+		byAge := opts.OlderThan > 0 && created.Before(cutoff)
+		if !bySession && !byAge {
+			continue
+		}
+		if j.running() {
+			if err := r.cancel(ctx, j, j.latest().GetName(), "sweep"); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+		}
+		if err := r.deleteJob(ctx, j); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		r.log.Info("swept", zap.String("id", j.rec.ID), zap.String("name", j.rec.Name), zap.String("job", j.pb.GetName()))
+		removed = append(removed, j.rec.ID)
+	}
+	return removed, errors.Join(errs...)
+}
