@@ -33,7 +33,7 @@ type env struct {
 	logs  *logging.Client
 }
 
-func newEnv(t *testing.T, opts ...gcptest.Option) *env {
+func newEnv(t testing.TB, opts ...gcptest.Option) *env {
 	t.Helper()
 	ctx := context.Background()
 	srv, err := gcptest.NewServer(opts...)
