@@ -2,12 +2,16 @@ package gcptest_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	run "cloud.google.com/go/run/apiv2"
 	"cloud.google.com/go/run/apiv2/runpb"
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/grpc/codes"
@@ -276,5 +280,51 @@ func TestOverrides(t *testing.T) {
 	j, _ := e.jobs.GetJob(context.Background(), &runpb.GetJobRequest{Name: parent + "/jobs/over"})
 	if got := j.Template.Template.Containers[0].Args; !cmp.Equal(got, []string{"default-arg0", "default-arg1"}) || j.Template.TaskCount != 1 {
 		t.Errorf("overrides changed the job: args %q, task_count %d", got, j.Template.TaskCount)
+	}
+}
+
+// TestCloseKillsProcesses checks that Close leaves no task process
+// behind: the task records its PID, and after Close the PID is gone.
+func TestCloseKillsProcesses(t *testing.T) {
+	srv, err := gcptest.NewServer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{srv: srv}
+	ctx := context.Background()
+	e.jobs, err = run.NewJobsClient(ctx, srv.ClientOptions()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.jobs.Close()
+	if e.execs, err = run.NewExecutionsClient(ctx, srv.ClientOptions()...); err != nil {
+		t.Fatal(err)
+	}
+	defer e.execs.Close()
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	e.createJob(t, "lingers", shJob(`echo $$ > `+pidFile+`.tmp && mv `+pidFile+`.tmp `+pidFile+`; exec sleep 600`))
+	op, err := e.jobs.RunJob(ctx, &runpb.RunJobRequest{Name: parent + "/jobs/lingers"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta, _ := op.Metadata()
+	e.waitRunning(t, meta.Name, 1)
+	var pid int
+	for {
+		b, err := os.ReadFile(pidFile)
+		if err == nil {
+			pid, err = strconv.Atoi(strings.TrimSpace(string(b)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := srv.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+		t.Errorf("task process %d still exists after Close (kill 0: %v)", pid, err)
 	}
 }
