@@ -1,0 +1,127 @@
+package agent
+
+import (
+	"context"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"testing"
+
+	"github.com/gantryhq/gantry"
+)
+
+// BenchmarkExecTrue is the round trip of exec "true" over loopback; compare
+// with BenchmarkSpawnTrue, the process spawn alone, for the agent's share.
+func BenchmarkExecTrue(b *testing.B) {
+	a := startAgent(b, Config{})
+	cl := dialForward(b, a)
+	ctx := context.Background()
+	for b.Loop() {
+		res, err := cl.Exec(ctx, gantry.ExecConfig{Cmd: []string{"true"}})
+		if err != nil || res.ExitCode != 0 {
+			b.Fatal(res, err)
+		}
+	}
+}
+
+// BenchmarkSpawnTrue starts and waits for "true" directly.
+func BenchmarkSpawnTrue(b *testing.B) {
+	path, err := exec.LookPath("true")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		p, err := os.StartProcess(path, []string{"true"}, &os.ProcAttr{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := p.Wait(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+const throughputBytes = 1 << 30
+
+// BenchmarkStdoutThroughput moves 1 GiB per op from a real process's
+// stdout through one session over loopback into io.Discard.
+func BenchmarkStdoutThroughput(b *testing.B) {
+	exe, err := os.Executable()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, mode := range []struct {
+		name string
+		dial func(testing.TB, *Agent) *Client
+	}{{"forward", dialForward}, {"reverse", dialReverse}} {
+		b.Run(mode.name, func(b *testing.B) {
+			a := startAgent(b, Config{ID: "c1"})
+			cl := mode.dial(b, a)
+			b.SetBytes(throughputBytes)
+			for b.Loop() {
+				res, err := cl.Exec(context.Background(), gantry.ExecConfig{Cmd: []string{exe}, Env: genEnv(throughputBytes), Stdout: io.Discard})
+				if err != nil || res.ExitCode != 0 {
+					b.Fatal(res, err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkPipeCeiling moves the same bytes from the same generator
+// through a plain pipe into io.Discard: the process side of the ceiling.
+func BenchmarkPipeCeiling(b *testing.B) {
+	exe, err := os.Executable()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(throughputBytes)
+	for b.Loop() {
+		c := exec.Command(exe)
+		c.Env = append(os.Environ(), genEnv(throughputBytes)...)
+		c.Stdout = io.Discard
+		if err := c.Run(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkLoopbackCeiling copies 1 GiB per op over a loopback TCP
+// connection in 256 KiB writes, the transport's own ceiling.
+func BenchmarkLoopbackCeiling(b *testing.B) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	done := make(chan int64)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			n, _ := io.Copy(io.Discard, c)
+			c.Close()
+			done <- n
+		}
+	}()
+	buf := make([]byte, MaxDataPayload)
+	b.SetBytes(throughputBytes)
+	for b.Loop() {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			b.Fatal(err)
+		}
+		for sent := 0; sent < throughputBytes; sent += len(buf) {
+			if _, err := c.Write(buf); err != nil {
+				b.Fatal(err)
+			}
+		}
+		c.Close()
+		if n := <-done; n != throughputBytes {
+			b.Fatalf("copied %d bytes", n)
+		}
+	}
+}
