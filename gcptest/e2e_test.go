@@ -76,18 +76,37 @@ func shJob(script string) *runpb.Job {
 	}}
 }
 
-func (e *env) createJob(t *testing.T, id string, job *runpb.Job) *runpb.Job {
+func (e *env) createJob(t testing.TB, id string, job *runpb.Job) *runpb.Job {
 	t.Helper()
 	ctx := context.Background()
 	op, err := e.jobs.CreateJob(ctx, &runpb.CreateJobRequest{Parent: parent, JobId: id, Job: job})
 	if err != nil {
 		t.Fatalf("CreateJob: %v", err)
 	}
+	for !op.Done() {
+		if _, err := op.Poll(ctx); err != nil {
+			t.Fatalf("CreateJob operation: %v", err)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
 	j, err := op.Wait(ctx)
 	if err != nil {
 		t.Fatalf("CreateJob operation: %v", err)
 	}
 	return j
+}
+
+// pollRun polls a RunJob operation every 2ms, instead of the library's
+// backoff of up to a second, and returns its result.
+func pollRun(t testing.TB, op *run.RunJobOperation) (*runpb.Execution, error) {
+	t.Helper()
+	for {
+		ex, err := op.Poll(context.Background())
+		if err != nil || op.Done() {
+			return ex, err
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
 }
 
 func codeOf(err error) codes.Code {
@@ -212,7 +231,7 @@ func TestJobLifecycle(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ex, err := op.Wait(ctx)
+		ex, err := pollRun(t, op)
 		if err != nil {
 			t.Fatalf("run %d: %v", i, err)
 		}

@@ -29,7 +29,7 @@ func (e *env) runToEnd(t *testing.T, job string, overrides *runpb.RunJobRequest_
 	if err != nil {
 		t.Fatalf("RunJob: %v", err)
 	}
-	_, opErr := op.Wait(ctx)
+	_, opErr := pollRun(t, op)
 	meta, err := op.Metadata()
 	if err != nil {
 		t.Fatal(err)
@@ -198,7 +198,7 @@ func TestCancel(t *testing.T) {
 		if err != nil {
 			t.Fatalf("CancelExecution operation: %v", err)
 		}
-		if _, err := op.Wait(ctx); codeOf(err) != codes.Canceled {
+		if _, err := pollRun(t, op); codeOf(err) != codes.Canceled {
 			t.Errorf("%s: RunJob operation error %v, want Canceled", tc.id, err)
 		}
 		if got := countsOf(ex); got != (counts{Cancelled: 3}) {
