@@ -11,6 +11,7 @@ import (
 
 	logging "cloud.google.com/go/logging/apiv2"
 	"cloud.google.com/go/logging/apiv2/loggingpb"
+	"cloud.google.com/go/logging/logadmin"
 	run "cloud.google.com/go/run/apiv2"
 	"cloud.google.com/go/run/apiv2/runpb"
 	"github.com/google/go-cmp/cmp"
@@ -303,5 +304,37 @@ func TestTaskEnvironment(t *testing.T) {
 	want := []string{fmt.Sprintf("envjob %s 0 0 2 hi", execID), fmt.Sprintf("envjob %s 1 0 2 hi", execID)}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("task output (-want +got):\n%s", diff)
+	}
+}
+
+// TestLogadmin reads a task's output with logadmin, which adds its own
+// 24-hour timestamp clause and unescapes log names.
+func TestLogadmin(t *testing.T) {
+	e := newEnv(t, gcptest.WithInstantOperations())
+	ctx := context.Background()
+	e.createJob(t, "admin", shJob("echo via-logadmin >&2"))
+	if _, err := e.jobs.RunJob(ctx, &runpb.RunJobRequest{Name: parent + "/jobs/admin"}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := logadmin.NewClient(ctx, "projects/proj", e.srv.ClientOptions()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	it := c.Entries(ctx, logadmin.Filter(`resource.type="cloud_run_job" AND resource.labels.job_name="admin" AND logName="projects/proj/logs/run.googleapis.com%2Fstderr"`))
+	var got []string
+	for {
+		le, err := it.Next()
+		if errors.Is(err, iterator.Done) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, fmt.Sprintf("%s %v %s", le.LogName, le.Payload, le.Resource.Labels["job_name"]))
+	}
+	want := []string{"projects/proj/logs/run.googleapis.com/stderr via-logadmin admin"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("logadmin entries (-want +got):\n%s", diff)
 	}
 }

@@ -252,7 +252,7 @@ func (js *jobsService) RunJob(ctx context.Context, req *runpb.RunJobRequest) (*l
 			return nil, status.FromContextError(ctx.Err()).Err()
 		}
 	}
-	return s.opSnapshot(ctx, run.op)
+	return s.opSnapshot(run.op)
 }
 
 func mergeLabels(maps ...map[string]string) map[string]string {
@@ -630,7 +630,7 @@ func (s *Server) followRun(ctx context.Context, name executionName, run *executi
 	} else if !s.goBackground(finish) {
 		return nil, status.Error(codes.Unavailable, "gcptest: the server is closing")
 	}
-	return s.opSnapshot(ctx, op)
+	return s.opSnapshot(op)
 }
 
 // DeleteExecution deletes an execution and its tasks; a running one is
@@ -701,5 +701,5 @@ func (es *executionsService) DeleteExecution(ctx context.Context, req *runpb.Del
 	} else if !s.goBackground(finish) {
 		return nil, status.Error(codes.Unavailable, "gcptest: the server is closing")
 	}
-	return s.opSnapshot(ctx, op)
+	return s.opSnapshot(op)
 }

@@ -92,7 +92,7 @@ func prepareJob(in *runpb.Job, name jobName) (*runpb.Job, error) {
 
 // CreateJob validates and stores a job; the operation finishes when the
 // job is reconciled, with the job as its response and metadata.
-func (js *jobsService) CreateJob(ctx context.Context, req *runpb.CreateJobRequest) (*longrunningpb.Operation, error) {
+func (js *jobsService) CreateJob(_ context.Context, req *runpb.CreateJobRequest) (*longrunningpb.Operation, error) {
 	s := js.s
 	loc, err := parseLocation("parent", req.GetParent())
 	if err != nil {
@@ -125,12 +125,12 @@ func (js *jobsService) CreateJob(ctx context.Context, req *runpb.CreateJobReques
 	}
 	s.store.jobs[j.Name] = j
 	s.store.mu.Unlock()
-	return s.reconcileJob(ctx, loc, j.Name, j.Generation)
+	return s.reconcileJob(loc, j.Name, j.Generation)
 }
 
 // reconcileJob starts the operation of a job change and finishes it after
 // the reconcile delay: the job stops reconciling and reports Ready.
-func (s *Server) reconcileJob(ctx context.Context, loc location, name string, generation int64) (*longrunningpb.Operation, error) {
+func (s *Server) reconcileJob(loc location, name string, generation int64) (*longrunningpb.Operation, error) {
 	refresh := func() proto.Message {
 		if j := s.jobSnapshot(name); j != nil {
 			return j
@@ -159,7 +159,7 @@ func (s *Server) reconcileJob(ctx context.Context, loc location, name string, ge
 	if err := s.afterReconcileDelay(reconcile); err != nil {
 		return nil, err
 	}
-	return s.opSnapshot(ctx, op)
+	return s.opSnapshot(op)
 }
 
 // afterReconcileDelay runs f now when operations are instant, else after
@@ -193,7 +193,7 @@ func (s *Server) doneOperation(loc location, resp proto.Message, err error) *lon
 	return o
 }
 
-func (s *Server) opSnapshot(_ context.Context, name string) (*longrunningpb.Operation, error) {
+func (s *Server) opSnapshot(name string) (*longrunningpb.Operation, error) {
 	o, _, err := s.ops.snapshot(name)
 	return o, err
 }
@@ -249,7 +249,7 @@ func (js *jobsService) ListJobs(_ context.Context, req *runpb.ListJobsRequest) (
 
 // UpdateJob replaces a job's desired state (the API has no update mask),
 // or creates it when allow_missing is set and it does not exist.
-func (js *jobsService) UpdateJob(ctx context.Context, req *runpb.UpdateJobRequest) (*longrunningpb.Operation, error) {
+func (js *jobsService) UpdateJob(_ context.Context, req *runpb.UpdateJobRequest) (*longrunningpb.Operation, error) {
 	s := js.s
 	if req.GetJob() == nil {
 		return nil, invalid("job is required")
@@ -294,7 +294,7 @@ func (js *jobsService) UpdateJob(ctx context.Context, req *runpb.UpdateJobReques
 	}
 	s.store.jobs[j.Name] = j
 	s.store.mu.Unlock()
-	return s.reconcileJob(ctx, name.location, j.Name, j.Generation)
+	return s.reconcileJob(name.location, j.Name, j.Generation)
 }
 
 // DeleteJob deletes a job with its executions and tasks. A job with a
