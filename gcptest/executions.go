@@ -635,7 +635,7 @@ func (s *Server) followRun(ctx context.Context, name executionName, run *executi
 
 // DeleteExecution deletes an execution and its tasks; a running one is
 // cancelled first, and the operation finishes once it is gone.
-func (es *executionsService) DeleteExecution(ctx context.Context, req *runpb.DeleteExecutionRequest) (*longrunningpb.Operation, error) {
+func (es *executionsService) DeleteExecution(_ context.Context, req *runpb.DeleteExecutionRequest) (*longrunningpb.Operation, error) {
 	s := es.s
 	name, err := parseExecutionName("name", req.GetName(), false)
 	if err != nil {
