@@ -4,7 +4,7 @@ import "github.com/gantryhq/gantry"
 
 // The notes of the capability rows that are referred to elsewhere.
 const (
-	noteKill  = "Cloud Run cannot send a chosen signal: cancelling an execution sends SIGTERM and only then SIGKILL, so Docker's kill (SIGKILL at once) cannot be kept; use Stop, or Remove with Force"
+	noteKill  = "only SIGKILL (the default) and SIGTERM, both by cancelling the execution: the process gets SIGTERM, then SIGKILL after Cloud Run's fixed 10 s grace, so a process that exits on SIGTERM reports 143, not 137"
 	noteExec  = "needs the gantry agent inside the container, which the cloudrun backend does not add yet"
 	noteGrace = "Cloud Run's grace between SIGTERM and SIGKILL is fixed (10 s)"
 )
@@ -19,7 +19,7 @@ func (r *Runtime) Capabilities() gantry.Capabilities {
 		gantry.FeatureCreate:      full("CreateJob: one task, no retries; ID, name, spec, labels and creation time are stored on the job"),
 		gantry.FeatureStart:       full("RunJob: every start is a new execution of the same job"),
 		gantry.FeatureStop:        partial("CancelExecution: SIGTERM, then SIGKILL after Cloud Run's fixed 10 s grace; a timeout of 0 does not kill at once, and only SIGTERM can be the stop signal"),
-		gantry.FeatureKill:        none(noteKill),
+		gantry.FeatureKill:        partial(noteKill),
 		gantry.FeatureRemove:      full("DeleteJob; Force cancels the running execution first"),
 		gantry.FeatureWait:        full("one poller per Runtime (one ListExecutions per tick for all waiters); exact exit code from the task's last attempt, 128+N for signal N"),
 		gantry.FeatureLogs:        partial("Cloud Logging, stdout and stderr by log name; a line that is a JSON object comes back as Cloud Logging re-encodes it (keys sorted, spacing normalised)"),
@@ -35,7 +35,7 @@ func (r *Runtime) Capabilities() gantry.Capabilities {
 		gantry.FeatureAttach:      none(noteExec),
 		gantry.FeatureTop:         none("Cloud Run exposes no process list"),
 		gantry.FeatureStats:       none("Cloud Run reports usage per job in Cloud Monitoring, not per container on demand"),
-		gantry.FeatureSignals:     none("only SIGTERM, by cancelling: no other signal can be sent, to Kill or as a stop signal"),
+		gantry.FeatureSignals:     none("Kill takes only SIGKILL and SIGTERM, both by cancelling; no other signal can be sent, and the stop signal is always SIGTERM"),
 		gantry.FeatureStopTimeout: partial(noteGrace + ": any timeout is accepted, but SIGKILL comes after that grace, not after the timeout (a negative one included)"),
 		gantry.FeaturePorts:       none("a job takes no inbound traffic"),
 		gantry.FeatureHealthcheck: none("Cloud Run jobs have no probes"),

@@ -212,11 +212,31 @@ func (r *Runtime) cancel(ctx context.Context, j *job, exec, op string) error {
 	return gcperr.Wrap(ctx, err, "cloudrun: %s %q: cancel %s", op, j.rec.Name, name)
 }
 
-// Kill is not offered: Cloud Run cannot deliver a chosen signal, and its
-// cancellation sends SIGTERM before SIGKILL, so Docker's kill (SIGKILL at
-// once, by default) cannot be kept. Use Stop, or Remove with Force.
+// Kill cancels the running execution and returns without waiting. Cloud
+// Run cannot send a chosen signal: SIGKILL (the default) and SIGTERM are
+// accepted, and either way the process gets SIGTERM, then SIGKILL after
+// Cloud Run's grace period; the exit status reports what ended it. Other
+// signals are ErrNotSupported. A container that is not running is
+// ErrConflict.
 func (r *Runtime) Kill(ctx context.Context, id string, signal string) error {
-	return fmt.Errorf("cloudrun: kill %q: %w: %s", id, gantry.ErrNotSupported, noteKill)
+	if signal == "" {
+		signal = "SIGKILL"
+	}
+	n, err := gantry.ParseSignal(signal)
+	if err != nil {
+		return err
+	}
+	if n != 9 && n != 15 {
+		return fmt.Errorf("cloudrun: kill %q: signal %s: %w: %s", id, signal, gantry.ErrNotSupported, noteKill)
+	}
+	j, err := r.resolve(ctx, "kill", id)
+	if err != nil {
+		return err
+	}
+	if !j.running() {
+		return fmt.Errorf("cloudrun: kill %q: %w: the container is not running", id, gantry.ErrConflict)
+	}
+	return r.cancel(ctx, j, j.latest().GetName(), "kill")
 }
 
 // Restart stops the container (see Stop) and runs a new execution of the
@@ -394,6 +414,7 @@ func (r *Runtime) Logs(ctx context.Context, id string, opts gantry.LogsOptions) 
 		NotBefore: notBefore,
 		Stopped:   r.stoppedAt(j),
 		Grace:     r.cfg.LogGrace,
+		Settle:    r.cfg.PollInterval,
 		Describe:  fmt.Sprintf("cloudrun: logs %q", id),
 	}, opts)
 }

@@ -71,6 +71,9 @@ func (r *Runtime) exitStatus(ctx context.Context, jobID, exec string, succeeded,
 		if isDone(err) {
 			break
 		}
+		if gcperr.Is(err, codes.NotFound) {
+			return gantry.ExitStatus{}, gcperr.Wrap(ctx, err, "cloudrun: exit status of %s: the container was removed before its exit status could be read", name)
+		}
 		if err != nil {
 			return gantry.ExitStatus{}, gcperr.Wrap(ctx, err, "cloudrun: exit status of %s", name)
 		}

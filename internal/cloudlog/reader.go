@@ -68,6 +68,12 @@ type Source struct {
 	// Grace is how long Follow keeps reading after the container stopped
 	// (or after Until), to catch entries that reach Cloud Logging late.
 	Grace time.Duration
+	// Settle is the first of the doubling delays after which a following
+	// reader lists again what the tail stream may have missed while it
+	// was being set up (a stream is live only once the service has taken
+	// its request, which the protocol does not acknowledge). Listing
+	// stops once the delays add up to Grace. Zero means 100ms.
+	Settle time.Duration
 	// Describe names the request in errors, such as `cloudrun: logs "web"`.
 	Describe string
 }
@@ -276,12 +282,25 @@ func (p *producer) follow(ctx context.Context, followFrom time.Time) error {
 	streamErr := make(chan error, 1)
 	streamCtx, stopStream := context.WithCancel(ctx)
 	defer stopStream()
-	go func() { streamErr <- p.stream(streamCtx, from, entries) }()
+	opened := make(chan struct{}, 1)
+	go func() { streamErr <- p.stream(streamCtx, from, entries, opened) }()
 
-	// Entries that reached Cloud Logging between the history query and
-	// the stream's start are in neither: list them once the stream runs.
-	if err := p.list(ctx, from); err != nil {
-		return err
+	// Entries that reach Cloud Logging between the history query and the
+	// moment the stream is live are in neither: list again, at doubling
+	// delays, after the stream (re)opens.
+	settle := p.src.Settle
+	if settle <= 0 {
+		settle = 100 * time.Millisecond
+	}
+	relist := time.NewTimer(time.Hour)
+	relist.Stop()
+	defer relist.Stop()
+	var delay, waited time.Duration
+	relistFrom := func() time.Time {
+		if back := p.last.Add(-p.src.Grace); back.After(followFrom) {
+			return back
+		}
+		return followFrom
 	}
 	var graceC <-chan time.Time
 	endIn := func(d time.Duration) {
@@ -297,6 +316,20 @@ func (p *producer) follow(ctx context.Context, followFrom time.Time) error {
 		case e := <-entries:
 			if err := p.emit(ctx, e); err != nil {
 				return err
+			}
+		case <-opened:
+			if err := p.list(ctx, relistFrom()); err != nil {
+				return err
+			}
+			delay, waited = settle, 0
+			relist.Reset(delay)
+		case <-relist.C:
+			if err := p.list(ctx, relistFrom()); err != nil {
+				return err
+			}
+			waited += delay
+			if delay *= 2; waited < max(p.src.Grace, settle) {
+				relist.Reset(delay)
 			}
 		case err := <-streamErr:
 			if err != nil {
@@ -325,21 +358,17 @@ func (p *producer) follow(ctx context.Context, followFrom time.Time) error {
 			// Late entries carry their own (earlier) timestamps: look back
 			// one grace period before the newest entry seen, no further
 			// than where following began; the dedup window drops repeats.
-			from = followFrom
-			if back := p.last.Add(-p.src.Grace); back.After(from) {
-				from = back
-			}
-			return p.list(ctx, from)
+			return p.list(ctx, relistFrom())
 		}
 	}
 }
 
 // stream runs TailLogEntries, reopening it when it drops with UNAVAILABLE
 // (each reopening is followed by a listing of what it may have missed).
-func (p *producer) stream(ctx context.Context, from time.Time, entries chan<- *loggingpb.LogEntry) error {
+func (p *producer) stream(ctx context.Context, from time.Time, entries chan<- *loggingpb.LogEntry, opened chan<- struct{}) error {
 	bo := gcperr.Backoff()
 	for attempt := 0; ; attempt++ {
-		err := p.streamOnce(ctx, from, entries)
+		err := p.streamOnce(ctx, from, entries, opened)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -352,7 +381,7 @@ func (p *producer) stream(ctx context.Context, from time.Time, entries chan<- *l
 	}
 }
 
-func (p *producer) streamOnce(ctx context.Context, from time.Time, entries chan<- *loggingpb.LogEntry) error {
+func (p *producer) streamOnce(ctx context.Context, from time.Time, entries chan<- *loggingpb.LogEntry, opened chan<- struct{}) error {
 	st, err := p.src.Client.TailLogEntries(ctx)
 	if err != nil {
 		return err
@@ -363,6 +392,10 @@ func (p *producer) streamOnce(ctx context.Context, from time.Time, entries chan<
 	})
 	if err != nil {
 		return err
+	}
+	select {
+	case opened <- struct{}{}:
+	default:
 	}
 	for {
 		resp, err := st.Recv()
