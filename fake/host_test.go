@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -308,5 +310,160 @@ func TestHostNotLeakingOwnEnv(t *testing.T) {
 	}
 	if os.Getenv("FAKE_TEST_SECRET_OF_THE_HOST") != "x" {
 		t.Fatal("setenv did not take")
+	}
+}
+
+func TestHostExec(t *testing.T) {
+	rt := newHost(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	c := runSh(t, rt, "echo ready; exec sleep 60", func(s *gantry.Spec) { s.Env = []string{"A=1"} })
+	waitForLine(t, rt, c.ID, "ready")
+	var o, e bytes.Buffer
+	res, err := rt.Exec(ctx, c.ID, gantry.ExecConfig{
+		Cmd:        []string{"sh", "-c", `read line; echo "$A $B $line"; pwd; echo oops >&2; exit 9`},
+		Env:        []string{"B=2"},
+		WorkingDir: dir,
+		Stdin:      strings.NewReader("from stdin\n"),
+		Stdout:     &o,
+		Stderr:     &e,
+	})
+	if err != nil || res.ExitCode != 9 {
+		t.Fatalf("exec: %+v, %v", res, err)
+	}
+	if o.String() != "1 2 from stdin\n"+dir+"\n" || e.String() != "oops\n" {
+		t.Errorf("stdout %q, stderr %q", o.String(), e.String())
+	}
+	res, err = rt.Exec(ctx, c.ID, gantry.ExecConfig{Cmd: []string{"sh", "-c", "kill -KILL $$"}})
+	if err != nil || res.ExitCode != 137 || res.Signal != "SIGKILL" {
+		t.Errorf("exec killed by a signal: %+v, %v", res, err)
+	}
+	_, err = rt.Exec(ctx, c.ID, gantry.ExecConfig{Cmd: []string{"/no/such/thing"}})
+	wantErr(t, "exec of a missing command", err, gantry.ErrInvalidArgument)
+}
+
+func TestHostExecTTY(t *testing.T) {
+	rt := newHost(t)
+	ctx := context.Background()
+	c := runSh(t, rt, "echo ready; exec sleep 60")
+	waitForLine(t, rt, c.ID, "ready")
+	var o bytes.Buffer
+	resize := make(chan gantry.TerminalSize, 1)
+	resize <- gantry.TerminalSize{Rows: 24, Cols: 91}
+	res, err := rt.Exec(ctx, c.ID, gantry.ExecConfig{
+		Cmd:    []string{"sh", "-c", "[ -t 0 ] && [ -t 1 ] && echo tty; stty size; echo err >&2"},
+		Tty:    true,
+		Resize: resize,
+		Stdout: &o,
+	})
+	if err != nil || res.ExitCode != 0 {
+		t.Fatalf("tty exec: %+v, %v", res, err)
+	}
+	if o.String() != "tty\r\n24 91\r\nerr\r\n" {
+		t.Errorf("terminal output %q", o.String())
+	}
+}
+
+func TestHostPauseTopStats(t *testing.T) {
+	rt := newHost(t)
+	ctx := context.Background()
+	c := runSh(t, rt, "sleep 60 & echo ready; wait")
+	waitForLine(t, rt, c.ID, "ready")
+	top, err := rt.Top(ctx, c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cmds []string
+	for _, p := range top.Processes {
+		cmds = append(cmds, p[len(p)-1])
+	}
+	if diff := cmp.Diff([]string{"sh -c sleep 60 & echo ready; wait", "sleep 60"}, cmds); diff != "" {
+		t.Errorf("top commands (-want +got):\n%s", diff)
+	}
+	if top.Processes[1][1] != top.Processes[0][0] {
+		t.Errorf("sleep's PPID %s is not the shell's PID %s", top.Processes[1][1], top.Processes[0][0])
+	}
+	st, err := rt.Stats(ctx, c.ID)
+	if err != nil || st.PIDs != 2 || st.MemoryBytes <= 0 {
+		t.Errorf("stats %+v, %v", st, err)
+	}
+	if err := rt.Pause(ctx, c.ID); err != nil {
+		t.Fatal(err)
+	}
+	top, _ = rt.Top(ctx, c.ID)
+	for _, p := range top.Processes {
+		if p[2] != "T" {
+			t.Errorf("process %s is %s while paused, want T (stopped)", p[0], p[2])
+		}
+	}
+	if err := rt.Unpause(ctx, c.ID); err != nil {
+		t.Fatal(err)
+	}
+	top, _ = rt.Top(ctx, c.ID)
+	for _, p := range top.Processes {
+		if p[2] == "T" {
+			t.Errorf("process %s still stopped after Unpause", p[0])
+		}
+	}
+}
+
+func TestHostTTYMain(t *testing.T) {
+	rt := newHost(t)
+	c := runSh(t, rt, "[ -t 1 ] && echo tty; echo err >&2", func(s *gantry.Spec) { s.Tty = true })
+	wait(t, rt, c.ID)
+	if got := texts(entries(t, rt, c.ID, gantry.LogsOptions{})); !cmp.Equal(got, []string{"stdout:tty", "stdout:err"}) {
+		t.Errorf("terminal logs %q", got)
+	}
+}
+
+func TestHostAttachStdin(t *testing.T) {
+	rt := newHost(t)
+	c := runSh(t, rt, "echo ready; while read l; do echo \"got $l\"; done; echo eof", func(s *gantry.Spec) { s.OpenStdin = true })
+	waitForLine(t, rt, c.ID, "ready")
+	var o bytes.Buffer
+	if err := rt.Attach(context.Background(), c.ID, gantry.AttachOptions{Stdin: strings.NewReader("a\nb\n"), Stdout: &o}); err != nil {
+		t.Fatal(err)
+	}
+	if o.String() != "got a\ngot b\neof\n" {
+		t.Errorf("attach output %q", o.String())
+	}
+}
+
+func TestHostConcurrent(t *testing.T) {
+	rt := newHost(t)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make(chan error, 50)
+	for i := range 50 {
+		wg.Go(func() {
+			c, err := rt.Create(ctx, gantry.Spec{Image: "busybox", Cmd: []string{"sh", "-c", fmt.Sprintf("echo %d; exit %d", i, i)}})
+			if err == nil {
+				err = rt.Start(ctx, c.ID)
+			}
+			if err != nil {
+				errs <- err
+				return
+			}
+			st, err := rt.Wait(ctx, c.ID, gantry.WaitNotRunning)
+			if err == nil && st.ExitCode != i {
+				err = fmt.Errorf("container %d exited %d", i, st.ExitCode)
+			}
+			if err == nil {
+				if es := texts(entries(t, rt, c.ID, gantry.LogsOptions{})); !cmp.Equal(es, []string{fmt.Sprintf("stdout:%d", i)}) {
+					err = fmt.Errorf("container %d logged %q", i, es)
+				}
+			}
+			if err == nil {
+				err = rt.Remove(ctx, c.ID, gantry.RemoveOptions{})
+			}
+			if err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }
