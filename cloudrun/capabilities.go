@@ -21,7 +21,7 @@ func (r *Runtime) Capabilities() gantry.Capabilities {
 		gantry.FeatureStop:        partial("CancelExecution: SIGTERM, then SIGKILL after Cloud Run's fixed 10 s grace; a timeout of 0 does not kill at once, and only SIGTERM can be the stop signal"),
 		gantry.FeatureKill:        partial(noteKill),
 		gantry.FeatureRemove:      full("DeleteJob; Force cancels the running execution first"),
-		gantry.FeatureWait:        full("one poller per Runtime (one ListExecutions per tick for all waiters); exact exit code from the task's last attempt, 128+N for signal N"),
+		gantry.FeatureWait:        partial("one poller per Runtime (one ListExecutions per tick for all waiters); exact exit code from the task's last attempt, 128+N for signal N; a Wait across a forced Remove fails with ErrNotFound, as the exit status is deleted with the job"),
 		gantry.FeatureLogs:        partial("Cloud Logging, stdout and stderr by log name; a line that is a JSON object comes back as Cloud Logging re-encodes it (keys sorted, spacing normalised)"),
 		gantry.FeatureLogsFollow:  partial("TailLogEntries; following ends LogGrace (default 5 s) after the container stops, to cover Cloud Logging's ingestion lag"),
 		gantry.FeatureExec:        none(noteExec),
