@@ -27,10 +27,11 @@ func (s *suite) testLookup(t *testing.T) {
 		{"Name", func(c *gantry.Container) string { return c.Name }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			s.require(t, gantry.FeatureStop)
 			t.Parallel()
 			rt := s.runtime(t)
 			tag := newTag()
-			c := s.create(t, rt, tag, scriptForever)
+			c := s.create(t, rt, tag, scriptStopExits7)
 			key := tc.key(c)
 			ctx := s.ctx(t)
 			if got := inspect(t, rt, key); got.ID != c.ID || got.Name != c.Name {
@@ -40,10 +41,8 @@ func (s *suite) testLookup(t *testing.T) {
 				t.Fatalf("Start(%q): %v", key, err)
 			}
 			RequireLog(t, rt, key, "ready", s.patience)
-			if err := rt.Kill(ctx, key, ""); err != nil {
-				t.Fatalf("Kill(%q): %v", key, err)
-			}
-			wantExit(t, s.wait(t, rt, key, gantry.WaitNotRunning), 137, "SIGKILL")
+			s.stop(t, rt, key, s.patience)
+			wantExit(t, s.wait(t, rt, key, gantry.WaitNotRunning), 7, "")
 			if err := rt.Remove(ctx, key, gantry.RemoveOptions{}); err != nil {
 				t.Fatalf("Remove(%q): %v", key, err)
 			}

@@ -82,7 +82,7 @@ func (s *suite) testPause(t *testing.T) {
 		if err := rt.Kill(ctx, c.ID, ""); err != nil {
 			t.Fatalf("Kill: %v", err)
 		}
-		wantExit(t, s.wait(t, rt, c.ID, gantry.WaitNotRunning), 137, "SIGKILL")
+		s.wantKilled(t, rt, c.ID)
 	})
 	t.Run("PausedRefusesExecAndRemove", func(t *testing.T) {
 		t.Parallel()

@@ -70,6 +70,14 @@ type Harness struct {
 	// secrets supported must provide one.
 	SecretName  string
 	SecretValue string
+	// Unobservable names the Spec features whose effect the harness's
+	// environment cannot show to a script, each with the reason (an
+	// emulator that runs containers as host processes, for example, has
+	// no mounts to write to). For such a feature the suite still checks
+	// that a spec using it is accepted, runs and round-trips through
+	// Inspect; it skips only the observation, quoting the reason. It must
+	// not name a feature the environment can show.
+	Unobservable map[gantry.Feature]string
 }
 
 // labelKey marks every container the suite creates with the ID of the test
@@ -97,6 +105,14 @@ func Run(t *testing.T, h Harness) {
 	}
 	if h.Image == "" {
 		h.Image = "busybox"
+	}
+	for f, why := range h.Unobservable {
+		if specFeatures[f] == nil {
+			t.Fatalf("runtimetest: Harness.Unobservable names %q, which is no Spec feature", f)
+		}
+		if strings.TrimSpace(why) == "" {
+			t.Fatalf("runtimetest: Harness.Unobservable names %q without a reason", f)
+		}
 	}
 	s := &suite{
 		h:           h,
@@ -197,6 +213,11 @@ const (
 	scriptTrapTerm = `trap 'echo got TERM; exit 0' TERM; echo ready; while :; do sleep 0.1; done`
 	// scriptIgnoreTerm ignores SIGTERM; only SIGKILL ends it.
 	scriptIgnoreTerm = `trap '' TERM; echo ready; while :; do sleep 0.1; done`
+	// scriptStopExits7 exits 7 on SIGTERM, so a Stop ends it with the same
+	// status on every backend that can stop, whatever its kill and
+	// stop-timeout support. Tests of something else (Wait, lookup) end
+	// their containers this way.
+	scriptStopExits7 = `trap 'exit 7' TERM; echo ready; while :; do sleep 0.1; done`
 )
 
 // start creates and starts a container running script, labelled with tag,
@@ -261,6 +282,38 @@ func wantExit(t *testing.T, st gantry.ExitStatus, code int, signal string) {
 	t.Helper()
 	if st.ExitCode != code || st.Signal != signal {
 		t.Errorf("exit status %+v, want code %d signal %q", st, code, signal)
+	}
+}
+
+// exited waits for id to stop running and checks that it has exited and
+// that Inspect reports the exit status Wait returned, which it returns.
+func (s *suite) exited(t *testing.T, rt gantry.Runtime, id string) gantry.ExitStatus {
+	t.Helper()
+	st := s.wait(t, rt, id, gantry.WaitNotRunning)
+	got := wantStatus(t, rt, id, gantry.StatusExited)
+	if got.State.ExitCode != st.ExitCode || got.State.Signal != st.Signal {
+		t.Errorf("Inspect: exit code %d signal %q, but Wait returned %+v", got.State.ExitCode, got.State.Signal, st)
+	}
+	if st.Signal != "" {
+		if n, err := gantry.ParseSignal(st.Signal); err != nil || st.ExitCode != 128+n {
+			t.Errorf("exit status %+v: a container ended by a signal exits with 128 plus its number", st)
+		}
+	}
+	return st
+}
+
+// wantKilled checks how Kill ended id. Declared full, Kill delivers
+// SIGKILL: 137. Declared partial, it promises that the container ends with
+// a non-zero exit code that Wait and Inspect agree on; the note says how.
+func (s *suite) wantKilled(t *testing.T, rt gantry.Runtime, id string) {
+	t.Helper()
+	st := s.exited(t, rt, id)
+	if s.caps.Level(gantry.FeatureKill) == gantry.Full {
+		wantExit(t, st, 137, "SIGKILL")
+		return
+	}
+	if st.ExitCode == 0 {
+		t.Errorf("Kill (partial: %s) ended the container with exit status %+v, want a non-zero exit code", s.caps[gantry.FeatureKill].Note, st)
 	}
 }
 
