@@ -16,7 +16,9 @@
 // CLOUD_RUN_TASK_ATTEMPT, CLOUD_RUN_TASK_COUNT). Images are not pulled,
 // so the command (sh, for example) must exist on the host. What a
 // container prints becomes Cloud Logging entries exactly as Cloud Run
-// writes them.
+// writes them. Environment variables that refer to Secret Manager read
+// the secrets given WithSecret; volumes are not mounted, as a host
+// process sees the host's file system.
 //
 // A test starts a Server and hands its ClientOptions to any client:
 //

@@ -397,8 +397,17 @@ func (s *Server) runTask(en executionName, index, taskCount int, run *executionR
 	s.store.mu.Unlock()
 
 	for attempt := 0; ; attempt++ {
+		spec, err := s.taskSpec(en, taskID, container, index, attempt, taskCount)
+		if err != nil {
+			// Cloud Run reads secret environment variables before the
+			// container starts; one it cannot read keeps it from starting.
+			if s.recordAttempt(en, tn, outcome{err: err, finished: s.now()}, false, attempt, maxRetries) {
+				return
+			}
+			continue
+		}
 		w := workload{
-			spec:    s.taskSpec(en, taskID, container, index, attempt, taskCount),
+			spec:    spec,
 			timeout: timeout,
 			logs:    jobTaskLogTarget(en.location, en.job, en.execution, index, attempt),
 		}
@@ -492,12 +501,21 @@ func withRetryReason(c *runpb.Condition) *runpb.Condition {
 }
 
 // taskSpec is the container of one attempt: the task's main container,
-// its command and args run as given (images are not pulled), with the
-// environment Cloud Run sets for jobs.
-func (s *Server) taskSpec(en executionName, taskID string, c *runpb.Container, index, attempt, taskCount int) gantry.Spec {
+// its command and args run as given (images are not pulled), with secret
+// environment variables read from the Server's secrets and the
+// environment Cloud Run sets for jobs. Volumes are not mounted: the
+// container is a process of this host and sees the host's file system.
+func (s *Server) taskSpec(en executionName, taskID string, c *runpb.Container, index, attempt, taskCount int) (gantry.Spec, error) {
 	env := make([]string, 0, len(c.Env)+5)
 	for _, e := range c.Env {
-		env = append(env, e.Name+"="+e.GetValue())
+		v := e.GetValue()
+		if ref := e.GetValueSource().GetSecretKeyRef(); ref != nil {
+			var err error
+			if v, err = s.secrets.resolve(en.project, ref.GetSecret(), ref.GetVersion()); err != nil {
+				return gantry.Spec{}, fmt.Errorf("environment variable %s: %w", e.GetName(), err)
+			}
+		}
+		env = append(env, e.GetName()+"="+v)
 	}
 	env = append(env,
 		"CLOUD_RUN_JOB="+en.job,
@@ -518,7 +536,7 @@ func (s *Server) taskSpec(en executionName, taskID string, c *runpb.Container, i
 			"gcptest.execution":  en.execution,
 			"gcptest.task_index": strconv.Itoa(index),
 		},
-	}
+	}, nil
 }
 
 // GetExecution returns an execution.

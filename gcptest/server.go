@@ -33,6 +33,7 @@ type config struct {
 	reconcile     time.Duration
 	now           func() time.Time
 	serverOptions []grpc.ServerOption
+	secrets       []secretVersion
 }
 
 // WithRuntime runs task attempts as containers of rt instead of the
@@ -88,11 +89,12 @@ type Server struct {
 	rt     gantry.Runtime
 	ownsRT bool
 
-	faults *faultTable
-	store  *store
-	ops    *operations
-	runner *runner
-	logs   *logWiring
+	faults  *faultTable
+	secrets secrets
+	store   *store
+	ops     *operations
+	runner  *runner
+	logs    *logWiring
 
 	// ctx ends when the Server closes; every background goroutine
 	// watches it and is counted in wg.
@@ -122,7 +124,11 @@ func NewServer(opts ...Option) (*Server, error) {
 	if cfg.grace < 0 {
 		return nil, fmt.Errorf("gcptest: negative stop grace period %s", cfg.grace)
 	}
-	s := &Server{cfg: cfg, faults: newFaultTable(), serveErr: make(chan error, 1)}
+	secrets, err := newSecrets(cfg.secrets)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, faults: newFaultTable(), secrets: secrets, serveErr: make(chan error, 1)}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.rt = cfg.runtime
 	if s.rt == nil {
