@@ -9,7 +9,9 @@
 // capability table against its behaviour: a feature declared none must be
 // refused with gantry.ErrNotSupported and leave no trace, and the suite
 // skips only what the table declares missing, saying which feature and
-// quoting the backend's note.
+// quoting the backend's note. A harness whose environment cannot show a
+// Spec feature's effect (mounts, for processes of the host) says so in
+// Harness.Unobservable; the suite then skips only that observation.
 //
 // Every workload is an `sh -c` script in the harness's image, so the suite
 // runs unchanged on the in-memory fake, on Cloud Run and on Cloud
@@ -97,7 +99,8 @@ type suite struct {
 }
 
 // Run runs the conformance suite against the Runtimes h makes. It skips
-// only what their Capabilities declare unsupported.
+// only what their Capabilities declare unsupported, and the observations
+// h.Unobservable names.
 func Run(t *testing.T, h Harness) {
 	t.Helper()
 	if h.NewRuntime == nil {
