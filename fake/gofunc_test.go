@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -165,6 +166,13 @@ func texts(es []gantry.LogEntry) []string {
 		out = append(out, e.Stream.String()+":"+e.Line)
 	}
 	return out
+}
+
+// parked returns once a Wait for cond is parked on the container.
+func parked(rt *fake.Runtime, id string, cond gantry.WaitCondition) {
+	for !rt.Waiting(id, cond) {
+		runtime.Gosched()
+	}
 }
 
 func wantErr(t *testing.T, what string, err, want error) {
@@ -437,13 +445,12 @@ func TestGoRemove(t *testing.T) {
 	}()
 	nextExit := make(chan gantry.ExitStatus, 1)
 	idle := create(t, rt, gantry.Spec{Image: "test/trap"})
-	ready := make(chan struct{})
 	go func() {
-		close(ready)
 		st, _ := rt.Wait(ctx, idle.ID, gantry.WaitNextExit)
 		nextExit <- st
 	}()
-	<-ready
+	parked(rt, c.ID, gantry.WaitRemoved)
+	parked(rt, idle.ID, gantry.WaitNextExit)
 	if err := rt.Remove(ctx, c.ID, gantry.RemoveOptions{Force: true}); err != nil {
 		t.Fatal(err)
 	}
@@ -454,11 +461,8 @@ func TestGoRemove(t *testing.T) {
 	wantErr(t, "inspect removed", err, gantry.ErrNotFound)
 	wantErr(t, "remove twice", rt.Remove(ctx, c.ID, gantry.RemoveOptions{}), gantry.ErrNotFound)
 	// Removal also ends a next-exit wait, with the exit code so far.
-	for {
-		if err := rt.Remove(ctx, idle.ID, gantry.RemoveOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		break
+	if err := rt.Remove(ctx, idle.ID, gantry.RemoveOptions{}); err != nil {
+		t.Fatal(err)
 	}
 	if st := <-nextExit; st.ExitCode != 0 {
 		t.Errorf("next-exit waiter woken by removal got %+v", st)
@@ -477,8 +481,7 @@ func TestGoWaitConditions(t *testing.T) {
 		st, _ := rt.Wait(ctx, c.ID, gantry.WaitNextExit)
 		next <- st
 	}()
-	// The waiter may register before or after Start; either way it sees
-	// the exit of this run, as the container has never exited before.
+	parked(rt, c.ID, gantry.WaitNextExit)
 	if err := rt.Start(ctx, c.ID); err != nil {
 		t.Fatal(err)
 	}
@@ -595,22 +598,32 @@ func TestGoExec(t *testing.T) {
 }
 
 func TestGoExecEndsWithContainer(t *testing.T) {
-	rt, _ := newGo(t)
+	started := make(chan struct{})
+	rt := fake.New(fake.WithImage("test/block:1", fake.Image{
+		Run: func(ctx context.Context, p *fake.Process) int {
+			<-ctx.Done()
+			return 0
+		},
+		Exec: func(ctx context.Context, p *fake.Process) int {
+			close(started)
+			<-ctx.Done()
+			return 0
+		},
+	}))
+	defer rt.Close()
 	ctx := context.Background()
-	c := start(t, rt, gantry.Spec{Image: "test/trap"})
+	c := start(t, rt, gantry.Spec{Image: "test/block:1"})
 	done := make(chan gantry.ExecResult, 1)
 	go func() {
 		res, _ := rt.Exec(ctx, c.ID, gantry.ExecConfig{Cmd: []string{"block"}})
 		done <- res
 	}()
+	<-started
 	if err := rt.Kill(ctx, c.ID, ""); err != nil {
 		t.Fatal(err)
 	}
-	res := <-done
-	// Either the exec had started (and dies with the container) or it came
-	// too late (and was refused, leaving a zero result).
-	if res.ExitCode != 137 && res.ExitCode != 0 {
-		t.Errorf("exec result %+v", res)
+	if res := <-done; res.ExitCode != 137 || res.Signal != "SIGKILL" {
+		t.Errorf("exec result when the container was killed: %+v, want 137 SIGKILL", res)
 	}
 }
 
@@ -1001,6 +1014,7 @@ func TestGoClose(t *testing.T) {
 		_, err := rt.Wait(ctx, created.ID, gantry.WaitRemoved)
 		removed <- err
 	}()
+	parked(rt, created.ID, gantry.WaitRemoved)
 	if err := rt.Close(); err != nil {
 		t.Fatal(err)
 	}
