@@ -190,6 +190,8 @@ type Container struct {
 	Resource string
 	// URL is where a served container answers, when it has one.
 	URL string
-	// RestartCount counts the runs after the first.
+	// RestartCount counts the runs after the first, however they were
+	// started (Docker counts only its restart policy's restarts; gantry
+	// has no restart policy).
 	RestartCount int
 }

@@ -54,7 +54,9 @@ type LogsOptions struct {
 	Since time.Time
 	Until time.Time
 	// Tail, when positive, returns only the last Tail lines before
-	// following. Zero returns all; TailNone returns none.
+	// following. Zero returns all; TailNone returns none. Tail counts
+	// the lines the other options select (Docker counts before it selects
+	// streams), so Tail: 5 with Stderr gives five stderr lines.
 	Tail int
 	// Follow keeps the reader open for new lines until the container
 	// stops (or Until passes, or the context ends).
@@ -93,7 +95,9 @@ type LogReader interface {
 	// Timestamps reports whether the reader was opened with
 	// LogsOptions.Timestamps, for the log writers.
 	Timestamps() bool
-	// Close releases the reader; a pending Next returns.
+	// Close releases the reader; a pending Next returns. After Close,
+	// Next returns io.EOF, once any entries already read ahead are
+	// drained.
 	Close() error
 }
 

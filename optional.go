@@ -43,7 +43,8 @@ type Attacher interface {
 // AttachOptions configures Attach. Attach copies the main process's output
 // written from now on to Stdout and Stderr (Stdout only with a terminal)
 // and Stdin to its input, and returns when the container stops or ctx
-// ends. Stdin needs Spec.OpenStdin.
+// ends. Stdin needs Spec.OpenStdin: without it, Attach with a Stdin is an
+// ErrInvalidArgument.
 type AttachOptions struct {
 	Stdin  io.Reader
 	Stdout io.Writer

@@ -2,6 +2,9 @@ package gantry
 
 import (
 	"context"
+	"fmt"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -118,4 +121,25 @@ type ListOptions struct {
 	Image string
 	// Limit, when positive, returns at most this many (the newest).
 	Limit int
+}
+
+// Validate reports malformed ListOptions as ErrInvalidArgument.
+func (o ListOptions) Validate() error {
+	v := validator{}
+	if o.Limit < 0 {
+		v.fail("Limit", strconv.Itoa(o.Limit), "must not be negative")
+	}
+	for i, l := range o.Labels {
+		if k, _, _ := strings.Cut(l, "="); k == "" {
+			v.fail(fmt.Sprintf("Labels[%d]", i), l, `want "key" or "key=value"`)
+		}
+	}
+	for i, s := range o.Status {
+		switch s {
+		case StatusCreated, StatusRunning, StatusPaused, StatusRestarting, StatusRemoving, StatusExited, StatusDead:
+		default:
+			v.fail(fmt.Sprintf("Status[%d]", i), string(s), "not a container status")
+		}
+	}
+	return v.err
 }

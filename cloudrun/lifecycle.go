@@ -306,14 +306,14 @@ func (r *Runtime) Inspect(ctx context.Context, id string) (*gantry.Container, er
 // first: one ListJobs, plus one task read for each listed container whose
 // last run did not succeed.
 func (r *Runtime) List(ctx context.Context, opts gantry.ListOptions) ([]*gantry.Container, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, fmt.Errorf("cloudrun: list: %w", err)
+	}
 	all, err := r.listJobs(ctx, "cloudrun: list")
 	if err != nil {
 		return nil, err
 	}
-	labels, err := parseLabelFilters(opts.Labels)
-	if err != nil {
-		return nil, err
-	}
+	labels := parseLabelFilters(opts.Labels)
 	var out []*gantry.Container
 	for _, j := range all {
 		if !matches(j, opts, labels) {
@@ -337,16 +337,14 @@ type labelFilter struct {
 	hasValue   bool
 }
 
-func parseLabelFilters(in []string) ([]labelFilter, error) {
+// parseLabelFilters splits ListOptions.Labels, which Validate has checked.
+func parseLabelFilters(in []string) []labelFilter {
 	out := make([]labelFilter, 0, len(in))
 	for _, l := range in {
 		k, v, ok := strings.Cut(l, "=")
-		if k == "" {
-			return nil, fmt.Errorf("cloudrun: list: %w: label filter %q has no key", gantry.ErrInvalidArgument, l)
-		}
 		out = append(out, labelFilter{k, v, ok})
 	}
-	return out, nil
+	return out
 }
 
 func matches(j *job, opts gantry.ListOptions, labels []labelFilter) bool {

@@ -26,7 +26,7 @@ func (rt *Runtime) Exec(ctx context.Context, id string, cfg gantry.ExecConfig) (
 	if err := ctx.Err(); err != nil {
 		return gantry.ExecResult{}, err
 	}
-	if err := validateExec(cfg); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return gantry.ExecResult{}, fmt.Errorf("fake: exec %s: %w", id, err)
 	}
 	rt.mu.Lock()
@@ -60,26 +60,6 @@ func (rt *Runtime) Exec(ctx context.Context, id string, cfg gantry.ExecConfig) (
 		return rt.execHost(ctx, r, cfg, env, dir, usr)
 	}
 	return rt.execImage(ctx, r, cfg, env, dir, usr)
-}
-
-func validateExec(cfg gantry.ExecConfig) error {
-	if len(cfg.Cmd) == 0 {
-		return &gantry.FieldError{Field: "Cmd", Value: "", Reason: "no command specified"}
-	}
-	for i, a := range cfg.Cmd {
-		for j := range len(a) {
-			if a[j] == 0 {
-				return &gantry.FieldError{Field: fmt.Sprintf("Cmd[%d]", i), Value: a, Reason: "contains a NUL byte"}
-			}
-		}
-	}
-	if err := gantry.ValidateEnv("Env", cfg.Env); err != nil {
-		return err
-	}
-	if cfg.WorkingDir != "" && cfg.WorkingDir[0] != '/' {
-		return &gantry.FieldError{Field: "WorkingDir", Value: cfg.WorkingDir, Reason: "must be an absolute path"}
-	}
-	return nil
 }
 
 // execImage runs the image's Exec function. Called with rt.mu held; it

@@ -311,15 +311,12 @@ func (rt *Runtime) List(ctx context.Context, opts gantry.ListOptions) ([]*gantry
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if opts.Limit < 0 {
-		return nil, fmt.Errorf("fake: list: Limit %d: %w: must not be negative", opts.Limit, gantry.ErrInvalidArgument)
+	if err := opts.Validate(); err != nil {
+		return nil, fmt.Errorf("fake: list: %w", err)
 	}
 	labels := make([][2]string, len(opts.Labels))
 	for i, l := range opts.Labels {
 		k, v, hasValue := strings.Cut(l, "=")
-		if k == "" {
-			return nil, fmt.Errorf("fake: list: Labels[%d] %q: %w: empty label key", i, l, gantry.ErrInvalidArgument)
-		}
 		labels[i] = [2]string{k, v}
 		if !hasValue {
 			labels[i][1] = "\x00"
