@@ -49,7 +49,7 @@ func Dial(ctx context.Context, rawURL string, secret []byte, opts *DialOptions) 
 		return nil, fmt.Errorf("agent: dial %s: %w", rawURL, err)
 	}
 	c, _, err := websocket.Dial(ctx, rawURL, &websocket.DialOptions{
-		HTTPClient:   o.HTTPClient,
+		HTTPClient:   gatheringClient(o.HTTPClient),
 		HTTPHeader:   o.HTTPHeader,
 		Subprotocols: []string{subprotocol},
 	})

@@ -182,7 +182,7 @@ func (a *Agent) Connect(ctx context.Context, rawURL string, opts *ConnectOptions
 	backoff := o.MinBackoff
 	for {
 		c, _, err := websocket.Dial(ctx, rawURL, &websocket.DialOptions{
-			HTTPClient:   o.HTTPClient,
+			HTTPClient:   gatheringClient(o.HTTPClient),
 			HTTPHeader:   o.HTTPHeader,
 			Subprotocols: []string{subprotocol},
 		})

@@ -1,0 +1,180 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"sync/atomic"
+	"testing"
+
+	"github.com/coder/websocket"
+)
+
+// wsFrame encodes one WebSocket frame; mask, when non-nil, is the masking
+// key (the payload is left as given: the gatherer does not look at it).
+func wsFrame(opcode byte, mask []byte, payload []byte) []byte {
+	b := []byte{0x80 | opcode}
+	m := byte(0)
+	if mask != nil {
+		m = 0x80
+	}
+	switch n := len(payload); {
+	case n > 0xffff:
+		b = append(b, m|127)
+		b = binary.BigEndian.AppendUint64(b, uint64(n))
+	case n > 125:
+		b = append(b, m|126)
+		b = binary.BigEndian.AppendUint16(b, uint16(n))
+	default:
+		b = append(b, m|byte(n))
+	}
+	b = append(b, mask...)
+	return append(b, payload...)
+}
+
+// writeLog records every write it receives.
+type writeLog struct {
+	writes [][]byte
+	fail   error
+}
+
+func (w *writeLog) Read([]byte) (int, error) { return 0, io.EOF }
+func (w *writeLog) Close() error             { return nil }
+func (w *writeLog) Write(p []byte) (int, error) {
+	if w.fail != nil {
+		return 0, w.fail
+	}
+	w.writes = append(w.writes, bytes.Clone(p))
+	return len(p), nil
+}
+
+func TestFrameGathererWritesWholeFrames(t *testing.T) {
+	key := []byte{1, 2, 3, 4}
+	payload := func(n int) []byte { return bytes.Repeat([]byte{0xa5}, n) }
+	frames := [][]byte{
+		wsFrame(0x2, key, payload(maxMessage)),     // 64-bit length, masked
+		wsFrame(0x9, key, nil),                     // empty ping
+		wsFrame(0x2, key, payload(125)),            // longest 7-bit length
+		wsFrame(0x2, key, payload(126)),            // shortest 16-bit length
+		wsFrame(0xa, nil, payload(4)),              // unmasked pong
+		wsFrame(0x2, key, payload(0xffff)),         // longest 16-bit length
+		wsFrame(0x2, key, payload(0x10000)),        // shortest 64-bit length
+		wsFrame(0x8, key, []byte{0x03, 0xe8, 'x'}), // close
+	}
+	want := slices.Clone(frames)
+	// One frame larger than the buffer goes out in buffer-sized pieces.
+	big := wsFrame(0x2, key, payload(gatherLimit+1000))
+	frames = append(frames, big)
+	want = append(want, big[:gatherLimit], big[gatherLimit:])
+	stream := slices.Concat(frames...)
+
+	// The WebSocket library writes in 4 KiB pieces; any split must give the
+	// same writes.
+	for _, chunk := range []int{1, 3, 13, 4096, len(stream)} {
+		log := &writeLog{}
+		g := newFrameGatherer(log)
+		for p := stream; len(p) > 0; {
+			k := min(chunk, len(p))
+			n, err := g.Write(p[:k])
+			if err != nil || n != k {
+				t.Fatalf("chunk %d: Write = %d, %v; want %d, nil", chunk, n, err, k)
+			}
+			p = p[k:]
+		}
+		if len(log.writes) != len(want) {
+			t.Fatalf("chunk %d: %d writes, want %d", chunk, len(log.writes), len(want))
+		}
+		for i := range want {
+			if !bytes.Equal(log.writes[i], want[i]) {
+				t.Fatalf("chunk %d: write %d is %d bytes, want %d bytes of frame data", chunk, i, len(log.writes[i]), len(want[i]))
+			}
+		}
+	}
+}
+
+func TestFrameGathererWriteErrorSticks(t *testing.T) {
+	broken := errors.New("broken pipe")
+	log := &writeLog{fail: broken}
+	g := newFrameGatherer(log)
+	frame := wsFrame(0x2, []byte{1, 2, 3, 4}, []byte("hello"))
+	if _, err := g.Write(frame); !errors.Is(err, broken) {
+		t.Fatalf("Write of a whole frame = %v, want %v", err, broken)
+	}
+	log.fail = nil
+	if _, err := g.Write(frame); !errors.Is(err, broken) {
+		t.Fatalf("Write after a failure = %v, want %v", err, broken)
+	}
+	if len(log.writes) != 0 {
+		t.Fatalf("%d writes reached the connection after a failure", len(log.writes))
+	}
+}
+
+// countingConn counts the writes made on a connection.
+type countingConn struct {
+	net.Conn
+	writes *atomic.Int64
+}
+
+func (c countingConn) Write(p []byte) (int, error) {
+	c.writes.Add(1)
+	return c.Conn.Write(p)
+}
+
+// TestGatheringClientOneWritePerMessage checks the point of the gatherer
+// against the real WebSocket library: a client's largest data message
+// reaches the connection in one write, and arrives intact.
+func TestGatheringClientOneWritePerMessage(t *testing.T) {
+	got := make(chan []byte, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		c.SetReadLimit(maxMessage)
+		_, msg, err := c.Read(r.Context())
+		if err == nil {
+			got <- msg
+		}
+		c.Read(r.Context())
+	}))
+	defer srv.Close()
+
+	var writes atomic.Int64
+	tr := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return countingConn{c, &writes}, nil
+	}}
+	defer tr.CloseIdleConnections()
+	ctx := context.Background()
+	c, _, err := websocket.Dial(ctx, "ws"+srv.URL[len("http"):], &websocket.DialOptions{HTTPClient: gatheringClient(&http.Client{Transport: tr})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+
+	msg := patternBlockAt(7)
+	for len(msg) < maxMessage {
+		msg = append(msg, patternBlockAt(int64(len(msg)))...)
+	}
+	msg = msg[:maxMessage]
+	before := writes.Load()
+	if err := c.Write(ctx, websocket.MessageBinary, msg); err != nil {
+		t.Fatal(err)
+	}
+	if n := writes.Load() - before; n != 1 {
+		t.Errorf("a %d-byte message took %d writes, want 1", len(msg), n)
+	}
+	if !bytes.Equal(<-got, msg) {
+		t.Error("the message arrived changed")
+	}
+}
