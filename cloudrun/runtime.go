@@ -77,6 +77,9 @@ type Runtime struct {
 	// removedWaiters counts Waits for removal: while there are any, the
 	// poller also lists jobs.
 	removedWaiters atomicCounter
+	// exits remembers the exit status of finished executions, which never
+	// changes, so List and Inspect read each task once.
+	exits exitCache
 }
 
 var (

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"sync"
 	"time"
 
 	"cloud.google.com/go/run/apiv2/runpb"
@@ -64,6 +65,9 @@ func (r *Runtime) exitStatus(ctx context.Context, jobID, exec string, succeeded,
 		return gantry.ExitStatus{}, nil
 	}
 	name := r.execName(jobID, exec)
+	if st, ok := r.exits.get(name); ok {
+		return st, nil
+	}
 	it := r.tasks.ListTasks(ctx, &runpb.ListTasksRequest{Parent: name}, gcperr.Retry())
 	var task *runpb.Task
 	for {
@@ -82,7 +86,44 @@ func (r *Runtime) exitStatus(ctx context.Context, jobID, exec string, succeeded,
 			break
 		}
 	}
-	return taskExit(task, cancelled), nil
+	st := taskExit(task, cancelled)
+	r.exits.put(name, st)
+	return st, nil
+}
+
+// exitCacheSize bounds the exit statuses a Runtime remembers.
+const exitCacheSize = 4096
+
+// exitCache maps finished executions to their exit status, forgetting the
+// oldest beyond exitCacheSize.
+type exitCache struct {
+	mu    sync.Mutex
+	m     map[string]gantry.ExitStatus
+	order []string
+}
+
+func (c *exitCache) get(execution string) (gantry.ExitStatus, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st, ok := c.m[execution]
+	return st, ok
+}
+
+func (c *exitCache) put(execution string, st gantry.ExitStatus) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = make(map[string]gantry.ExitStatus)
+	}
+	if _, ok := c.m[execution]; ok {
+		return
+	}
+	if len(c.order) == exitCacheSize {
+		delete(c.m, c.order[0])
+		c.order = c.order[1:]
+	}
+	c.m[execution] = st
+	c.order = append(c.order, execution)
 }
 
 // taskExit reads the exit status from a task's last attempt.
