@@ -23,7 +23,6 @@ import (
 	"context"
 	"errors"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -45,7 +44,6 @@ type Poller[S any] struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	done   chan struct{} // closed when the loop goroutine exits
-	fetchs atomic.Int64
 }
 
 type result[S any] struct {
@@ -116,8 +114,14 @@ func (p *Poller[S]) Watch(ctx context.Context, check func(S, error) (bool, error
 	}
 }
 
-// Fetches reports how many fetches the Poller has made.
-func (p *Poller[S]) Fetches() int64 { return p.fetchs.Load() }
+// Fetches reports how many fetches the Poller has started. A fetch counts
+// from the moment it begins, so the API calls a caller can observe never
+// outnumber it.
+func (p *Poller[S]) Fetches() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return int64(p.seq)
+}
 
 // Close stops the Poller; pending and later Watch calls return ErrClosed.
 func (p *Poller[S]) Close() {
@@ -149,7 +153,6 @@ func (p *Poller[S]) loop(done chan struct{}) {
 		p.mu.Unlock()
 
 		s, err := p.fetch(p.ctx)
-		p.fetchs.Add(1)
 		if p.ctx.Err() != nil {
 			return
 		}
