@@ -80,7 +80,11 @@ func TestExecStartErrors(t *testing.T) {
 		{"not executable", gantry.ExecConfig{Cmd: []string{noexec}}, gantry.ErrPermissionDenied, "permission denied"},
 		{"bad workdir", gantry.ExecConfig{Cmd: []string{"true"}, WorkingDir: "/no/such/dir"}, gantry.ErrInvalidArgument, "no such directory"},
 		{"unknown user", gantry.ExecConfig{Cmd: []string{"true"}, User: "no-such-user-xyz"}, gantry.ErrInvalidArgument, "no matching entry"},
-		{"empty command", gantry.ExecConfig{}, gantry.ErrInvalidArgument, "empty command"},
+		{"empty command", gantry.ExecConfig{}, gantry.ErrInvalidArgument, "exec needs a command"},
+		{"empty program name", gantry.ExecConfig{Cmd: []string{""}}, gantry.ErrInvalidArgument, "empty program name"},
+		{"relative workdir", gantry.ExecConfig{Cmd: []string{"true"}, WorkingDir: "tmp"}, gantry.ErrInvalidArgument, "WorkingDir"},
+		{"bad env", gantry.ExecConfig{Cmd: []string{"true"}, Env: []string{"NOEQUALS"}}, gantry.ErrInvalidArgument, "Env"},
+		{"resize without tty", gantry.ExecConfig{Cmd: []string{"true"}, Resize: make(chan gantry.TerminalSize)}, gantry.ErrInvalidArgument, "Resize"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			res, err := cl.Exec(context.Background(), tc.cfg)
@@ -197,7 +201,7 @@ func TestAttach(t *testing.T) {
 	cfg := Config{Cmd: []string{"sh", "-c", "echo started; read x; echo \"got $x\"; echo bye >&2; exit 7"}, OpenStdin: true, StdinOnce: true}
 	modes(t, cfg, func(t *testing.T, a *Agent, cl *Client) {
 		var out, errb syncBuffer
-		res, err := cl.Attach(context.Background(), AttachOptions{Stdin: strings.NewReader("hello\n"), Stdout: &out, Stderr: &errb})
+		res, err := cl.Attach(context.Background(), gantry.AttachOptions{Stdin: strings.NewReader("hello\n"), Stdout: &out, Stderr: &errb})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -208,8 +212,14 @@ func TestAttach(t *testing.T) {
 		if !strings.HasSuffix(out.String(), "got hello\n") || errb.String() != "bye\n" {
 			t.Errorf("stdout %q stderr %q", out.String(), errb.String())
 		}
-		if _, err := cl.Attach(context.Background(), AttachOptions{}); !errors.Is(err, gantry.ErrConflict) {
+		if _, err := cl.Attach(context.Background(), gantry.AttachOptions{}); !errors.Is(err, gantry.ErrConflict) {
 			t.Errorf("attach after exit: %v, want ErrConflict", err)
+		}
+		// Resize is refused before the agent is asked anything, so it is
+		// not a conflict even now.
+		resize := gantry.AttachOptions{Resize: make(chan gantry.TerminalSize)}
+		if _, err := cl.Attach(context.Background(), resize); !errors.Is(err, gantry.ErrNotSupported) {
+			t.Errorf("attach with Resize: %v, want ErrNotSupported", err)
 		}
 	})
 }
@@ -222,12 +232,12 @@ func TestAttachTeesMainOutput(t *testing.T) {
 	pr, pw := io.Pipe()
 	done := make(chan error, 2)
 	go func() {
-		_, err := cl.Attach(context.Background(), AttachOptions{Stdin: pr, Stdout: &out1})
+		_, err := cl.Attach(context.Background(), gantry.AttachOptions{Stdin: pr, Stdout: &out1})
 		done <- err
 	}()
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
-		_, err := cl.Attach(ctx, AttachOptions{Stdout: &out2})
+		_, err := cl.Attach(ctx, gantry.AttachOptions{Stdout: &out2})
 		done <- err
 	}()
 	waitFor(t, "two attached sessions", func() bool {

@@ -290,14 +290,22 @@ type Session struct {
 	errMu  sync.Mutex
 }
 
-// Start starts an exec and returns once the process runs; a process that
-// cannot be started is an error saying why, wrapping gantry.ErrNotFound,
-// gantry.ErrPermissionDenied or gantry.ErrInvalidArgument. Output is
-// copied to cfg.Stdout and cfg.Stderr and cfg.Stdin to the process until
-// it exits. Cancelling ctx ends the session and signals the process.
+// Start starts an exec and returns once the process runs. cfg is checked
+// with cfg.Validate first, and an empty program name is refused too; both
+// are errors wrapping gantry.ErrInvalidArgument, and nothing is sent. A
+// process that cannot be started is an error saying why, wrapping
+// gantry.ErrNotFound, gantry.ErrPermissionDenied or
+// gantry.ErrInvalidArgument. Output is copied to cfg.Stdout and cfg.Stderr
+// and cfg.Stdin to the process until it exits. Cancelling ctx ends the
+// session and signals the process.
 func (c *Client) Start(ctx context.Context, cfg gantry.ExecConfig) (*Session, error) {
-	if len(cfg.Cmd) == 0 || cfg.Cmd[0] == "" {
-		return nil, fmt.Errorf("agent: exec: %w: empty command", gantry.ErrInvalidArgument)
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("agent: exec: %w", err)
+	}
+	// Validate allows an empty program name, which the agent would take
+	// as a broken peer and close the connection for.
+	if cfg.Cmd[0] == "" {
+		return nil, fmt.Errorf("agent: exec: %w: empty program name", gantry.ErrInvalidArgument)
 	}
 	what := fmt.Sprintf("exec %q", cfg.Cmd[0])
 	req := &openRequest{
@@ -515,22 +523,21 @@ func (c *Client) Exec(ctx context.Context, cfg gantry.ExecConfig) (gantry.ExecRe
 	return sess.Wait()
 }
 
-// AttachOptions configures Client.Attach. Its fields mean what the same
-// fields of gantry.ExecConfig mean.
-type AttachOptions struct {
-	// Stdin, when set, is copied to the main command's standard input,
-	// which must have been opened (Config.OpenStdin).
-	Stdin io.Reader
-	// Stdout and Stderr receive the main command's output from the moment
-	// of attaching; nil discards a stream.
-	Stdout, Stderr io.Writer
-}
-
 // Attach connects to the main command's standard streams, as docker
 // attach does, until the main command exits (its exit status is returned)
-// or ctx is cancelled (which only detaches). A main command that has
-// already exited is an error wrapping gantry.ErrConflict.
-func (c *Client) Attach(ctx context.Context, opts AttachOptions) (gantry.ExecResult, error) {
+// or ctx is cancelled (which only detaches). opts means what it means for
+// gantry.Attacher: output written from now on goes to opts.Stdout and
+// opts.Stderr (nil discards a stream), and opts.Stdin, when set, to the
+// main command's input, which must have been opened (Config.OpenStdin).
+//
+// The agent never gives the main command a terminal, so there is nothing
+// to resize: opts.Resize must be nil, or Attach returns an error wrapping
+// gantry.ErrNotSupported before it sends anything. A main command that
+// has already exited is an error wrapping gantry.ErrConflict.
+func (c *Client) Attach(ctx context.Context, opts gantry.AttachOptions) (gantry.ExecResult, error) {
+	if opts.Resize != nil {
+		return gantry.ExecResult{}, fmt.Errorf("agent: attach: %w: the main command has no terminal to resize", gantry.ErrNotSupported)
+	}
 	req := &openRequest{Kind: "attach", Stdin: opts.Stdin != nil, Window: defaultWindow}
 	sess, err := c.startSession(ctx, req, "attach", opts.Stdin, opts.Stdout, opts.Stderr, nil)
 	if err != nil {

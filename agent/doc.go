@@ -157,5 +157,7 @@
 // Attached sessions receive the main command's output from the moment
 // they attach. Output goes to the agent's own stdout and stderr byte for
 // byte and to every attached session; a slow attached client slows the
-// main command rather than lose output, as with docker attach.
+// main command rather than lose output, as with docker attach. The main
+// command never has a terminal, so Client.Attach refuses a Resize channel
+// (gantry.ErrNotSupported).
 package agent

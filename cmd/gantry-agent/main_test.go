@@ -189,7 +189,7 @@ func driveShell(t *testing.T, c *exec.Cmd, cl *agent.Client) {
 		t.Fatalf("Exec = %+v, %v, stdout %q, stderr %q", res, err, out.String(), errb.String())
 	}
 	var aout bytes.Buffer
-	res, err = cl.Attach(ctx, agent.AttachOptions{Stdin: strings.NewReader("echo attached; exit 9\n"), Stdout: &aout})
+	res, err = cl.Attach(ctx, gantry.AttachOptions{Stdin: strings.NewReader("echo attached; exit 9\n"), Stdout: &aout})
 	if err != nil || res.ExitCode != 9 || aout.String() != "attached\n" {
 		t.Fatalf("Attach = %+v, %v, %q", res, err, aout.String())
 	}
