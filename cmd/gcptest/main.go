@@ -10,6 +10,11 @@
 // option.WithEndpoint, option.WithoutAuthentication and
 // grpc.WithTransportCredentials(insecure.NewCredentials())). Task
 // containers run their command and args as processes of this host.
+//
+// Secret Manager values that jobs read as environment variables are given
+// with -secret, once per secret version:
+//
+//	go run ./cmd/gcptest -secret db-password=hunter2 -secret projects/p/secrets/tls:3=...
 package main
 
 import (
@@ -19,6 +24,7 @@ import (
 	"log"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -29,13 +35,26 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:8085", "address to listen on, host:port")
 	instant := flag.Bool("instant", false, "finish long-running operations before the call that starts them returns")
 	grace := flag.Duration("grace", gcptest.DefaultStopGracePeriod, "time between SIGTERM and SIGKILL when a task is stopped")
+	var secrets []gcptest.Option
+	flag.Func("secret", "a secret version jobs may read, as `NAME[:VERSION]=VALUE` (NAME is an ID or projects/P/secrets/ID; VERSION defaults to latest); repeatable", func(s string) error {
+		ref, value, ok := strings.Cut(s, "=")
+		if !ok || ref == "" {
+			return fmt.Errorf("want NAME[:VERSION]=VALUE, got %q", s)
+		}
+		name, version, _ := strings.Cut(ref, ":")
+		if version == "" {
+			version = "latest"
+		}
+		secrets = append(secrets, gcptest.WithSecret(name, version, value))
+		return nil
+	})
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "gcptest: unexpected arguments %q\n", flag.Args())
 		flag.Usage()
 		os.Exit(2)
 	}
-	opts := []gcptest.Option{gcptest.WithAddr(*addr), gcptest.WithStopGracePeriod(*grace)}
+	opts := append([]gcptest.Option{gcptest.WithAddr(*addr), gcptest.WithStopGracePeriod(*grace)}, secrets...)
 	if *instant {
 		opts = append(opts, gcptest.WithInstantOperations())
 	}
