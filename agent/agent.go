@@ -378,7 +378,7 @@ func (a *Agent) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c.Close(websocket.StatusPolicyViolation, "")
 		return
 	}
-	a.serve(r.Context(), newWSTransport(c), modeForward, r.RemoteAddr)
+	a.serve(r.Context(), newWSTransport(c, nil), modeForward, r.RemoteAddr)
 }
 
 // serve authenticates one connection and runs its sessions. It returns

@@ -48,8 +48,9 @@ func Dial(ctx context.Context, rawURL string, secret []byte, opts *DialOptions) 
 	if err := checkSecure(rawURL, o.Insecure); err != nil {
 		return nil, fmt.Errorf("agent: dial %s: %w", rawURL, err)
 	}
+	hc, gt := gatheringClient(o.HTTPClient)
 	c, _, err := websocket.Dial(ctx, rawURL, &websocket.DialOptions{
-		HTTPClient:   gatheringClient(o.HTTPClient),
+		HTTPClient:   hc,
 		HTTPHeader:   o.HTTPHeader,
 		Subprotocols: []string{subprotocol},
 	})
@@ -63,7 +64,7 @@ func Dial(ctx context.Context, rawURL string, secret []byte, opts *DialOptions) 
 		c.CloseNow()
 		return nil, fmt.Errorf("agent: dial %s: %w: the server is not a gantry agent", rawURL, gantry.ErrUnavailable)
 	}
-	t := newWSTransport(c)
+	t := newWSTransport(c, gt.upgraded())
 	_, err = controllerHandshake(ctx, t, func(string) []byte { return secret }, modeForward)
 	if err != nil {
 		t.close(true)

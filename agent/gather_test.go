@@ -138,11 +138,13 @@ func TestGatheringClientOneWritePerMessage(t *testing.T) {
 		}
 		defer c.CloseNow()
 		c.SetReadLimit(maxMessage)
-		_, msg, err := c.Read(r.Context())
-		if err == nil {
+		for {
+			_, msg, err := c.Read(r.Context())
+			if err != nil {
+				return
+			}
 			got <- msg
 		}
-		c.Read(r.Context())
 	}))
 	defer srv.Close()
 
@@ -156,25 +158,109 @@ func TestGatheringClientOneWritePerMessage(t *testing.T) {
 	}}
 	defer tr.CloseIdleConnections()
 	ctx := context.Background()
-	c, _, err := websocket.Dial(ctx, "ws"+srv.URL[len("http"):], &websocket.DialOptions{HTTPClient: gatheringClient(&http.Client{Transport: tr})})
+	hc, gt := gatheringClient(&http.Client{Transport: tr})
+	c, _, err := websocket.Dial(ctx, "ws"+srv.URL[len("http"):], &websocket.DialOptions{HTTPClient: hc})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.CloseNow()
+	g := gt.upgraded()
+	if g == nil {
+		t.Fatal("the handshake did not go through the gathering transport")
+	}
 
 	msg := patternBlockAt(7)
 	for len(msg) < maxMessage {
 		msg = append(msg, patternBlockAt(int64(len(msg)))...)
 	}
 	msg = msg[:maxMessage]
-	before := writes.Load()
-	if err := c.Write(ctx, websocket.MessageBinary, msg); err != nil {
+	orig := bytes.Clone(msg)
+	for _, w := range []struct {
+		name  string
+		write func() error
+	}{
+		{"through the library", func() error { return c.Write(ctx, websocket.MessageBinary, msg) }},
+		{"directly", func() error { return g.writeBinary(msg) }},
+	} {
+		before := writes.Load()
+		if err := w.write(); err != nil {
+			t.Fatal(err)
+		}
+		if n := writes.Load() - before; n != 1 {
+			t.Errorf("%s: a %d-byte message took %d writes, want 1", w.name, len(msg), n)
+		}
+		if !bytes.Equal(<-got, orig) {
+			t.Errorf("%s: the message arrived changed", w.name)
+		}
+		if !bytes.Equal(msg, orig) {
+			t.Fatalf("%s: writing changed the caller's message", w.name)
+		}
+	}
+}
+
+// unmaskFrame decodes a masked frame written by writeBinary.
+func unmaskFrame(t *testing.T, f []byte) []byte {
+	t.Helper()
+	size, ok := frameHeaderSize(f)
+	if !ok || f[0] != 0x82 || f[1]&0x80 == 0 || uint64(len(f)-size) != framePayloadLen(f) {
+		t.Fatalf("not one final masked binary frame: % x", f[:min(len(f), 16)])
+	}
+	key := f[size-4 : size]
+	p := bytes.Clone(f[size:])
+	for i := range p {
+		p[i] ^= key[i%4]
+	}
+	return p
+}
+
+func TestFrameGathererWriteBinary(t *testing.T) {
+	for _, n := range []int{0, 1, 125, 126, 1000, 0xffff, 0x10000, maxMessage} {
+		log := &writeLog{}
+		g := newFrameGatherer(log)
+		msg := bytes.Repeat([]byte("gantry!"), n/7+1)[:n]
+		if err := g.writeBinary(msg); err != nil {
+			t.Fatal(err)
+		}
+		if len(log.writes) != 1 {
+			t.Fatalf("%d bytes: %d writes, want 1", n, len(log.writes))
+		}
+		if got := unmaskFrame(t, log.writes[0]); !bytes.Equal(got, msg) {
+			t.Fatalf("%d bytes: payload differs after unmasking", n)
+		}
+	}
+	g := newFrameGatherer(&writeLog{})
+	if err := g.writeBinary(make([]byte, maxMessage+1)); err == nil {
+		t.Error("writeBinary took a message larger than any frame of the protocol")
+	}
+}
+
+// TestFrameGathererKeepsFramesApart starts a direct message while a
+// library frame is half written: it must go out after that frame, never
+// inside it, whichever goroutine runs first.
+func TestFrameGathererKeepsFramesApart(t *testing.T) {
+	log := &writeLog{}
+	g := newFrameGatherer(log)
+	lib := wsFrame(0x2, []byte{9, 9, 9, 9}, bytes.Repeat([]byte{1}, 10000))
+	if _, err := g.Write(lib[:5000]); err != nil {
 		t.Fatal(err)
 	}
-	if n := writes.Load() - before; n != 1 {
-		t.Errorf("a %d-byte message took %d writes, want 1", len(msg), n)
+	done := make(chan error)
+	go func() { done <- g.writeBinary([]byte("direct")) }()
+	if _, err := g.Write(lib[5000:]); err != nil {
+		t.Fatal(err)
 	}
-	if !bytes.Equal(<-got, msg) {
-		t.Error("the message arrived changed")
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if len(log.writes) != 2 || !bytes.Equal(log.writes[0], lib) || string(unmaskFrame(t, log.writes[1])) != "direct" {
+		t.Fatalf("writes %d, want the library frame whole and then the direct one", len(log.writes))
+	}
+
+	// After the library's close frame nothing more may follow.
+	if _, err := g.Write(wsFrame(0x8, []byte{1, 2, 3, 4}, []byte{0x03, 0xe8})); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.writeBinary([]byte("late")); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("writeBinary after a close frame = %v, want net.ErrClosed", err)
 	}
 }

@@ -49,7 +49,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c.Close(websocket.StatusPolicyViolation, "")
 		return
 	}
-	t := newWSTransport(c)
+	t := newWSTransport(c, nil)
 	id, err := controllerHandshake(r.Context(), t, func(id string) []byte {
 		if s := h.secret(id); len(s) >= MinSecretLen {
 			return s
@@ -181,8 +181,9 @@ func (a *Agent) Connect(ctx context.Context, rawURL string, opts *ConnectOptions
 	}()
 	backoff := o.MinBackoff
 	for {
+		hc, gt := gatheringClient(o.HTTPClient)
 		c, _, err := websocket.Dial(ctx, rawURL, &websocket.DialOptions{
-			HTTPClient:   gatheringClient(o.HTTPClient),
+			HTTPClient:   hc,
 			HTTPHeader:   o.HTTPHeader,
 			Subprotocols: []string{subprotocol},
 		})
@@ -194,7 +195,7 @@ func (a *Agent) Connect(ctx context.Context, rawURL string, opts *ConnectOptions
 			err = errors.New("the server is not a gantry hub")
 			a.log.Info("agent: dialing the hub failed", zap.String("url", rawURL), zap.Error(err))
 		default:
-			if a.serve(ctx, newWSTransport(c), modeReverse, rawURL) {
+			if a.serve(ctx, newWSTransport(c, gt.upgraded()), modeReverse, rawURL) {
 				backoff = o.MinBackoff
 			}
 		}

@@ -27,11 +27,16 @@ const subprotocol = "gantry-agent.v1"
 
 type wsTransport struct {
 	c *websocket.Conn
+	// direct, on a connection this package dialed, writes this package's
+	// messages itself; see frameGatherer.
+	direct *frameGatherer
 }
 
-func newWSTransport(c *websocket.Conn) *wsTransport {
+// newWSTransport wraps c; direct is the frameGatherer under c when this
+// side dialed it (gatheringClient), or nil to write through the library.
+func newWSTransport(c *websocket.Conn, direct *frameGatherer) *wsTransport {
 	c.SetReadLimit(maxMessage)
-	return &wsTransport{c: c}
+	return &wsTransport{c: c, direct: direct}
 }
 
 func (t *wsTransport) next(ctx context.Context) (io.Reader, error) {
@@ -46,6 +51,12 @@ func (t *wsTransport) next(ctx context.Context) (io.Reader, error) {
 }
 
 func (t *wsTransport) write(ctx context.Context, msg []byte) error {
+	if t.direct != nil {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		return t.direct.writeBinary(msg)
+	}
 	return t.c.Write(ctx, websocket.MessageBinary, msg)
 }
 
