@@ -63,6 +63,9 @@ func prepareJob(in *runpb.Job, name jobName) (*runpb.Job, error) {
 	if err := validateJobID(name.job); err != nil {
 		return nil, err
 	}
+	if in.GetStartExecutionToken() != "" || in.GetRunExecutionToken() != "" {
+		return nil, status.Error(codes.Unimplemented, "job.start_execution_token and job.run_execution_token are not supported by gcptest: call RunJob")
+	}
 	if err := validateLabels("job.labels", in.GetLabels()); err != nil {
 		return nil, err
 	}

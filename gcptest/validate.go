@@ -27,6 +27,8 @@ const (
 	maxLabels           = 64
 	maxLabelLen         = 63
 	maxAnnotationsBytes = 256 * 1024
+	maxEnvNameLen       = 32768
+	maxGPUTaskTimeout   = time.Hour
 )
 
 // systemPrefixes are the label and annotation namespaces Cloud Run API v2
@@ -48,7 +50,7 @@ var (
 	labelValueRe     = regexp.MustCompile(`^[\p{Ll}\p{Lo}\p{N}_-]*$`)
 	annotationNameRe = regexp.MustCompile(`^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$`)
 	dnsSubdomainRe   = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
-	dnsLabelRe       = regexp.MustCompile(`^[a-z]([-a-z0-9]*[a-z0-9])?$`)
+	rfc1123LabelRe   = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 	envNameRe        = regexp.MustCompile(`^[^=]+$`)
 )
 
@@ -137,6 +139,9 @@ func validateExecutionTemplate(t *runpb.ExecutionTemplate) error {
 	if err := validateAnnotations("job.template.annotations", t.GetAnnotations()); err != nil {
 		return err
 	}
+	if t.GetDelayExecution() {
+		return status.Error(codes.Unimplemented, "job.template.delay_execution is not supported by gcptest")
+	}
 	if t.TaskCount < 0 || t.TaskCount > maxTaskCount {
 		return invalid("job.template.task_count %d must be between 1 and %d", t.TaskCount, maxTaskCount)
 	}
@@ -171,7 +176,13 @@ func validateTaskTemplate(field string, t *runpb.TaskTemplate) error {
 	if t.ExecutionEnvironment == runpb.ExecutionEnvironment_EXECUTION_ENVIRONMENT_UNSPECIFIED {
 		t.ExecutionEnvironment = runpb.ExecutionEnvironment_EXECUTION_ENVIRONMENT_GEN2
 	}
-	return validateContainers(field+".containers", t.Containers)
+	if err := validateContainers(field+".containers", t.Containers, t.Volumes); err != nil {
+		return err
+	}
+	if usesGPU(t.Containers) && t.Timeout.AsDuration() > maxGPUTaskTimeout {
+		return invalid("%s.timeout %s: a task with a GPU runs for at most %s", field, t.Timeout.AsDuration(), maxGPUTaskTimeout)
+	}
+	return nil
 }
 
 func validateTimeout(field string, d time.Duration, valid error) error {
@@ -181,22 +192,31 @@ func validateTimeout(field string, d time.Duration, valid error) error {
 	return nil
 }
 
-func validateContainers(field string, cs []*runpb.Container) error {
+func validateContainers(field string, cs []*runpb.Container, volumes []*runpb.Volume) error {
 	if len(cs) == 0 {
 		return invalid("%s: at least one container is required", field)
 	}
 	if len(cs) > maxContainers {
 		return invalid("%s: %d containers; the maximum is %d", field, len(cs), maxContainers)
 	}
+	volumeNames, err := validateVolumes(strings.TrimSuffix(field, ".containers")+".volumes", volumes)
+	if err != nil {
+		return err
+	}
 	names := map[string]bool{}
+	for _, c := range cs {
+		if c.Name != "" {
+			names[c.Name] = false
+		}
+	}
 	for i, c := range cs {
 		f := fmt.Sprintf("%s[%d]", field, i)
 		if c.GetImage() == "" {
 			return invalid("%s.image is required", f)
 		}
 		if c.Name != "" {
-			if len(c.Name) > 63 || !dnsLabelRe.MatchString(c.Name) {
-				return invalid("%s.name %q must be a DNS label: at most 63 lowercase letters, digits and hyphens, starting with a letter", f, c.Name)
+			if len(c.Name) > 63 || !rfc1123LabelRe.MatchString(c.Name) {
+				return invalid("%s.name %q must be a DNS label (RFC 1123): at most 63 lowercase letters, digits and hyphens, starting and ending with a letter or digit", f, c.Name)
 			}
 			if names[c.Name] {
 				return invalid("%s.name %q is used by another container", f, c.Name)
@@ -205,6 +225,17 @@ func validateContainers(field string, cs []*runpb.Container) error {
 		}
 		if err := validateEnv(f+".env", c.Env); err != nil {
 			return err
+		}
+		if err := validateResources(f+".resources", c.Resources); err != nil {
+			return err
+		}
+		if err := validateVolumeMounts(f+".volume_mounts", c.VolumeMounts, volumeNames); err != nil {
+			return err
+		}
+		for _, d := range c.DependsOn {
+			if _, ok := names[d]; !ok || d == c.Name {
+				return invalid("%s.depends_on: %q is not the name of another container of the task", f, d)
+			}
 		}
 		if c.WorkingDir != "" && !strings.HasPrefix(c.WorkingDir, "/") {
 			return invalid("%s.working_dir %q must be an absolute path", f, c.WorkingDir)
@@ -220,6 +251,9 @@ func validateEnv(field string, env []*runpb.EnvVar) error {
 	seen := map[string]bool{}
 	for _, e := range env {
 		name := e.GetName()
+		if len(name) > maxEnvNameLen {
+			return invalid("%s: a variable name is %d characters long; the maximum is %d", field, len(name), maxEnvNameLen)
+		}
 		if name == "" || !envNameRe.MatchString(name) || strings.IndexFunc(name, unicode.IsControl) >= 0 {
 			return invalid("%s: %q is not a valid environment variable name", field, name)
 		}

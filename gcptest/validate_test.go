@@ -8,8 +8,10 @@ import (
 	"time"
 
 	"cloud.google.com/go/run/apiv2/runpb"
+	"github.com/google/go-cmp/cmp"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/testing/protocmp"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/gantryhq/gantry/gcptest"
@@ -40,6 +42,7 @@ func TestCreateJobRules(t *testing.T) {
 		parent string
 		id     string
 		mutate func(*runpb.Job) *runpb.Job
+		want   codes.Code
 	}{
 		{name: "parent without locations", parent: "projects/proj"},
 		{name: "parent with wildcard location", parent: "projects/proj/locations/-"},
@@ -153,6 +156,75 @@ func TestCreateJobRules(t *testing.T) {
 			j.Template.Template.Containers[0].WorkingDir = "work"
 			return j
 		}},
+		{name: "container name with uppercase", mutate: func(j *runpb.Job) *runpb.Job {
+			j.Template.Template.Containers[0].Name = "Main"
+			return j
+		}},
+		{name: "container name ending with hyphen", mutate: func(j *runpb.Job) *runpb.Job {
+			j.Template.Template.Containers[0].Name = "main-"
+			return j
+		}},
+		{name: "env name over 32768 characters", mutate: func(j *runpb.Job) *runpb.Job {
+			j.Template.Template.Containers[0].Env = []*runpb.EnvVar{{Name: strings.Repeat("A", 32769)}}
+			return j
+		}},
+		{name: "unsupported resource", mutate: limits(map[string]string{"ephemeral-storage": "1Gi"})},
+		{name: "cpu 3", mutate: limits(map[string]string{"cpu": "3"})},
+		{name: "cpu 16", mutate: limits(map[string]string{"cpu": "16"})},
+		{name: "cpu under 0.08", mutate: limits(map[string]string{"cpu": "0.05"})},
+		{name: "cpu finer than 0.001", mutate: limits(map[string]string{"cpu": "0.5005"})},
+		{name: "cpu not a quantity", mutate: limits(map[string]string{"cpu": "one"})},
+		{name: "memory under 512Mi", mutate: limits(map[string]string{"memory": "256Mi"})},
+		{name: "memory over 32Gi", mutate: limits(map[string]string{"memory": "33Gi"})},
+		{name: "memory not a quantity", mutate: limits(map[string]string{"memory": "1 GB"})},
+		{name: "memory in fractions of a byte", mutate: limits(map[string]string{"memory": "536870912.5"})},
+		{name: "1 cpu with 8Gi", mutate: limits(map[string]string{"cpu": "1", "memory": "8Gi"})},
+		{name: "4 cpu with 1Gi", mutate: limits(map[string]string{"cpu": "4", "memory": "1Gi"})},
+		{name: "8 cpu with 2Gi", mutate: limits(map[string]string{"cpu": "8", "memory": "2Gi"})},
+		{name: "0.25 cpu with 1Gi", mutate: limits(map[string]string{"cpu": "250m", "memory": "1Gi"})},
+		{name: "0.5 cpu with 2Gi", mutate: limits(map[string]string{"cpu": "0.5", "memory": "2Gi"})},
+		{name: "default cpu with 5Gi", mutate: limits(map[string]string{"memory": "5Gi"})},
+		{name: "2 GPUs", mutate: limits(map[string]string{"cpu": "4", "memory": "16Gi", "nvidia.com/gpu": "2"})},
+		{name: "GPU task timeout over an hour", mutate: func(j *runpb.Job) *runpb.Job {
+			j = limits(map[string]string{"cpu": "4", "memory": "16Gi", "nvidia.com/gpu": "1"})(j)
+			j.Template.Template.Timeout = durationpb.New(2 * time.Hour)
+			return j
+		}},
+		{name: "volume without a name", mutate: func(j *runpb.Job) *runpb.Job {
+			j.Template.Template.Volumes = []*runpb.Volume{memVolume("")}
+			return j
+		}},
+		{name: "volume name not a DNS label", mutate: func(j *runpb.Job) *runpb.Job {
+			j.Template.Template.Volumes = []*runpb.Volume{memVolume("Scratch_1")}
+			return j
+		}},
+		{name: "duplicate volume names", mutate: func(j *runpb.Job) *runpb.Job {
+			j.Template.Template.Volumes = []*runpb.Volume{memVolume("v"), memVolume("v")}
+			return j
+		}},
+		{name: "mount of an undefined volume", mutate: mounts([]*runpb.Volume{memVolume("v")}, &runpb.VolumeMount{Name: "w", MountPath: "/w"})},
+		{name: "mount without a path", mutate: mounts([]*runpb.Volume{memVolume("v")}, &runpb.VolumeMount{Name: "v"})},
+		{name: "mount path with a colon", mutate: mounts([]*runpb.Volume{memVolume("v")}, &runpb.VolumeMount{Name: "v", MountPath: "/a:b"})},
+		{name: "two mounts at one path", mutate: mounts([]*runpb.Volume{memVolume("v"), memVolume("w")},
+			&runpb.VolumeMount{Name: "v", MountPath: "/data"}, &runpb.VolumeMount{Name: "w", MountPath: "/data"})},
+		{name: "Cloud SQL volume mounted elsewhere than /cloudsql", mutate: mounts([]*runpb.Volume{sqlVolume("sql")}, &runpb.VolumeMount{Name: "sql", MountPath: "/db"})},
+		{name: "depends_on an unknown container", mutate: func(j *runpb.Job) *runpb.Job {
+			j.Template.Template.Containers[0].DependsOn = []string{"sidecar"}
+			return j
+		}},
+		{name: "depends_on itself", mutate: func(j *runpb.Job) *runpb.Job {
+			j.Template.Template.Containers[0].Name = "main"
+			j.Template.Template.Containers[0].DependsOn = []string{"main"}
+			return j
+		}},
+		{name: "start_execution_token", want: codes.Unimplemented, mutate: func(j *runpb.Job) *runpb.Job {
+			j.CreateExecution = &runpb.Job_StartExecutionToken{StartExecutionToken: "now"}
+			return j
+		}},
+		{name: "delay_execution", want: codes.Unimplemented, mutate: func(j *runpb.Job) *runpb.Job {
+			j.Template.DelayExecution = proto.Bool(true)
+			return j
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p, id, job := parent, "rule", shJob("true")
@@ -165,15 +237,46 @@ func TestCreateJobRules(t *testing.T) {
 			if tc.mutate != nil {
 				job = tc.mutate(job)
 			}
+			want := tc.want
+			if want == codes.OK {
+				want = codes.InvalidArgument
+			}
 			_, err := e.jobs.CreateJob(ctx, &runpb.CreateJobRequest{Parent: p, JobId: id, Job: job})
-			if got := codeOf(err); got != codes.InvalidArgument {
-				t.Errorf("CreateJob: %v, want InvalidArgument", err)
+			if got := codeOf(err); got != want {
+				t.Errorf("CreateJob: %v, want %v", err, want)
 			}
 		})
 	}
 	if _, err := e.jobs.GetJob(ctx, &runpb.GetJobRequest{Name: parent + "/jobs/rule"}); codeOf(err) != codes.NotFound {
 		t.Errorf("a rejected CreateJob stored the job: GetJob = %v", err)
 	}
+}
+
+// limits returns a change that sets the first container's
+// resources.limits.
+func limits(l map[string]string) func(*runpb.Job) *runpb.Job {
+	return func(j *runpb.Job) *runpb.Job {
+		j.Template.Template.Containers[0].Resources = &runpb.ResourceRequirements{Limits: l}
+		return j
+	}
+}
+
+// mounts returns a change that gives the task template volumes and the
+// first container mounts.
+func mounts(vs []*runpb.Volume, ms ...*runpb.VolumeMount) func(*runpb.Job) *runpb.Job {
+	return func(j *runpb.Job) *runpb.Job {
+		j.Template.Template.Volumes = vs
+		j.Template.Template.Containers[0].VolumeMounts = ms
+		return j
+	}
+}
+
+func memVolume(name string) *runpb.Volume {
+	return &runpb.Volume{Name: name, VolumeType: &runpb.Volume_EmptyDir{EmptyDir: &runpb.EmptyDirVolumeSource{}}}
+}
+
+func sqlVolume(name string) *runpb.Volume {
+	return &runpb.Volume{Name: name, VolumeType: &runpb.Volume_CloudSqlInstance{CloudSqlInstance: &runpb.CloudSqlInstance{Instances: []string{"p:r:db"}}}}
 }
 
 // TestAcceptedEdges checks values at the limits are accepted, and that an
@@ -195,6 +298,52 @@ func TestAcceptedEdges(t *testing.T) {
 	j, err := op.Wait(ctx)
 	if err != nil || !strings.HasPrefix(j.Name, parent+"/jobs/") {
 		t.Errorf("CreateJob without job_id: %v, %v", j.GetName(), err)
+	}
+}
+
+// TestAcceptedResources checks that every form of limit, volume and
+// container dependency Cloud Run takes is accepted and returned as given.
+func TestAcceptedResources(t *testing.T) {
+	e := newEnv(t, gcptest.WithInstantOperations())
+	for i, tc := range []struct {
+		name   string
+		mutate func(*runpb.Job) *runpb.Job
+	}{
+		{"1000m and 512Mi", limits(map[string]string{"cpu": "1000m", "memory": "512Mi"})},
+		{"0.08 cpu", limits(map[string]string{"cpu": "0.08"})},
+		{"500m and 1Gi", limits(map[string]string{"cpu": "500m", "memory": "1Gi"})},
+		{"1 cpu and 4Gi", limits(map[string]string{"cpu": "1", "memory": "4Gi"})},
+		{"2 cpu and 1.5Gi", limits(map[string]string{"cpu": "2", "memory": "1.5Gi"})},
+		{"4 cpu and 2Gi", limits(map[string]string{"cpu": "4", "memory": "2Gi"})},
+		{"8 cpu and 32Gi", limits(map[string]string{"cpu": "8", "memory": "32Gi"})},
+		{"memory in G", limits(map[string]string{"memory": "1G"})},
+		{"a GPU for an hour", func(j *runpb.Job) *runpb.Job {
+			j = limits(map[string]string{"cpu": "4", "memory": "16Gi", "nvidia.com/gpu": "1"})(j)
+			j.Template.Template.Timeout = durationpb.New(time.Hour)
+			return j
+		}},
+		{"container name starting with a digit", func(j *runpb.Job) *runpb.Job {
+			j.Template.Template.Containers[0].Name = "1st"
+			return j
+		}},
+		{"volumes and mounts", mounts([]*runpb.Volume{memVolume("scratch"), sqlVolume("sql")},
+			&runpb.VolumeMount{Name: "scratch", MountPath: "/scratch"}, &runpb.VolumeMount{Name: "sql"})},
+		{"depends_on a sidecar", func(j *runpb.Job) *runpb.Job {
+			cs := j.Template.Template.Containers
+			cs[0].Name, cs[0].DependsOn = "main", []string{"proxy"}
+			j.Template.Template.Containers = append(cs, &runpb.Container{Name: "proxy", Image: "proxy"})
+			return j
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			want := tc.mutate(shJob("true"))
+			got := e.createJob(t, fmt.Sprintf("edge-%d", i), clone(want))
+			for k, c := range want.Template.Template.Containers {
+				if diff := cmp.Diff(c, got.Template.Template.Containers[k], protocmp.Transform()); diff != "" {
+					t.Errorf("container %d came back changed (-sent +got):\n%s", k, diff)
+				}
+			}
+		})
 	}
 }
 
