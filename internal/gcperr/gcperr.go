@@ -17,6 +17,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/gantryhq/gantry"
@@ -89,9 +90,11 @@ func Sentinel(c codes.Code) error {
 // Wrap classifies err, returned by a Google API call made for the request
 // described by format and args. It returns nil for nil; ctx's own error
 // when ctx has ended (the caller gave up, whatever the transport says);
-// context errors untouched; and otherwise an error that reads
-// "<request>: <class>: <provider error>" and wraps both the gantry sentinel
-// and the provider's *apierror.APIError.
+// context errors untouched; and otherwise an error that reads, on one
+// line, "<request>: <class>: <provider error>" and wraps both the gantry
+// sentinel and the provider's *apierror.APIError. An error Wrap made
+// already keeps its class and gains the new request as a prefix, so the
+// class is never repeated.
 func Wrap(ctx context.Context, err error, format string, args ...any) error {
 	if err == nil {
 		return nil
@@ -102,17 +105,48 @@ func Wrap(ctx context.Context, err error, format string, args ...any) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
+	what := fmt.Sprintf(format, args...)
+	var inner *wrapped
+	if errors.As(err, &inner) {
+		return &wrapped{msg: what + ": " + inner.msg, errs: []error{err}}
+	}
 	var ae *apierror.APIError
 	if !errors.As(err, &ae) {
 		if conv, ok := apierror.FromError(err); ok {
 			err = conv
 		}
 	}
-	what := fmt.Sprintf(format, args...)
 	if s := Sentinel(Code(err)); s != nil {
-		return fmt.Errorf("%s: %w: %w", what, s, err)
+		return &wrapped{msg: what + ": " + s.Error() + ": " + OneLine(err.Error()), errs: []error{s, err}}
 	}
-	return fmt.Errorf("%s: %w", what, err)
+	return &wrapped{msg: what + ": " + OneLine(err.Error()), errs: []error{err}}
+}
+
+// wrapped is the error Wrap returns: a one-line message over the errors
+// that errors.Is and errors.As reach.
+type wrapped struct {
+	msg  string
+	errs []error
+}
+
+func (w *wrapped) Error() string   { return w.msg }
+func (w *wrapped) Unwrap() []error { return w.errs }
+
+// OneLine joins the lines of a provider's message with "; ": an
+// *apierror.APIError puts its details on lines of their own, and an error
+// gantry returns is one line a person can read in a log.
+func OneLine(s string) string {
+	s = strings.TrimSpace(s)
+	if !strings.ContainsAny(s, "\r\n") {
+		return s
+	}
+	var parts []string
+	for l := range strings.FieldsFuncSeq(s, func(r rune) bool { return r == '\n' || r == '\r' }) {
+		if l = strings.TrimSpace(l); l != "" {
+			parts = append(parts, l)
+		}
+	}
+	return strings.Join(parts, "; ")
 }
 
 // Is reports whether err carries gRPC code c.
