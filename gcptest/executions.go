@@ -684,13 +684,9 @@ func (es *executionsService) DeleteExecution(_ context.Context, req *runpb.Delet
 		if ex == nil {
 			return nil
 		}
-		delete(s.store.executions, n)
-		for tn := range s.store.tasks {
-			if strings.HasPrefix(tn, n+"/tasks/") {
-				delete(s.store.tasks, tn)
-			}
-		}
+		s.store.removeExecutionLocked(n)
 		ex.DeleteTime = ts(s.now())
+		ex.ExpireTime = ex.DeleteTime
 		if job := s.store.jobs[name.jobName.String()]; job != nil && job.LatestCreatedExecution.GetName() == name.execution {
 			job.LatestCreatedExecution.DeleteTime = ex.DeleteTime
 		}

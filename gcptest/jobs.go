@@ -300,8 +300,10 @@ func (js *jobsService) UpdateJob(_ context.Context, req *runpb.UpdateJobRequest)
 	return s.reconcileJob(name.location, j.Name, j.Generation)
 }
 
-// DeleteJob deletes a job with its executions and tasks. A job with a
-// running execution cannot be deleted: cancel the execution first.
+// DeleteJob deletes a job with its executions and tasks. Executions that
+// are still running are cancelled (their containers get SIGTERM, then
+// SIGKILL after the grace period) and removed once they have stopped; the
+// operation finishes then. The job itself is gone at once.
 func (js *jobsService) DeleteJob(_ context.Context, req *runpb.DeleteJobRequest) (*longrunningpb.Operation, error) {
 	s := js.s
 	name, err := parseJobName("name", req.GetName(), false)
@@ -319,12 +321,6 @@ func (js *jobsService) DeleteJob(_ context.Context, req *runpb.DeleteJobRequest)
 		s.store.mu.Unlock()
 		return nil, err
 	}
-	for en := range s.store.runs {
-		if strings.HasPrefix(en, n+"/executions/") {
-			s.store.mu.Unlock()
-			return nil, status.Errorf(codes.FailedPrecondition, "job %s has a running execution %s: cancel it before deleting the job", n, en)
-		}
-	}
 	deleted := clone(j)
 	now := s.now()
 	deleted.DeleteTime = ts(now)
@@ -334,19 +330,34 @@ func (js *jobsService) DeleteJob(_ context.Context, req *runpb.DeleteJobRequest)
 		return s.doneOperation(name.location, deleted, nil), nil
 	}
 	delete(s.store.jobs, n)
+	running := map[string]*executionRun{}
 	for en := range s.store.executions {
-		if strings.HasPrefix(en, n+"/executions/") {
-			delete(s.store.executions, en)
+		if !strings.HasPrefix(en, n+"/executions/") {
+			continue
 		}
-	}
-	for tn := range s.store.tasks {
-		if strings.HasPrefix(tn, n+"/executions/") {
-			delete(s.store.tasks, tn)
+		if run := s.store.runs[en]; run != nil {
+			running[en] = run
+			continue
 		}
+		s.store.removeExecutionLocked(en)
 	}
 	s.store.mu.Unlock()
+	for _, run := range running {
+		run.cancel()
+	}
 	op := s.ops.start(name.location, func() proto.Message { return deleted })
-	if err := s.afterReconcileDelay(func() { s.ops.finish(op, deleted, nil) }); err != nil {
+	finish := func() {
+		for en, run := range running {
+			<-run.done
+			s.store.mu.Lock()
+			s.store.removeExecutionLocked(en)
+			s.store.mu.Unlock()
+		}
+		s.ops.finish(op, deleted, nil)
+	}
+	if len(running) > 0 && s.cfg.instantOps {
+		finish()
+	} else if err := s.afterReconcileDelay(finish); err != nil {
 		return nil, err
 	}
 	o, _, err := s.ops.snapshot(op)

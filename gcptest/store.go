@@ -35,6 +35,17 @@ func newStore() *store {
 	}
 }
 
+// removeExecutionLocked forgets an execution and its tasks. The caller
+// holds mu.
+func (st *store) removeExecutionLocked(name string) {
+	delete(st.executions, name)
+	for tn := range st.tasks {
+		if strings.HasPrefix(tn, name+"/tasks/") {
+			delete(st.tasks, tn)
+		}
+	}
+}
+
 func clone[T proto.Message](m T) T { return proto.Clone(m).(T) }
 
 // defaultPageSize is used when a List request has no page_size;

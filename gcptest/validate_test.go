@@ -447,8 +447,6 @@ func TestUpdateValidateOnlyAllowMissing(t *testing.T) {
 		t.Fatal(err)
 	}
 	meta, _ := rop.Metadata()
-	_, err = e.jobs.DeleteJob(ctx, &runpb.DeleteJobRequest{Name: parent + "/jobs/busy"})
-	check("DeleteJob with a running execution", err, codes.FailedPrecondition)
 	dop, err := e.execs.DeleteExecution(ctx, &runpb.DeleteExecutionRequest{Name: meta.Name})
 	if err != nil {
 		t.Fatalf("DeleteExecution of a running execution: %v", err)
@@ -470,6 +468,48 @@ func TestUpdateValidateOnlyAllowMissing(t *testing.T) {
 	}
 	if j, err := dj.Wait(ctx); err != nil || j.DeleteTime == nil {
 		t.Errorf("DeleteJob operation: %v, %v", j, err)
+	}
+}
+
+// TestDeleteJobWhileRunning deletes a job whose execution runs: Cloud Run
+// accepts it and stops the execution. The job is gone at once; the
+// operation finishes once the execution has stopped and been removed.
+func TestDeleteJobWhileRunning(t *testing.T) {
+	e := newEnv(t, gcptest.WithStopGracePeriod(100*time.Millisecond))
+	ctx := context.Background()
+	j := e.createJob(t, "doomed", shJob("sleep 60"))
+	e.createJob(t, "bystander", shJob("true"))
+	rop, err := e.jobs.RunJob(ctx, &runpb.RunJobRequest{Name: j.Name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta, _ := rop.Metadata()
+	e.waitRunning(t, meta.Name, 1)
+	dop, err := e.jobs.DeleteJob(ctx, &runpb.DeleteJobRequest{Name: j.Name})
+	if err != nil {
+		t.Fatalf("DeleteJob with a running execution: %v", err)
+	}
+	if _, err := e.jobs.GetJob(ctx, &runpb.GetJobRequest{Name: j.Name}); codeOf(err) != codes.NotFound {
+		t.Errorf("GetJob right after DeleteJob: %v, want NotFound", err)
+	}
+	if _, err := e.jobs.RunJob(ctx, &runpb.RunJobRequest{Name: j.Name}); codeOf(err) != codes.NotFound {
+		t.Errorf("RunJob of the deleted job: %v, want NotFound", err)
+	}
+	deleted, err := dop.Wait(ctx)
+	if err != nil || deleted.DeleteTime == nil || deleted.Uid != j.Uid {
+		t.Fatalf("DeleteJob operation: %v, %v", deleted, err)
+	}
+	if _, err := e.execs.GetExecution(ctx, &runpb.GetExecutionRequest{Name: meta.Name}); codeOf(err) != codes.NotFound {
+		t.Errorf("GetExecution once the delete is done: %v, want NotFound", err)
+	}
+	if n := len(e.listTasks(t, j.Name+"/executions/-")); n != 0 {
+		t.Errorf("%d tasks of the deleted job remain", n)
+	}
+	if _, err := pollRun(t, rop); codeOf(err) != codes.Canceled {
+		t.Errorf("RunJob operation of the deleted job's execution: %v, want Canceled", err)
+	}
+	if _, err := e.jobs.GetJob(ctx, &runpb.GetJobRequest{Name: parent + "/jobs/bystander"}); err != nil {
+		t.Errorf("another job after the delete: %v", err)
 	}
 }
 
