@@ -235,7 +235,7 @@ func (js *jobsService) RunJob(ctx context.Context, req *runpb.RunJobRequest) (*l
 	job.LatestCreatedExecution = &runpb.ExecutionReference{
 		Name:             execID,
 		CreateTime:       ts(now),
-		CompletionStatus: runpb.ExecutionReference_EXECUTION_RUNNING,
+		CompletionStatus: runpb.ExecutionReference_EXECUTION_PENDING,
 	}
 	run := &executionRun{stop: make(chan struct{}), done: make(chan struct{})}
 	s.store.runs[ex.Name] = run
@@ -424,6 +424,9 @@ func (s *Server) runTask(en executionName, index, taskCount int, run *executionR
 			ex.RunningCount++
 			if ex.Conditions[2].State != runpb.Condition_CONDITION_SUCCEEDED {
 				ex.Conditions[2] = condition("Started", runpb.Condition_CONDITION_SUCCEEDED, "Started deployed execution.", at)
+				if job := s.store.jobs[en.jobName.String()]; job != nil && job.LatestCreatedExecution.GetName() == en.execution {
+					job.LatestCreatedExecution.CompletionStatus = runpb.ExecutionReference_EXECUTION_RUNNING
+				}
 			}
 			if ex.Conditions[0].State == runpb.Condition_CONDITION_PENDING {
 				ex.Conditions[0] = condition("Completed", runpb.Condition_CONDITION_RECONCILING, "", at)

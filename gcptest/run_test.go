@@ -17,6 +17,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/gantryhq/gantry"
+	"github.com/gantryhq/gantry/fake"
 	"github.com/gantryhq/gantry/gcptest"
 )
 
@@ -326,5 +328,65 @@ func TestCloseKillsProcesses(t *testing.T) {
 	}
 	if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
 		t.Errorf("task process %d still exists after Close (kill 0: %v)", pid, err)
+	}
+}
+
+// gatedRuntime holds every container creation until gate is closed, so a
+// test sees an execution whose tasks have not started.
+type gatedRuntime struct {
+	gantry.Runtime
+	gate chan struct{}
+}
+
+func (g gatedRuntime) Create(ctx context.Context, spec gantry.Spec) (*gantry.Container, error) {
+	select {
+	case <-g.gate:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return g.Runtime.Create(ctx, spec)
+}
+
+// TestLatestCreatedExecutionStatus follows the job's
+// latest_created_execution: PENDING until a task has started, RUNNING
+// while it runs, then how it ended.
+func TestLatestCreatedExecutionStatus(t *testing.T) {
+	rt := fake.New(fake.WithHostProcesses())
+	t.Cleanup(func() { rt.Close() })
+	gate := make(chan struct{})
+	e := newEnv(t, gcptest.WithRuntime(gatedRuntime{rt, gate}))
+	ctx := context.Background()
+	release := filepath.Join(t.TempDir(), "release")
+	j := e.createJob(t, "phases", shJob(`while [ ! -e `+release+` ]; do sleep 0.01; done`))
+	latest := func() *runpb.ExecutionReference {
+		t.Helper()
+		got, err := e.jobs.GetJob(ctx, &runpb.GetJobRequest{Name: j.Name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got.LatestCreatedExecution
+	}
+	op, err := e.jobs.RunJob(ctx, &runpb.RunJobRequest{Name: j.Name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta, _ := op.Metadata()
+	l := latest()
+	if l.GetCompletionStatus() != runpb.ExecutionReference_EXECUTION_PENDING || !strings.HasSuffix(meta.Name, "/"+l.GetName()) || l.CreateTime == nil {
+		t.Errorf("before any task started: latest_created_execution %v, want PENDING for %s", l, meta.Name)
+	}
+	close(gate)
+	e.waitRunning(t, meta.Name, 1)
+	if got := latest().GetCompletionStatus(); got != runpb.ExecutionReference_EXECUTION_RUNNING {
+		t.Errorf("while the task runs: completion_status %v, want RUNNING", got)
+	}
+	if err := os.WriteFile(release, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pollRun(t, op); err != nil {
+		t.Fatal(err)
+	}
+	if l := latest(); l.GetCompletionStatus() != runpb.ExecutionReference_EXECUTION_SUCCEEDED || l.CompletionTime == nil {
+		t.Errorf("after the execution: latest_created_execution %v, want SUCCEEDED with a completion time", l)
 	}
 }
