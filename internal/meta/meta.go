@@ -22,10 +22,12 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gantryhq/gantry"
 )
@@ -186,13 +188,69 @@ func idLabel(id string) string {
 	return id
 }
 
-// Annotations returns the annotations for r's resource.
+// MaxAnnotationBytes is the limit on the total size of a resource's
+// annotations, keys and values together: Cloud Run follows Kubernetes,
+// whose limit is 256 KiB.
+const MaxAnnotationBytes = 256 << 10
+
+// Annotations returns the annotations for r's resource. It refuses, with
+// an error that wraps gantry.ErrInvalidArgument, a record that cannot be
+// stored as it is: one with a string that is not valid UTF-8 (JSON and
+// the API's protobuf strings carry text only, and would alter it) or one
+// whose JSON is over MaxAnnotationBytes.
 func (r Record) Annotations() (map[string]string, error) {
+	if field, ok := notText(reflect.ValueOf(r.Spec), "Spec"); ok {
+		return nil, fmt.Errorf("store container record: %s: %w: not valid UTF-8, which Google Cloud resources cannot hold", field, gantry.ErrInvalidArgument)
+	}
 	b, err := json.Marshal(record{V: recordVersion, ID: r.ID, Name: r.Name, Created: r.Created.UTC(), Spec: r.Spec})
 	if err != nil {
 		return nil, fmt.Errorf("encode container record: %w", err)
 	}
+	if n := len(AnnotationRecord) + len(b); n > MaxAnnotationBytes {
+		return nil, fmt.Errorf("store container record: %w: the spec takes %d bytes as JSON, over the %d bytes of annotations a Cloud Run resource holds (large scripts or environments belong in an image or a secret)", gantry.ErrInvalidArgument, n, MaxAnnotationBytes)
+	}
 	return map[string]string{AnnotationRecord: string(b)}, nil
+}
+
+// notText returns the path of the first string in v that is not valid
+// UTF-8 (map keys included).
+func notText(v reflect.Value, path string) (string, bool) {
+	switch v.Kind() {
+	case reflect.String:
+		return path, !utf8.ValidString(v.String())
+	case reflect.Pointer, reflect.Interface:
+		if v.IsNil() {
+			return "", false
+		}
+		return notText(v.Elem(), path)
+	case reflect.Slice, reflect.Array:
+		for i := range v.Len() {
+			if p, bad := notText(v.Index(i), fmt.Sprintf("%s[%d]", path, i)); bad {
+				return p, true
+			}
+		}
+	case reflect.Map:
+		for it := v.MapRange(); it.Next(); {
+			k := fmt.Sprintf("%s[%q]", path, fmt.Sprint(it.Key().Interface()))
+			if _, bad := notText(it.Key(), k); bad {
+				return k, true
+			}
+			if p, bad := notText(it.Value(), k); bad {
+				return p, true
+			}
+		}
+	case reflect.Struct:
+		t := v.Type()
+		for i := range v.NumField() {
+			if !t.Field(i).IsExported() {
+				continue
+			}
+			if p, bad := notText(v.Field(i), path+"."+t.Field(i).Name); bad {
+				return p, true
+			}
+		}
+	}
+	return "", false
 }
 
 // ErrNotGantry is returned by Decode for a resource gantry did not create.

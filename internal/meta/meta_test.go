@@ -1,9 +1,13 @@
 package meta
 
 import (
+	"errors"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gantryhq/gantry"
 	"github.com/google/go-cmp/cmp"
@@ -175,4 +179,117 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("re-encoding changed the record: %+v then %+v", rec, rec2)
 		}
 	})
+}
+
+// Google's rules for what Labels and Annotations produce (Cloud Run API v2
+// follows Google Cloud's label rules and Kubernetes' annotation rules).
+var (
+	googleKeyRE          = regexp.MustCompile(`^[a-z][a-z0-9_-]*$`)
+	googleValueRE        = regexp.MustCompile(`^[a-z0-9_-]*$`)
+	annotationPrefixRE   = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
+	annotationNameRE     = regexp.MustCompile(`^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$`)
+	cloudRunSystemPrefix = []string{"run.googleapis.com", "cloud.googleapis.com", "serving.knative.dev", "autoscaling.knative.dev"}
+)
+
+// checkGoogleRules fails t for any label or annotation Cloud Run would
+// refuse.
+func checkGoogleRules(t *testing.T, labels, annotations map[string]string) {
+	t.Helper()
+	if len(labels) > MaxLabels {
+		t.Errorf("%d labels, over Google's %d", len(labels), MaxLabels)
+	}
+	for k, v := range labels {
+		if len(k) < 1 || len(k) > MaxLabelLen || !googleKeyRE.MatchString(k) {
+			t.Errorf("label key %q breaks Google's rules", k)
+		}
+		if len(v) > MaxLabelLen || !googleValueRE.MatchString(v) {
+			t.Errorf("label %q value %q breaks Google's rules", k, v)
+		}
+	}
+	total := 0
+	for k, v := range annotations {
+		total += len(k) + len(v)
+		prefix, name, ok := strings.Cut(k, "/")
+		if !ok || len(prefix) > 253 || !annotationPrefixRE.MatchString(prefix) || len(name) > 63 || !annotationNameRE.MatchString(name) {
+			t.Errorf("annotation key %q breaks Kubernetes' rules", k)
+		}
+		for _, p := range cloudRunSystemPrefix {
+			if prefix == p {
+				t.Errorf("annotation key %q is in a namespace Cloud Run rejects", k)
+			}
+		}
+		if !utf8.ValidString(v) {
+			t.Errorf("annotation %q is not valid UTF-8", k)
+		}
+	}
+	if total > MaxAnnotationBytes {
+		t.Errorf("annotations total %d bytes, over %d", total, MaxAnnotationBytes)
+	}
+}
+
+// FuzzRecord builds arbitrary specs that pass gantry's validation and
+// checks that every label and annotation the codec produces is within
+// Google's rules, and that the record comes back unchanged, or that
+// Annotations refuses the spec with ErrInvalidArgument before any call
+// could be made.
+func FuzzRecord(f *testing.F) {
+	f.Add("web", "Team", "Infra", "echo hi", "s1", uint16(1), uint8(1))
+	f.Add("a.b_C-1", strings.Repeat("k", 70), strings.Repeat("V", 70), "\xff", "", uint16(0), uint8(70))
+	f.Add("x", "é", "ü", "A=1x", "sess", uint16(65535), uint8(3))
+	f.Fuzz(func(t *testing.T, name, key, value, arg, session string, repeat uint16, nLabels uint8) {
+		spec := gantry.Spec{
+			Name:    name,
+			Image:   "busybox",
+			Cmd:     []string{strings.Repeat(arg, int(repeat))},
+			Env:     []string{"A=" + arg},
+			Labels:  map[string]string{},
+			Secrets: []gantry.Secret{{Name: "s", Env: "S_" + strconv.Itoa(len(arg))}},
+		}
+		for i := range int(nLabels) {
+			spec.Labels[key+strconv.Itoa(i)] = value
+		}
+		if spec.Name == "" {
+			spec.Name = "x"
+		}
+		if spec.Validate() != nil || !ValidValue(session) {
+			t.Skip()
+		}
+		rec := Record{ID: strings.Repeat("0f", 32), Name: spec.Name, Created: time.Unix(1, 2).UTC(), Spec: spec}
+		labels := rec.Labels(System{Session: session, Labels: map[string]string{"env": "ci"}})
+		ann, err := rec.Annotations()
+		if err != nil {
+			if !errors.Is(err, gantry.ErrInvalidArgument) {
+				t.Fatalf("Annotations refused a spec with %v, want ErrInvalidArgument", err)
+			}
+			return
+		}
+		checkGoogleRules(t, labels, ann)
+		back, err := Decode(labels, ann)
+		if err != nil {
+			t.Fatalf("Decode: %v", err)
+		}
+		if diff := cmp.Diff(rec, back); diff != "" {
+			t.Fatalf("the record does not come back as it was (-want +got):\n%s", diff)
+		}
+		for k, v := range spec.Labels {
+			if got, ok := labels[UserLabelPrefix+Escape(k)]; ok && got != Escape(v) {
+				t.Errorf("user label %q=%q stored as %q", k, v, got)
+			}
+		}
+	})
+}
+
+func TestAnnotationsRefuse(t *testing.T) {
+	for name, spec := range map[string]gantry.Spec{
+		"invalid UTF-8":   {Image: "busybox", Cmd: []string{"echo \xff"}},
+		"invalid env":     {Image: "busybox", Env: []string{"A=\xc3"}},
+		"over the limit":  {Image: "busybox", Cmd: []string{strings.Repeat("x", MaxAnnotationBytes)}},
+		"invalid mount":   {Image: "busybox", Mounts: []gantry.Mount{{Type: gantry.MountTmpfs, Target: "/\xff"}}},
+		"invalid sidecar": {Image: "busybox", Sidecars: []gantry.Sidecar{{Name: "s", Image: "busybox", Cmd: []string{"\xfe"}}}},
+	} {
+		rec := Record{ID: "ab", Name: "x", Spec: spec}
+		if _, err := rec.Annotations(); !errors.Is(err, gantry.ErrInvalidArgument) {
+			t.Errorf("%s: Annotations = %v, want ErrInvalidArgument", name, err)
+		}
+	}
 }
