@@ -584,7 +584,7 @@ func (es *executionsService) ListExecutions(_ context.Context, req *runpb.ListEx
 		}
 		return strings.Compare(a.Name, b.Name)
 	})
-	lo, hi, next, err := pageBounds(len(list), req.GetPageSize(), req.GetPageToken(), req.GetParent())
+	lo, hi, next, err := pageBounds(len(list), req.GetPageSize(), req.GetPageToken(), listKey(req.GetParent(), req.GetShowDeleted()))
 	if err != nil {
 		return nil, err
 	}

@@ -239,7 +239,7 @@ func (js *jobsService) ListJobs(_ context.Context, req *runpb.ListJobsRequest) (
 		}
 	}
 	slices.Sort(names)
-	lo, hi, next, err := pageBounds(len(names), req.GetPageSize(), req.GetPageToken(), req.GetParent())
+	lo, hi, next, err := pageBounds(len(names), req.GetPageSize(), req.GetPageToken(), listKey(req.GetParent(), req.GetShowDeleted()))
 	if err != nil {
 		return nil, err
 	}

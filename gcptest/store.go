@@ -55,12 +55,21 @@ const (
 	maxPageSize     = 1000
 )
 
+// listKey is what a Cloud Run List request's page token is bound to:
+// every parameter but the page size and token. show_deleted lists nothing
+// more here, as a deleted resource is forgotten at once (it expires as it
+// is deleted), but a token is still only good for the value it was
+// issued with.
+func listKey(parent string, showDeleted bool) string {
+	return parent + "|show_deleted=" + strconv.FormatBool(showDeleted)
+}
+
 // pageBounds turns page_size and page_token into a slice of n sorted
 // items, and returns the next page's token ("" on the last page). The
-// token carries the offset and the parent it was issued for, so a token
-// given with another parent is an INVALID_ARGUMENT, as "all other
-// parameters must match".
-func pageBounds(n int, pageSize int32, token, parent string) (lo, hi int, next string, err error) {
+// token carries the offset and the key of the parameters it was issued
+// for, so a token given with other parameters is an INVALID_ARGUMENT, as
+// "all other parameters must match".
+func pageBounds(n int, pageSize int32, token, key string) (lo, hi int, next string, err error) {
 	if pageSize < 0 {
 		return 0, 0, "", status.Errorf(codes.InvalidArgument, "page_size %d is negative", pageSize)
 	}
@@ -73,14 +82,14 @@ func pageBounds(n int, pageSize int32, token, parent string) (lo, hi int, next s
 		raw, derr := base64.RawURLEncoding.DecodeString(token)
 		off, p, ok := strings.Cut(string(raw), ":")
 		o, aerr := strconv.Atoi(off)
-		if derr != nil || !ok || aerr != nil || o < 0 || p != parent {
-			return 0, 0, "", status.Errorf(codes.InvalidArgument, "page_token %q is not a token this list issued for %s", token, parent)
+		if derr != nil || !ok || aerr != nil || o < 0 || p != key {
+			return 0, 0, "", status.Errorf(codes.InvalidArgument, "page_token %q was not issued by this list for the same parameters (%s)", token, key)
 		}
 		lo = min(o, n)
 	}
 	hi = min(lo+size, n)
 	if hi < n {
-		next = base64.RawURLEncoding.EncodeToString(fmt.Appendf(nil, "%d:%s", hi, parent))
+		next = base64.RawURLEncoding.EncodeToString(fmt.Appendf(nil, "%d:%s", hi, key))
 	}
 	return lo, hi, next, nil
 }

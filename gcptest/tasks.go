@@ -64,7 +64,7 @@ func (ts *tasksService) ListTasks(_ context.Context, req *runpb.ListTasksRequest
 		}
 		return cmp.Compare(a.Index, b.Index)
 	})
-	lo, hi, next, err := pageBounds(len(list), req.GetPageSize(), req.GetPageToken(), req.GetParent())
+	lo, hi, next, err := pageBounds(len(list), req.GetPageSize(), req.GetPageToken(), listKey(req.GetParent(), req.GetShowDeleted()))
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package gcptest_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	"cloud.google.com/go/run/apiv2/runpb"
 	"github.com/google/go-cmp/cmp"
+	"google.golang.org/api/iterator"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/testing/protocmp"
@@ -514,3 +516,51 @@ func TestDeleteJobWhileRunning(t *testing.T) {
 }
 
 func clone(j *runpb.Job) *runpb.Job { return proto.Clone(j).(*runpb.Job) }
+
+// TestListPaging pages through ListJobs with the raw client call, and
+// checks that a page token is only good with the parameters it was
+// issued for.
+func TestListPaging(t *testing.T) {
+	e := newEnv(t, gcptest.WithInstantOperations())
+	ctx := context.Background()
+	for _, id := range []string{"page-a", "page-b", "page-c"} {
+		e.createJob(t, id, shJob("true"))
+	}
+	var (
+		names []string
+		token string
+	)
+	it := e.jobs.ListJobs(ctx, &runpb.ListJobsRequest{Parent: parent, PageSize: 2})
+	for {
+		j, err := it.Next()
+		if errors.Is(err, iterator.Done) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, j.Name[len(parent+"/jobs/"):])
+		if token == "" {
+			token = it.PageInfo().Token
+		}
+	}
+	if diff := cmp.Diff([]string{"page-a", "page-b", "page-c"}, names); diff != "" {
+		t.Errorf("ListJobs by pages of 2 (-want +got):\n%s", diff)
+	}
+	if token == "" {
+		t.Fatal("the first page of 2 of 3 jobs carried no next page token")
+	}
+	for what, req := range map[string]*runpb.ListJobsRequest{
+		"a token with show_deleted changed": {Parent: parent, PageToken: token, ShowDeleted: true},
+		"a token with another parent":       {Parent: "projects/other/locations/us-central1", PageToken: token},
+		"a made-up token":                   {Parent: parent, PageToken: "not-a-token"},
+		"a negative page_size":              {Parent: parent, PageSize: -1},
+	} {
+		if _, err := e.jobs.ListJobs(ctx, req).Next(); codeOf(err) != codes.InvalidArgument {
+			t.Errorf("ListJobs with %s: %v, want InvalidArgument", what, err)
+		}
+	}
+	if got, err := e.jobs.ListJobs(ctx, &runpb.ListJobsRequest{Parent: parent, PageToken: token, PageSize: 5}).Next(); err != nil || !strings.HasSuffix(got.GetName(), "/page-c") {
+		t.Errorf("ListJobs with the token and another page_size: %v, %v; want page-c", got.GetName(), err)
+	}
+}
