@@ -49,7 +49,7 @@ type frameGatherer struct {
 	rest     uint64     // payload bytes of the current library frame to come
 	closing  bool       // the library has sent a close frame
 	err      error      // a failed write; every later write fails the same way
-	pad      [maskPad]byte
+	pad      [maskPad]byte // the masking key, repeated; used by writeBinary
 }
 
 const (
@@ -136,6 +136,9 @@ func (g *frameGatherer) writeBinary(msg []byte) error {
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	// A library frame is only ever left half written between two of the
+	// library's own Write calls inside one of its frame writes, which
+	// completes it or fails; either wakes this wait.
 	for g.err == nil && (g.hn != 0 || g.rest != 0) {
 		g.boundary.Wait()
 	}
