@@ -42,13 +42,13 @@ type frameGatherer struct {
 	rwc io.ReadWriteCloser
 
 	mu       sync.Mutex
-	boundary *sync.Cond // signalled whenever a library frame is complete
-	buf      []byte     // bytes of the current frame not yet written
-	hdr      [14]byte   // the current library frame's header while it is read
-	hn       int        // header bytes seen so far
-	rest     uint64     // payload bytes of the current library frame to come
-	closing  bool       // the library has sent a close frame
-	err      error      // a failed write; every later write fails the same way
+	boundary *sync.Cond    // signalled whenever a library frame is complete
+	buf      []byte        // bytes of the current frame not yet written
+	hdr      [14]byte      // the current library frame's header while it is read
+	hn       int           // header bytes seen so far
+	rest     uint64        // payload bytes of the current library frame to come
+	closing  bool          // the library has sent a close frame
+	err      error         // a failed write; every later write fails the same way
 	pad      [maskPad]byte // the masking key, repeated; used by writeBinary
 }
 
