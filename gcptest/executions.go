@@ -91,6 +91,9 @@ func applyOverrides(t *runpb.ExecutionTemplate, o *runpb.RunJobRequest_Overrides
 			return err
 		}
 		t.Template.Timeout = o.Timeout
+		if usesGPU(t.Template.Containers) && o.Timeout.AsDuration() > maxGPUTaskTimeout {
+			return invalid("overrides.timeout %s: a task with a GPU runs for at most %s", o.Timeout.AsDuration(), maxGPUTaskTimeout)
+		}
 	}
 	cs := t.Template.Containers
 	for i, co := range o.ContainerOverrides {
@@ -132,6 +135,9 @@ func applyOverrides(t *runpb.ExecutionTemplate, o *runpb.RunJobRequest_Overrides
 			if !replaced {
 				c.Env = append(c.Env, clone(e))
 			}
+		}
+		if len(c.Env) > maxEnvPerContainer {
+			return invalid("overrides.container_overrides[%d].env: the container would have %d variables; the maximum is %d", i, len(c.Env), maxEnvPerContainer)
 		}
 	}
 	return nil

@@ -28,10 +28,7 @@ func TestCreateJobRules(t *testing.T) {
 	for i := range 65 {
 		manyLabels[fmt.Sprintf("k%d", i)] = "v"
 	}
-	manyEnv := make([]*runpb.EnvVar, 1001)
-	for i := range manyEnv {
-		manyEnv[i] = &runpb.EnvVar{Name: fmt.Sprintf("V%d", i)}
-	}
+	manyEnv := envVars(1001)
 	containers := func(n int) []*runpb.Container {
 		cs := make([]*runpb.Container, n)
 		for i := range cs {
@@ -254,6 +251,15 @@ func TestCreateJobRules(t *testing.T) {
 	}
 }
 
+// envVars returns n distinct environment variables.
+func envVars(n int) []*runpb.EnvVar {
+	vs := make([]*runpb.EnvVar, n)
+	for i := range vs {
+		vs[i] = &runpb.EnvVar{Name: fmt.Sprintf("V%d", i)}
+	}
+	return vs
+}
+
 // limits returns a change that sets the first container's
 // resources.limits.
 func limits(l map[string]string) func(*runpb.Job) *runpb.Job {
@@ -352,7 +358,10 @@ func TestAcceptedResources(t *testing.T) {
 func TestConflictsAndPreconditions(t *testing.T) {
 	e := newEnv(t, gcptest.WithInstantOperations())
 	ctx := context.Background()
-	j := e.createJob(t, "dup", shJob("true"))
+	withEnv := shJob("true")
+	withEnv.Template.Template.Containers[0].Env = []*runpb.EnvVar{{Name: "ALREADY"}}
+	j := e.createJob(t, "dup", withEnv)
+	gpu := e.createJob(t, "gpu", limits(map[string]string{"cpu": "4", "memory": "16Gi", "nvidia.com/gpu": "1"})(shJob("true")))
 	missing := parent + "/jobs/missing"
 	check := func(what string, err error, want codes.Code) {
 		t.Helper()
@@ -392,13 +401,19 @@ func TestConflictsAndPreconditions(t *testing.T) {
 	check("RunJob with a stale etag", err, codes.Aborted)
 
 	for name, o := range map[string]*runpb.RunJobRequest_Overrides{
-		"task_count over 10000":  {TaskCount: 10001},
-		"timeout over 168 hours": {Timeout: durationpb.New(200 * time.Hour)},
-		"unknown container":      {ContainerOverrides: []*runpb.RunJobRequest_Overrides_ContainerOverride{{Name: "nope"}}},
-		"clear_args with args":   {ContainerOverrides: []*runpb.RunJobRequest_Overrides_ContainerOverride{{Args: []string{"x"}, ClearArgs: true}}},
-		"reserved env":           {ContainerOverrides: []*runpb.RunJobRequest_Overrides_ContainerOverride{{Env: []*runpb.EnvVar{{Name: "CLOUD_RUN_JOB"}}}}},
+		"task_count over 10000":    {TaskCount: 10001},
+		"timeout over 168 hours":   {Timeout: durationpb.New(200 * time.Hour)},
+		"unknown container":        {ContainerOverrides: []*runpb.RunJobRequest_Overrides_ContainerOverride{{Name: "nope"}}},
+		"clear_args with args":     {ContainerOverrides: []*runpb.RunJobRequest_Overrides_ContainerOverride{{Args: []string{"x"}, ClearArgs: true}}},
+		"reserved env":             {ContainerOverrides: []*runpb.RunJobRequest_Overrides_ContainerOverride{{Env: []*runpb.EnvVar{{Name: "CLOUD_RUN_JOB"}}}}},
+		"env past 1000 variables":  {ContainerOverrides: []*runpb.RunJobRequest_Overrides_ContainerOverride{{Env: envVars(1000)}}},
+		"GPU timeout over an hour": {Timeout: durationpb.New(2 * time.Hour)},
 	} {
-		_, err = e.jobs.RunJob(ctx, &runpb.RunJobRequest{Name: j.Name, Overrides: o})
+		target := j.Name
+		if name == "GPU timeout over an hour" {
+			target = gpu.Name
+		}
+		_, err = e.jobs.RunJob(ctx, &runpb.RunJobRequest{Name: target, Overrides: o})
 		check("RunJob override "+name, err, codes.InvalidArgument)
 	}
 
