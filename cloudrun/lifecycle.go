@@ -159,16 +159,16 @@ func (r *Runtime) runJob(ctx context.Context, j *job) error {
 
 // checkStopSignal refuses a stop signal other than SIGTERM: cancelling an
 // execution is the only way to stop it, and it sends SIGTERM.
-func checkStopSignal(op, sig string) error {
+func checkStopSignal(op, id, sig string) error {
 	if sig == "" {
 		return nil
 	}
 	n, err := gantry.ParseSignal(sig)
 	if err != nil {
-		return err
+		return fmt.Errorf("cloudrun: %s %q: %w", op, id, err)
 	}
 	if n != 15 {
-		return fmt.Errorf("cloudrun: %s: signal %s: %w: Cloud Run can only cancel an execution, which sends SIGTERM (then SIGKILL after its grace period)", op, sig, gantry.ErrNotSupported)
+		return fmt.Errorf("cloudrun: %s %q: signal %s: %w: Cloud Run can only cancel an execution, which sends SIGTERM (then SIGKILL after its grace period)", op, id, sig, gantry.ErrNotSupported)
 	}
 	return nil
 }
@@ -177,7 +177,7 @@ func checkStopSignal(op, sig string) error {
 // sends SIGTERM, then SIGKILL after its own grace period (10 seconds); the
 // timeout in opts cannot shorten or lengthen that (see Capabilities).
 func (r *Runtime) Stop(ctx context.Context, id string, opts gantry.StopOptions) error {
-	if err := checkStopSignal("stop", opts.Signal); err != nil {
+	if err := checkStopSignal("stop", id, opts.Signal); err != nil {
 		return err
 	}
 	if opts.Timeout != nil && (*opts.Timeout > gantry.MaxDuration || *opts.Timeout < -gantry.MaxDuration) {
@@ -224,7 +224,7 @@ func (r *Runtime) Kill(ctx context.Context, id string, signal string) error {
 	}
 	n, err := gantry.ParseSignal(signal)
 	if err != nil {
-		return err
+		return fmt.Errorf("cloudrun: kill %q: %w", id, err)
 	}
 	if n != 9 && n != 15 {
 		return fmt.Errorf("cloudrun: kill %q: signal %s: %w: %s", id, signal, gantry.ErrNotSupported, noteKill)
@@ -389,7 +389,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, cfg gantry.ExecConfig) (g
 // its job, in time order.
 func (r *Runtime) Logs(ctx context.Context, id string, opts gantry.LogsOptions) (gantry.LogReader, error) {
 	if err := opts.Validate(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("cloudrun: logs %q: %w", id, err)
 	}
 	j, err := r.resolve(ctx, "logs", id)
 	if err != nil {

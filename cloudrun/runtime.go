@@ -300,6 +300,9 @@ func (r *Runtime) resolve(ctx context.Context, op, id string) (*job, error) {
 			return nil, fmt.Errorf("cloudrun: %s: %w: ID prefix %q matches %d containers", op, gantry.ErrInvalidArgument, id, len(found))
 		}
 	}
+	if !isHex(id) && !gantry.ValidName(id) {
+		return nil, fmt.Errorf("cloudrun: %s: %w: no such container: %q is neither a container ID nor a valid name", op, gantry.ErrNotFound, id)
+	}
 	return nil, fmt.Errorf("cloudrun: %s: %w: no such container: %s", op, gantry.ErrNotFound, id)
 }
 
