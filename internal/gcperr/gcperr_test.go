@@ -128,8 +128,8 @@ func TestCodeOfHTTPErrors(t *testing.T) {
 
 func TestOneLine(t *testing.T) {
 	for in, want := range map[string]string{
-		"a":              "a",
-		" a\n":           "a",
+		"a":             "a",
+		" a\n":          "a",
 		"a\nb\r\n\n c ": "a; b; c",
 	} {
 		if got := OneLine(in); got != want {
