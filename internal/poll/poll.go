@@ -5,7 +5,10 @@
 // While at least one waiter is registered, the Poller calls its fetch
 // function once per interval and hands the result to every waiter, so the
 // cloud sees one read per tick whether one container or a thousand are
-// being waited on. With no waiters it makes no calls at all.
+// being waited on. With no waiters it makes no calls at all. After a
+// failed fetch it waits longer before the next one (doubling up to
+// MaxBackoff intervals), so a service that is down is not hammered by
+// waiters that keep waiting; the first success restores the interval.
 //
 //	p := poll.New(time.Second, func(ctx context.Context) (Snapshot, error) {
 //		return listEverything(ctx)
@@ -22,6 +25,7 @@ package poll
 import (
 	"context"
 	"errors"
+	"math/bits"
 	"sync"
 	"time"
 )
@@ -29,11 +33,16 @@ import (
 // ErrClosed is returned by Watch once the Poller is closed.
 var ErrClosed = errors.New("poller closed")
 
+// MaxBackoff bounds the wait after failed fetches, in intervals.
+const MaxBackoff = 16
+
 // Poller calls fetch once per interval while anyone watches and delivers
 // each result to every watcher. It is safe for concurrent use.
 type Poller[S any] struct {
 	interval time.Duration
 	fetch    func(context.Context) (S, error)
+	// sleep waits between fetches; tests replace it to see the delays.
+	sleep func(context.Context, time.Duration) error
 
 	mu       sync.Mutex
 	watchers map[*watcher[S]]struct{}
@@ -66,8 +75,24 @@ func New[S any](interval time.Duration, fetch func(context.Context) (S, error)) 
 		interval: interval,
 		fetch:    fetch,
 		watchers: map[*watcher[S]]struct{}{},
+		sleep:    sleep,
 		ctx:      ctx,
 		cancel:   cancel,
+	}
+}
+
+// sleep waits d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
 }
 
@@ -136,11 +161,11 @@ func (p *Poller[S]) Close() {
 	}
 }
 
-// loop fetches at once, then every interval, until no watcher is left.
+// loop fetches at once, then every interval (longer after failures),
+// until no watcher is left.
 func (p *Poller[S]) loop(done chan struct{}) {
 	defer close(done)
-	t := time.NewTicker(p.interval)
-	defer t.Stop()
+	failures := 0
 	for {
 		p.mu.Lock()
 		if len(p.watchers) == 0 || p.closed {
@@ -152,6 +177,7 @@ func (p *Poller[S]) loop(done chan struct{}) {
 		seq := p.seq
 		p.mu.Unlock()
 
+		started := time.Now()
 		s, err := p.fetch(p.ctx)
 		if p.ctx.Err() != nil {
 			return
@@ -169,10 +195,15 @@ func (p *Poller[S]) loop(done chan struct{}) {
 		}
 		p.mu.Unlock()
 
-		select {
-		case <-p.ctx.Done():
+		wait := p.interval - time.Since(started)
+		if err != nil {
+			failures++
+			wait = p.interval << min(failures, bits.Len(MaxBackoff)-1)
+		} else {
+			failures = 0
+		}
+		if p.sleep(p.ctx, wait) != nil {
 			return
-		case <-t.C:
 		}
 	}
 }

@@ -134,3 +134,42 @@ func TestCloseEndsWatch(t *testing.T) {
 		t.Errorf("Watch during Close = %v, want ErrClosed", err)
 	}
 }
+
+// TestBackoffAfterFailures: failed fetches space the next ones out,
+// doubling up to MaxBackoff intervals, and the first success restores the
+// interval.
+func TestBackoffAfterFailures(t *testing.T) {
+	const interval = time.Hour // never slept: sleep is replaced
+	var n atomic.Int64
+	p := New(interval, func(ctx context.Context) (int64, error) {
+		if k := n.Add(1); k <= 6 {
+			return 0, errors.New("unavailable")
+		}
+		return n.Load(), nil
+	})
+	defer p.Close()
+	var delays []time.Duration
+	p.sleep = func(ctx context.Context, d time.Duration) error {
+		delays = append(delays, d)
+		return ctx.Err()
+	}
+	err := p.Watch(context.Background(), func(v int64, err error) (bool, error) {
+		return err == nil && v >= 8, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+	want := []time.Duration{2 * interval, 4 * interval, 8 * interval, 16 * interval, 16 * interval, 16 * interval}
+	if len(delays) < len(want)+1 {
+		t.Fatalf("delays %v, want %v and then one interval at most", delays, want)
+	}
+	for i, d := range want {
+		if delays[i] != d {
+			t.Errorf("delay after failure %d = %v, want %v", i+1, delays[i], d)
+		}
+	}
+	if d := delays[len(want)]; d > interval {
+		t.Errorf("delay after a success = %v, want at most the interval %v", d, interval)
+	}
+}
