@@ -165,8 +165,8 @@ func (s *Spec) Validate() error {
 // Validate checks an exec request as every backend does before running it.
 func (c *ExecConfig) Validate() error {
 	v := validator{}
-	if len(c.Cmd) == 0 {
-		v.fail("Cmd", "", "exec needs a command")
+	if len(c.Cmd) == 0 || c.Cmd[0] == "" {
+		v.fail("Cmd", strings.Join(c.Cmd, " "), "exec needs a command")
 	}
 	v.argv("Cmd", c.Cmd)
 	v.env("Env", c.Env)

@@ -232,19 +232,23 @@ func TestExecConfigValidate(t *testing.T) {
 	if err := ok.Validate(); err != nil {
 		t.Fatalf("Validate(valid) = %v", err)
 	}
-	for field, edit := range map[string]func(*gantry.ExecConfig){
-		"Cmd":        func(c *gantry.ExecConfig) { c.Cmd = nil },
-		"Cmd[0]":     func(c *gantry.ExecConfig) { c.Cmd = []string{"a\x00"} },
-		"Env[0]":     func(c *gantry.ExecConfig) { c.Env = []string{"A"} },
-		"WorkingDir": func(c *gantry.ExecConfig) { c.WorkingDir = "tmp" },
-		"User":       func(c *gantry.ExecConfig) { c.User = "a:b:c" },
-		"Resize":     func(c *gantry.ExecConfig) { c.Tty = false },
+	for _, tt := range []struct {
+		field string
+		edit  func(*gantry.ExecConfig)
+	}{
+		{"Cmd", func(c *gantry.ExecConfig) { c.Cmd = nil }},
+		{"Cmd", func(c *gantry.ExecConfig) { c.Cmd = []string{"", "x"} }},
+		{"Cmd[0]", func(c *gantry.ExecConfig) { c.Cmd = []string{"a\x00"} }},
+		{"Env[0]", func(c *gantry.ExecConfig) { c.Env = []string{"A"} }},
+		{"WorkingDir", func(c *gantry.ExecConfig) { c.WorkingDir = "tmp" }},
+		{"User", func(c *gantry.ExecConfig) { c.User = "a:b:c" }},
+		{"Resize", func(c *gantry.ExecConfig) { c.Tty = false }},
 	} {
 		c := ok
-		edit(&c)
+		tt.edit(&c)
 		var fe *gantry.FieldError
-		if err := c.Validate(); !errors.As(err, &fe) || fe.Field != field || !errors.Is(err, gantry.ErrInvalidArgument) {
-			t.Errorf("%s: Validate() = %v, want a FieldError naming it", field, err)
+		if err := c.Validate(); !errors.As(err, &fe) || fe.Field != tt.field || !errors.Is(err, gantry.ErrInvalidArgument) {
+			t.Errorf("%s: Validate() = %v, want a FieldError naming it", tt.field, err)
 		}
 	}
 }

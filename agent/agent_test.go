@@ -81,7 +81,7 @@ func TestExecStartErrors(t *testing.T) {
 		{"bad workdir", gantry.ExecConfig{Cmd: []string{"true"}, WorkingDir: "/no/such/dir"}, gantry.ErrInvalidArgument, "no such directory"},
 		{"unknown user", gantry.ExecConfig{Cmd: []string{"true"}, User: "no-such-user-xyz"}, gantry.ErrInvalidArgument, "no matching entry"},
 		{"empty command", gantry.ExecConfig{}, gantry.ErrInvalidArgument, "exec needs a command"},
-		{"empty program name", gantry.ExecConfig{Cmd: []string{""}}, gantry.ErrInvalidArgument, "empty program name"},
+		{"empty program name", gantry.ExecConfig{Cmd: []string{""}}, gantry.ErrInvalidArgument, "exec needs a command"},
 		{"relative workdir", gantry.ExecConfig{Cmd: []string{"true"}, WorkingDir: "tmp"}, gantry.ErrInvalidArgument, "WorkingDir"},
 		{"bad env", gantry.ExecConfig{Cmd: []string{"true"}, Env: []string{"NOEQUALS"}}, gantry.ErrInvalidArgument, "Env"},
 		{"resize without tty", gantry.ExecConfig{Cmd: []string{"true"}, Resize: make(chan gantry.TerminalSize)}, gantry.ErrInvalidArgument, "Resize"},

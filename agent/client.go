@@ -303,11 +303,6 @@ func (c *Client) Start(ctx context.Context, cfg gantry.ExecConfig) (*Session, er
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("agent: exec: %w", err)
 	}
-	// Validate allows an empty program name, which the agent would take
-	// as a broken peer and close the connection for.
-	if cfg.Cmd[0] == "" {
-		return nil, fmt.Errorf("agent: exec: %w: empty program name", gantry.ErrInvalidArgument)
-	}
 	what := fmt.Sprintf("exec %q", cfg.Cmd[0])
 	req := &openRequest{
 		Kind:   "exec",
