@@ -190,11 +190,11 @@ func (r *Runtime) Stop(ctx context.Context, id string, opts gantry.StopOptions) 
 	if !j.running() {
 		return nil
 	}
-	exec := j.latest().GetName()
-	if err := r.cancel(ctx, j, exec, "stop"); err != nil {
+	l := j.latest()
+	if err := r.cancel(ctx, j, l.GetName(), "stop"); err != nil {
 		return err
 	}
-	if _, err := r.waitExecution(ctx, j.id(), exec); err != nil && !errors.Is(err, errVanished) {
+	if _, err := r.waitExecution(ctx, fmt.Sprintf("cloudrun: stop %q", id), j.id(), l); err != nil && !errors.Is(err, errVanished) {
 		return err
 	}
 	return nil
@@ -284,7 +284,7 @@ func (r *Runtime) deleteJob(ctx context.Context, j *job) error {
 			return nil
 		case gcperr.Is(err, codes.FailedPrecondition) && !retried && j.latest() != nil:
 			retried = true
-			if _, werr := r.waitExecution(ctx, j.id(), j.latest().GetName()); werr != nil && !errors.Is(werr, errVanished) {
+			if _, werr := r.waitExecution(ctx, what, j.id(), j.latest()); werr != nil && !errors.Is(werr, errVanished) {
 				return werr
 			}
 			continue

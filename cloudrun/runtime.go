@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -74,6 +75,14 @@ type Runtime struct {
 	logs  *logging.Client
 
 	poller *poll.Poller[snapshot]
+	// horizons are the oldest executions pending Waits need: while there
+	// are any, the poller lists executions, that far back.
+	horizons horizonSet
+	// pageSize is the page size of the poller's listings.
+	pageSize int32
+	// pollPages counts the ListExecutions pages the poller has read.
+	pollPages     atomic.Int64
+	manyPagesOnce sync.Once
 	// removedWaiters counts Waits for removal: while there are any, the
 	// poller also lists jobs.
 	removedWaiters atomicCounter
@@ -108,9 +117,10 @@ func New(ctx context.Context, cfg Config, opts ...option.ClientOption) (*Runtime
 	}
 	cfg.Labels = maps.Clone(cfg.Labels)
 	r := &Runtime{
-		cfg:    cfg,
-		parent: "projects/" + cfg.Project + "/locations/" + cfg.Region,
-		log:    cfg.Logger.With(zap.String("backend", "cloudrun"), zap.String("session", cfg.Session)),
+		cfg:      cfg,
+		parent:   "projects/" + cfg.Project + "/locations/" + cfg.Region,
+		pageSize: 1000,
+		log:      cfg.Logger.With(zap.String("backend", "cloudrun"), zap.String("session", cfg.Session)),
 	}
 	var err error
 	if r.jobs, err = run.NewJobsClient(ctx, opts...); err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"cloud.google.com/go/run/apiv2/runpb"
@@ -13,52 +14,54 @@ import (
 	"github.com/gantryhq/gantry/internal/gcperr"
 	"github.com/gantryhq/gantry/internal/meta"
 	"github.com/gantryhq/gantry/internal/poll"
+	"go.uber.org/zap"
+	"google.golang.org/api/iterator"
 	"google.golang.org/grpc/codes"
 )
 
-// snapshot is what one poller tick learns: every execution of gantry's
-// jobs in the region, by job ID, newest first; and, while a Wait for
-// removal is pending, the ID label of every gantry job.
+// snapshot is what one poller tick learns: the executions of gantry's
+// jobs in the region that some Wait may need, by job ID, newest first;
+// and, while a Wait for removal is pending, the ID label of every gantry
+// job.
 type snapshot struct {
 	execs map[string][]*runpb.Execution
 	jobs  map[string]string
 }
 
+// manyPages is how many ListExecutions pages in one tick make the poller
+// warn: Cloud Run's executions.list has no filter, so a region with a
+// long history of executions makes every tick that needs old ones cost.
+const manyPages = 10
+
 // fetch is the poller's one read per tick: ListExecutions over the "-"
 // wildcard (all jobs), plus ListJobs only while someone waits for a
-// removal. Its cost does not depend on how many Waits are pending.
+// removal. Its cost does not depend on how many Waits are pending. Cloud
+// Run lists executions newest first and offers no filter, so paging stops
+// at the first page that reaches past the oldest execution a pending Wait
+// needs (its horizon); only a Wait with no horizon pages through the
+// region's whole history. A failed read is not retried here: the poller
+// backs off and tries again on a later tick.
 func (r *Runtime) fetch(ctx context.Context) (snapshot, error) {
-	s := snapshot{execs: map[string][]*runpb.Execution{}}
-	it := r.execs.ListExecutions(ctx, &runpb.ListExecutionsRequest{Parent: r.jobName("-"), PageSize: 1000}, gcperr.Retry())
-	for {
-		ex, err := it.Next()
-		if isDone(err) {
-			break
-		}
+	s := snapshot{}
+	if horizon, ok := r.horizons.oldest(); ok {
+		execs, err := r.listExecutions(ctx, horizon)
 		if err != nil {
-			return snapshot{}, gcperr.Wrap(ctx, err, "cloudrun: poll executions")
+			r.log.Warn("poll failed; waiters keep waiting and the poller backs off", zap.Error(err))
+			return snapshot{}, err
 		}
-		jobID := lastSegment(ex.GetJob())
-		if !strings.HasPrefix(jobID, jobPrefix) {
-			continue
-		}
-		s.execs[jobID] = append(s.execs[jobID], ex)
-	}
-	for _, list := range s.execs {
-		slices.SortFunc(list, func(a, b *runpb.Execution) int {
-			return b.GetCreateTime().AsTime().Compare(a.GetCreateTime().AsTime())
-		})
+		s.execs = execs
 	}
 	if r.removedWaiters.get() > 0 {
 		s.jobs = map[string]string{}
-		it := r.jobs.ListJobs(ctx, &runpb.ListJobsRequest{Parent: r.parent, PageSize: 1000}, gcperr.Retry())
+		it := r.jobs.ListJobs(ctx, &runpb.ListJobsRequest{Parent: r.parent, PageSize: 1000})
 		for {
 			j, err := it.Next()
 			if isDone(err) {
 				break
 			}
 			if err != nil {
-				return snapshot{}, gcperr.Wrap(ctx, err, "cloudrun: poll jobs")
+				r.log.Warn("poll failed; waiters keep waiting and the poller backs off", zap.Error(err))
+				return snapshot{}, gcperr.Wrap(ctx, err, "poll jobs")
 			}
 			if meta.Managed(j.GetLabels()) {
 				s.jobs[lastSegment(j.GetName())] = j.GetLabels()[meta.LabelID]
@@ -68,16 +71,113 @@ func (r *Runtime) fetch(ctx context.Context) (snapshot, error) {
 	return s, nil
 }
 
-// watch runs check on every snapshot, riding out failed ticks (the poller
-// retries UNAVAILABLE itself; anything else is reported once the context
-// ends, so a Wait never hangs silently).
+// listExecutions lists the region's executions, newest first, down to the
+// first page that ends before horizon (all of them for a zero horizon),
+// and keeps those of gantry's jobs.
+func (r *Runtime) listExecutions(ctx context.Context, horizon time.Time) (map[string][]*runpb.Execution, error) {
+	out := map[string][]*runpb.Execution{}
+	it := r.execs.ListExecutions(ctx, &runpb.ListExecutionsRequest{Parent: r.jobName("-"), PageSize: r.pageSize})
+	pager := iterator.NewPager(it, int(r.pageSize), "")
+	pages, listed := 0, 0
+	for {
+		var page []*runpb.Execution
+		next, err := pager.NextPage(&page)
+		if err != nil {
+			return nil, gcperr.Wrap(ctx, err, "poll executions")
+		}
+		pages++
+		listed += len(page)
+		for _, ex := range page {
+			jobID := lastSegment(ex.GetJob())
+			if strings.HasPrefix(jobID, jobPrefix) {
+				out[jobID] = append(out[jobID], ex)
+			}
+		}
+		past := len(page) > 0 && !horizon.IsZero() && timeOf(page[len(page)-1].GetCreateTime()).Before(horizon)
+		if next == "" || past {
+			break
+		}
+	}
+	r.pollPages.Add(int64(pages))
+	r.log.Debug("polled executions", zap.Int("pages", pages), zap.Int("executions", listed))
+	if pages > manyPages {
+		r.manyPagesOnce.Do(func() {
+			r.log.Warn("a poll read many pages of executions: Cloud Run cannot filter executions.list, so every tick pages through the region's history down to the oldest execution being waited on",
+				zap.Int("pages", pages), zap.Int("executions", listed))
+		})
+	}
+	for _, list := range out {
+		slices.SortFunc(list, func(a, b *runpb.Execution) int {
+			return b.GetCreateTime().AsTime().Compare(a.GetCreateTime().AsTime())
+		})
+	}
+	return out, nil
+}
+
+// horizonSet holds, for each pending watch of executions, the creation
+// time of the oldest execution it needs to see: the poller pages no
+// further back than the oldest of them.
+type horizonSet struct {
+	mu sync.Mutex
+	n  map[time.Time]int
+}
+
+// add registers horizon t (zero: every execution) until the returned
+// function is called.
+func (h *horizonSet) add(t time.Time) func() {
+	t = t.UTC()
+	h.mu.Lock()
+	if h.n == nil {
+		h.n = map[time.Time]int{}
+	}
+	h.n[t]++
+	h.mu.Unlock()
+	return func() {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if h.n[t]--; h.n[t] == 0 {
+			delete(h.n, t)
+		}
+	}
+}
+
+// oldest returns the earliest registered horizon, and false when no watch
+// needs executions at all.
+func (h *horizonSet) oldest() (time.Time, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var min time.Time
+	first := true
+	for t := range h.n {
+		if first || t.Before(min) {
+			min, first = t, false
+		}
+	}
+	return min, !first
+}
+
+// permanent reports whether a failed poll cannot succeed by waiting: the
+// caller's identity, the request or the region is wrong.
+func permanent(err error) bool {
+	switch gcperr.Code(err) {
+	case codes.PermissionDenied, codes.Unauthenticated, codes.InvalidArgument, codes.NotFound,
+		codes.FailedPrecondition, codes.Unimplemented, codes.OutOfRange:
+		return true
+	}
+	return false
+}
+
+// watch runs check on every snapshot. A failed poll that waiting cannot
+// mend (permission, a bad request) ends the watch with that error; any
+// other is ridden out while the poller backs off, and is named in the
+// error if ctx ends meanwhile, so a Wait never hangs silently.
 func (r *Runtime) watch(ctx context.Context, what string, check func(snapshot) (bool, error)) error {
 	var last error
 	err := r.poller.Watch(ctx, func(s snapshot, err error) (bool, error) {
 		if err != nil {
 			last = err
-			if gcperr.Code(err) == codes.PermissionDenied || gcperr.Code(err) == codes.Unauthenticated {
-				return false, err
+			if permanent(err) {
+				return false, gcperr.Wrap(ctx, err, "%s", what)
 			}
 			return false, nil
 		}
@@ -86,23 +186,34 @@ func (r *Runtime) watch(ctx context.Context, what string, check func(snapshot) (
 	})
 	switch {
 	case errors.Is(err, poll.ErrClosed):
-		return fmt.Errorf("cloudrun: %s: the Runtime was closed", what)
-	case err != nil && last != nil && ctx.Err() != nil:
-		return fmt.Errorf("%w (last poll failed: %v)", ctx.Err(), last)
+		return fmt.Errorf("%s: the Runtime was closed", what)
+	case err != nil && last != nil && ctx.Err() != nil && err == ctx.Err():
+		return &pollFailed{ctx: err, msg: fmt.Sprintf("%s: %v; the last poll failed: %v", what, err, last)}
 	}
 	return err
 }
 
+// pollFailed is a context error met while the poller was failing: it says
+// both, and errors.Is still finds the context error.
+type pollFailed struct {
+	ctx error
+	msg string
+}
+
+func (e *pollFailed) Error() string { return e.msg }
+func (e *pollFailed) Unwrap() error { return e.ctx }
+
 // errVanished means an execution left the listing: its job was deleted.
 var errVanished = errors.New("execution no longer exists")
 
-// waitExecution blocks until execution exec of jobID has completed and
-// returns it.
-func (r *Runtime) waitExecution(ctx context.Context, jobID, exec string) (*runpb.Execution, error) {
-	exec = lastSegment(exec)
+// waitExecution blocks until execution ref of jobID has completed and
+// returns it; what names the request in errors.
+func (r *Runtime) waitExecution(ctx context.Context, what, jobID string, ref *runpb.ExecutionReference) (*runpb.Execution, error) {
+	exec := lastSegment(ref.GetName())
+	defer r.horizons.add(timeOf(ref.GetCreateTime()))()
 	var done *runpb.Execution
 	var vanished bool
-	err := r.watch(ctx, "wait", func(s snapshot) (bool, error) {
+	err := r.watch(ctx, what, func(s snapshot) (bool, error) {
 		for _, ex := range s.execs[jobID] {
 			if lastSegment(ex.GetName()) == exec {
 				if ex.GetCompletionTime() != nil {
@@ -119,6 +230,8 @@ func (r *Runtime) waitExecution(ctx context.Context, jobID, exec string) (*runpb
 		case gcperr.Is(err, codes.NotFound):
 			vanished = true
 			return true, nil
+		case err != nil && permanent(err):
+			return false, gcperr.Wrap(ctx, err, "%s: read execution %s", what, exec)
 		case err != nil:
 			return false, nil
 		case ex.GetCompletionTime() != nil:
@@ -161,6 +274,9 @@ func (r *Runtime) Wait(ctx context.Context, id string, cond gantry.WaitCondition
 	return st, err
 }
 
+// waitWhat names a Wait on j in errors.
+func waitWhat(j *job) string { return fmt.Sprintf("cloudrun: wait %q", j.rec.Name) }
+
 // waitNotRunning returns the status of the latest run once it is over
 // (at once if it is), or zero for a container that never ran.
 func (r *Runtime) waitNotRunning(ctx context.Context, j *job) (gantry.ExitStatus, error) {
@@ -171,7 +287,7 @@ func (r *Runtime) waitNotRunning(ctx context.Context, j *job) (gantry.ExitStatus
 	if l.GetCompletionTime() != nil {
 		return r.exitStatus(ctx, j.id(), l.GetName(), l.GetCompletionStatus() == runpb.ExecutionReference_EXECUTION_SUCCEEDED, l.GetCompletionStatus() == runpb.ExecutionReference_EXECUTION_CANCELLED)
 	}
-	ex, err := r.waitExecution(ctx, j.id(), l.GetName())
+	ex, err := r.waitExecution(ctx, waitWhat(j), j.id(), l)
 	if err != nil {
 		return gantry.ExitStatus{}, err
 	}
@@ -188,12 +304,16 @@ func (r *Runtime) waitNextExit(ctx context.Context, j *job) (gantry.ExitStatus, 
 		}
 		return st, err
 	}
-	var after time.Time
+	// Executions are listed newest first: none the Wait needs is older
+	// than the latest one it has seen, or else than the job.
+	after, horizon := time.Time{}, timeOf(j.pb.GetCreateTime())
 	if l := j.latest(); l != nil {
 		after = timeOf(l.GetCreateTime())
+		horizon = after
 	}
+	defer r.horizons.add(horizon)()
 	var done *runpb.Execution
-	err := r.watch(ctx, "wait", func(s snapshot) (bool, error) {
+	err := r.watch(ctx, waitWhat(j), func(s snapshot) (bool, error) {
 		list := s.execs[j.id()]
 		// Oldest first: the first run after the baseline to complete.
 		for i := len(list) - 1; i >= 0; i-- {
@@ -233,7 +353,7 @@ func (r *Runtime) waitRemoved(ctx context.Context, j *job) (gantry.ExitStatus, e
 		}
 	}
 	idLabel := j.pb.GetLabels()[meta.LabelID]
-	err := r.watch(ctx, "wait for removal", func(s snapshot) (bool, error) {
+	err := r.watch(ctx, waitWhat(j), func(s snapshot) (bool, error) {
 		return s.jobs != nil && s.jobs[j.id()] != idLabel, nil
 	})
 	return st, err
@@ -250,7 +370,7 @@ func (r *Runtime) stoppedAt(j *job) func(context.Context) (time.Time, error) {
 		case l.GetCompletionTime() != nil:
 			return timeOf(l.GetCompletionTime()), nil
 		}
-		ex, err := r.waitExecution(ctx, j.id(), l.GetName())
+		ex, err := r.waitExecution(ctx, fmt.Sprintf("cloudrun: logs %q", j.rec.Name), j.id(), l)
 		if errors.Is(err, errVanished) {
 			return time.Now(), nil
 		}

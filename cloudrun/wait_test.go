@@ -1,0 +1,166 @@
+package cloudrun
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/run/apiv2/runpb"
+	"github.com/gantryhq/gantry"
+	"github.com/gantryhq/gantry/gcptest"
+	"github.com/googleapis/gax-go/v2/apierror"
+	"google.golang.org/grpc/codes"
+)
+
+// runForeignJob makes a job gantry did not create and runs it n times to
+// completion, so the region holds executions that are not gantry's.
+func runForeignJob(t *testing.T, rt *Runtime, jobID string, n int) {
+	t.Helper()
+	ctx := testCtx(t)
+	foreign := &runpb.Job{Template: &runpb.ExecutionTemplate{Template: &runpb.TaskTemplate{
+		Containers: []*runpb.Container{{Image: "busybox", Command: []string{"true"}}},
+	}}}
+	op, err := rt.jobs.CreateJob(ctx, &runpb.CreateJobRequest{Parent: rt.parent, JobId: jobID, Job: foreign})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := op.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for range n {
+		op, err := rt.jobs.RunJob(ctx, &runpb.RunJobRequest{Name: rt.jobName(jobID)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := op.Wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// startForever creates and starts a container that runs until cancelled.
+func startForever(t *testing.T, rt *Runtime) *gantry.Container {
+	t.Helper()
+	ctx := testCtx(t)
+	c, err := rt.Create(ctx, sh(forever))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.Start(ctx, c.ID); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestPollPagesOnlyToTheOldestWaitedExecution: executions.list has no
+// filter, so the poller pages newest first and stops once it has passed
+// the oldest execution a Wait needs, instead of reading the region's
+// whole history every tick.
+func TestPollPagesOnlyToTheOldestWaitedExecution(t *testing.T) {
+	srv := newServer(t)
+	rt := newRuntime(t, srv, Config{})
+	rt.pageSize = 2
+	ctx := testCtx(t)
+	runForeignJob(t, rt, "not-gantrys", 3)
+	old, err := rt.Create(ctx, sh("exit 3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if err := rt.Start(ctx, old.ID); err != nil {
+			t.Fatal(err)
+		}
+		if st, err := rt.Wait(ctx, old.ID, gantry.WaitNotRunning); err != nil || st.ExitCode != 3 {
+			t.Fatalf("Wait = %+v, %v; want exit 3", st, err)
+		}
+	}
+	c := startForever(t, rt)
+
+	srv.ResetCalls()
+	fetches := rt.poller.Fetches()
+	done := make(chan error, 1)
+	go func() {
+		st, err := rt.Wait(ctx, c.ID, gantry.WaitNotRunning)
+		if err == nil && st.ExitCode != 143 {
+			err = errors.New("exit " + st.Error)
+		}
+		done <- err
+	}()
+	for rt.poller.Fetches()-fetches < 3 && ctx.Err() == nil {
+		time.Sleep(testPoll)
+	}
+	if err := rt.Kill(ctx, c.ID, "SIGTERM"); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Wait: %v", err)
+	}
+	ticks := rt.poller.Fetches() - fetches
+	if got := srv.Calls(mExecsList); int64(got) > ticks {
+		t.Errorf("%d ListExecutions pages in %d ticks over 7 executions in pages of 2: want one page a tick, as the waited execution is the newest", got, ticks)
+	}
+	if got := srv.Calls(mExecsGet); got != 0 {
+		t.Errorf("%d GetExecution calls, want none", got)
+	}
+}
+
+// TestWaitWhenPollingFails: a poll that cannot succeed by waiting (no
+// permission) ends every Wait with an error that says so; one that may
+// (UNAVAILABLE) is ridden out, one call per tick, and named in the error
+// if the caller gives up meanwhile.
+func TestWaitWhenPollingFails(t *testing.T) {
+	srv := newServer(t)
+	rt := newRuntime(t, srv, Config{})
+	ctx := testCtx(t)
+	c := startForever(t, rt)
+
+	srv.InjectFault(mExecsList, gcptest.Fault{Code: codes.PermissionDenied, Message: "run.executions.list denied"})
+	_, err := rt.Wait(ctx, c.Name, gantry.WaitNotRunning)
+	var ae *apierror.APIError
+	if !errors.Is(err, gantry.ErrPermissionDenied) || !errors.As(err, &ae) {
+		t.Fatalf("Wait while polling is denied: %v, want ErrPermissionDenied over the APIError", err)
+	}
+	if msg := err.Error(); !strings.HasPrefix(msg, `cloudrun: wait "`+c.Name+`": poll executions: permission denied: `) || strings.Contains(msg, "\n") {
+		t.Errorf("error %q does not say on one line what was asked and why it failed", msg)
+	}
+
+	srv.InjectFault(mExecsList, gcptest.Fault{Code: codes.Unavailable})
+	srv.ResetCalls()
+	fetches := rt.poller.Fetches()
+	wctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		_, err := rt.Wait(wctx, c.ID, gantry.WaitNotRunning)
+		done <- err
+	}()
+	for rt.poller.Fetches()-fetches < 3 && ctx.Err() == nil {
+		time.Sleep(testPoll)
+	}
+	cancel()
+	err = <-done
+	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "last poll failed") || !strings.Contains(err.Error(), "unavailable") {
+		t.Errorf("Wait given up during an outage: %v, want context.Canceled naming the failed poll", err)
+	}
+	if got, ticks := srv.Calls(mExecsList), rt.poller.Fetches()-fetches; int64(got) > ticks {
+		t.Errorf("%d ListExecutions calls in %d ticks: the poller retries within a tick", got, ticks)
+	}
+
+	// A short outage: the Wait rides it out and returns the exact status.
+	srv.InjectFault(mExecsList, gcptest.Fault{Code: codes.Unavailable, NextK: 3})
+	done2 := make(chan gantry.ExitStatus, 1)
+	go func() {
+		st, err := rt.Wait(ctx, c.ID, gantry.WaitNotRunning)
+		if err != nil {
+			t.Errorf("Wait through a short outage: %v", err)
+		}
+		done2 <- st
+	}()
+	if err := rt.Kill(ctx, c.ID, "SIGTERM"); err != nil {
+		t.Fatal(err)
+	}
+	if st := <-done2; st.ExitCode != 143 || st.Signal != "SIGTERM" {
+		t.Errorf("Wait through a short outage = %+v, want 143 SIGTERM", st)
+	}
+}
