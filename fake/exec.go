@@ -147,6 +147,15 @@ func (rt *Runtime) execHost(ctx context.Context, r *run, cfg gantry.ExecConfig, 
 			return gantry.ExecResult{}, fmt.Errorf("fake: exec: %w: %v", gantry.ErrUnavailable, err)
 		}
 		defer ptmx.Close()
+		// The first size sent is the terminal's size from the start, so
+		// the command never sees the default 0x0.
+		if cfg.Resize != nil {
+			select {
+			case sz := <-cfg.Resize:
+				pty.Setsize(ptmx, &pty.Winsize{Rows: sz.Rows, Cols: sz.Cols})
+			default:
+			}
+		}
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Credential: cred}
 		err = cmd.Start()
@@ -210,11 +219,6 @@ func (rt *Runtime) execHost(ctx context.Context, r *run, cfg gantry.ExecConfig, 
 // the output is drained and the resizing has stopped.
 func serveTerminal(ptmx *os.File, cfg gantry.ExecConfig, finished <-chan struct{}, copied *sync.WaitGroup) {
 	if cfg.Resize != nil {
-		select {
-		case sz := <-cfg.Resize:
-			pty.Setsize(ptmx, &pty.Winsize{Rows: sz.Rows, Cols: sz.Cols})
-		default:
-		}
 		copied.Add(1)
 		go func() {
 			defer copied.Done()

@@ -16,3 +16,11 @@ func (rt *Runtime) Waiting(id string, cond gantry.WaitCondition) bool {
 	}
 	return c.exitWait != nil
 }
+
+// Removing reports whether a Remove is under way for the container.
+func (rt *Runtime) Removing(id string) bool {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	c, err := rt.lookup("removing", id)
+	return err == nil && c.removing
+}

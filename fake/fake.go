@@ -127,6 +127,7 @@ type container struct {
 	state        gantry.State
 	restartCount int
 	started      bool
+	removing     bool // a Remove is under way, as moby's RemovalInProgress
 	removed      bool
 	run          *run
 	exitWait     *waitPoint // woken at the next exit or at removal
@@ -305,8 +306,9 @@ func (rt *Runtime) Inspect(ctx context.Context, id string) (*gantry.Container, e
 	return c.snapshot(), nil
 }
 
-// List returns the containers that match opts, newest first. Without All
-// or Status it lists running (and paused) containers only, as docker ps.
+// List returns the containers that match opts, newest first. Without All,
+// Status or Limit it lists running (and paused) containers only, as docker
+// ps does; a positive Limit includes every state, as docker ps -n.
 func (rt *Runtime) List(ctx context.Context, opts gantry.ListOptions) ([]*gantry.Container, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -344,8 +346,11 @@ func (rt *Runtime) List(ctx context.Context, opts gantry.ListOptions) ([]*gantry
 	return out, nil
 }
 
+// matches reports whether c passes opts's filters. As in moby's list, a
+// container that is not running is listed only with All, a Status filter
+// or a Limit: docker ps -n N shows the last N created, in any state.
 func (c *container) matches(o *gantry.ListOptions, labels [][2]string) bool {
-	if !o.All && len(o.Status) == 0 && !c.state.Running {
+	if !o.All && len(o.Status) == 0 && o.Limit <= 0 && !c.state.Running {
 		return false
 	}
 	if len(o.Status) > 0 && !slices.Contains(o.Status, c.state.Status) {
@@ -371,36 +376,61 @@ func (c *container) matches(o *gantry.ListOptions, labels [][2]string) bool {
 
 // Remove deletes the container and its logs. A running or paused
 // container is an ErrConflict unless opts.Force, which kills it first.
+// While a forced removal waits for the container to die, the container is
+// marked for removal, as moby's RemovalInProgress: a second Remove, Start,
+// Restart and Logs are ErrConflict, and once it has stopped its status is
+// "removing". The removal does not depend on ctx, as moby's does not on
+// the request: when ctx ends first, Remove returns ctx's error and the
+// container is removed as soon as it has died.
 func (rt *Runtime) Remove(ctx context.Context, id string, opts gantry.RemoveOptions) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	rt.mu.Lock()
 	c, err := rt.lookup("remove", id)
-	for err == nil && c.run != nil {
-		if !opts.Force {
-			rt.mu.Unlock()
-			return fmt.Errorf("fake: remove %s: %w: the container is %s: stop it first or use Force", id, gantry.ErrConflict, c.state.Status)
-		}
-		r := c.run
-		rt.signal(r, sigKILL)
+	switch {
+	case err != nil:
 		rt.mu.Unlock()
-		if err := waitDone(ctx, r); err != nil {
-			return err
-		}
-		rt.mu.Lock()
-		if c.removed {
-			rt.mu.Unlock()
-			return fmt.Errorf("fake: remove: %w: no such container: %s", gantry.ErrNotFound, id)
-		}
-		if rt.closed {
-			err = errClosed("remove")
-		}
-	}
-	defer rt.mu.Unlock()
-	if err != nil {
 		return err
+	case c.removing:
+		rt.mu.Unlock()
+		return fmt.Errorf("fake: remove %s: %w: removal of container %s is already in progress", id, gantry.ErrConflict, c.id)
+	case c.run == nil:
+		rt.delete(c)
+		rt.mu.Unlock()
+		return nil
+	case !opts.Force && c.run.paused:
+		rt.mu.Unlock()
+		return fmt.Errorf("fake: remove %s: %w: cannot remove a paused container: unpause and then stop it, or use Force", id, gantry.ErrConflict)
+	case !opts.Force:
+		rt.mu.Unlock()
+		return fmt.Errorf("fake: remove %s: %w: cannot remove a running container: stop it first, or use Force", id, gantry.ErrConflict)
 	}
+	c.removing = true
+	r := c.run
+	rt.signal(r, sigKILL)
+	removed := make(chan struct{})
+	rt.wg.Add(1)
+	go func() {
+		defer rt.wg.Done()
+		<-r.done
+		rt.mu.Lock()
+		rt.delete(c)
+		rt.mu.Unlock()
+		close(removed)
+	}()
+	rt.mu.Unlock()
+	select {
+	case <-removed:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// delete forgets c, which is not running, and wakes its waiters. Call
+// with rt.mu held.
+func (rt *Runtime) delete(c *container) {
 	c.removed = true
 	c.state.Status = gantry.StatusRemoving
 	delete(rt.containers, c.id)
@@ -414,7 +444,6 @@ func (rt *Runtime) Remove(ctx context.Context, id string, opts gantry.RemoveOpti
 	}
 	c.exitWait, c.removedWait = nil, nil
 	c.logs.remove()
-	return nil
 }
 
 // Close kills every running container with SIGKILL and waits until all

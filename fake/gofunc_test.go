@@ -937,6 +937,8 @@ func TestGoList(t *testing.T) {
 		{gantry.ListOptions{}, []string{"web-1"}},
 		{gantry.ListOptions{All: true}, []string{"idle", "db-1", "web-1"}},
 		{gantry.ListOptions{All: true, Limit: 2}, []string{"idle", "db-1"}},
+		// docker ps -n 2: a Limit lists the newest in any state.
+		{gantry.ListOptions{Limit: 2}, []string{"idle", "db-1"}},
 		{gantry.ListOptions{Status: []gantry.Status{gantry.StatusExited, gantry.StatusCreated}}, []string{"idle", "db-1"}},
 		{gantry.ListOptions{All: true, Labels: []string{"tier=web"}}, []string{"idle", "web-1"}},
 		{gantry.ListOptions{All: true, Labels: []string{"tier=web", "team"}}, []string{"web-1"}},

@@ -41,6 +41,35 @@ func (h *hostRun) signal(sig int) {
 	syscall.Kill(-h.pid, syscall.Signal(sig))
 }
 
+// settleLimit bounds how long Pause and Unpause wait for the processes of
+// a host container to reach the state SIGSTOP or SIGCONT asks for.
+const settleLimit = 2 * time.Second
+
+// settle waits until the container's processes have all stopped (or, with
+// stopped false, none is stopped), since a signal only marks its target:
+// the kernel stops or resumes it when it next runs. A process that has
+// exited counts as settled either way.
+func (h *hostRun) settle(stopped bool) {
+	deadline := time.Now().Add(settleLimit)
+	for time.Now().Before(deadline) {
+		procs, err := readProcs(h.groups())
+		if err != nil {
+			return
+		}
+		done := true
+		for _, p := range procs {
+			if p.state != "Z" && p.state != "X" && (p.state == "T") != stopped {
+				done = false
+				break
+			}
+		}
+		if done {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // startHost starts the container's command as a host process in a process
 // group of its own. Call with rt.mu held.
 func (rt *Runtime) startHost(r *run) (err error) {

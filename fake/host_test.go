@@ -367,7 +367,10 @@ func TestHostExecTTY(t *testing.T) {
 func TestHostPauseTopStats(t *testing.T) {
 	rt := newHost(t)
 	ctx := context.Background()
-	c := runSh(t, rt, "sleep 60 & echo ready; wait")
+	// "ready" comes once the child has exec'd sleep, so Top sees its
+	// command line and not that of the forked shell.
+	const script = `sleep 60 & until [ "$(tr '\0' ' ' </proc/$!/cmdline)" = "sleep 60 " ]; do :; done; echo ready; wait`
+	c := runSh(t, rt, script)
 	waitForLine(t, rt, c.ID, "ready")
 	top, err := rt.Top(ctx, c.ID)
 	if err != nil {
@@ -377,7 +380,7 @@ func TestHostPauseTopStats(t *testing.T) {
 	for _, p := range top.Processes {
 		cmds = append(cmds, p[len(p)-1])
 	}
-	if diff := cmp.Diff([]string{"sh -c sleep 60 & echo ready; wait", "sleep 60"}, cmds); diff != "" {
+	if diff := cmp.Diff([]string{"sh -c " + script, "sleep 60"}, cmds); diff != "" {
 		t.Errorf("top commands (-want +got):\n%s", diff)
 	}
 	if top.Processes[1][1] != top.Processes[0][0] {

@@ -169,7 +169,8 @@ func (w *streamWriter) flush() { w.r.c.logs.flush(w.stream, &w.partial) }
 // Logs returns the container's output across all its runs. Tail counts
 // the entries the other options select. A following reader ends when the
 // run that was going on when Logs was called ends; on a container that is
-// not running, Follow changes nothing.
+// not running, Follow changes nothing. A container marked for removal is
+// an ErrConflict, as in moby.
 func (rt *Runtime) Logs(ctx context.Context, id string, opts gantry.LogsOptions) (gantry.LogReader, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, fmt.Errorf("fake: %w", err)
@@ -179,6 +180,9 @@ func (rt *Runtime) Logs(ctx context.Context, id string, opts gantry.LogsOptions)
 	}
 	rt.mu.Lock()
 	c, err := rt.lookup("logs", id)
+	if err == nil && c.removing {
+		err = fmt.Errorf("fake: logs %s: %w: cannot get logs from a container marked for removal", id, gantry.ErrConflict)
+	}
 	rt.mu.Unlock()
 	if err != nil {
 		return nil, err

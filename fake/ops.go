@@ -70,6 +70,8 @@ func (rt *Runtime) Update(ctx context.Context, id string, res gantry.Resources) 
 // opts.Stderr, and opts.Stdin to its input (which needs Spec.OpenStdin;
 // the input is closed when opts.Stdin ends, as docker attach's stdin-once).
 // It returns nil when the container stops and ctx's error when ctx ends.
+// A container that is not running, or is paused, is an ErrConflict, as in
+// moby.
 // Output is passed on line by line, as the logs keep it.
 func (rt *Runtime) Attach(ctx context.Context, id string, opts gantry.AttachOptions) error {
 	if err := ctx.Err(); err != nil {
@@ -86,6 +88,9 @@ func (rt *Runtime) Attach(ctx context.Context, id string, opts gantry.AttachOpti
 	case r == nil:
 		rt.mu.Unlock()
 		return fmt.Errorf("fake: attach %s: %w: you cannot attach to a stopped container, start it first", id, gantry.ErrConflict)
+	case r.paused:
+		rt.mu.Unlock()
+		return fmt.Errorf("fake: attach %s: %w: container %s is paused, unpause it before attaching", id, gantry.ErrConflict, c.id)
 	case opts.Stdin != nil && !c.spec.OpenStdin:
 		rt.mu.Unlock()
 		return fmt.Errorf("fake: attach %s: Stdin: %w: the container was created without OpenStdin", id, gantry.ErrInvalidArgument)

@@ -78,6 +78,9 @@ func (rt *Runtime) start(c *container) error {
 		}
 		return nil
 	}
+	if c.removing {
+		return fmt.Errorf("fake: start %s: %w: the container is marked for removal and cannot be started", c.name, gantry.ErrConflict)
+	}
 	r := &run{c: c, done: make(chan struct{})}
 	var err error
 	if rt.host {
@@ -176,6 +179,9 @@ func (rt *Runtime) finish(r *run, st gantry.ExitStatus) {
 	}
 	c.run = nil
 	c.state.Status = gantry.StatusExited
+	if c.removing {
+		c.state.Status = gantry.StatusRemoving
+	}
 	c.state.Running = false
 	c.state.Paused = false
 	c.state.ExitCode = st.ExitCode
@@ -227,6 +233,7 @@ func (rt *Runtime) signal(r *run, sig int) {
 func (rt *Runtime) resume(r *run) {
 	if r.h != nil {
 		r.h.signal(sigCONT)
+		r.h.settle(false)
 	} else {
 		r.gate.Lock()
 		r.gPaused = false
@@ -262,34 +269,38 @@ func stopParams(op string, c *container, opts gantry.StopOptions) (int, time.Dur
 	return sig, timeout, nil
 }
 
-// stopRun sends sig to r, waits up to timeout (forever if negative) for it
-// to exit, then kills it. Call with rt.mu held; it returns with rt.mu
-// released.
+// stopRun sends sig to r, then waits for it to exit. The SIGKILL that
+// follows a positive timeout does not depend on ctx: as moby's
+// containerStop runs under context.WithoutCancel, a caller that gives up
+// waiting does not cancel the stop, and the run is still killed when the
+// timeout elapses. Zero kills at once; a negative timeout never kills.
+// Call with rt.mu held; it returns with rt.mu released.
 func (rt *Runtime) stopRun(ctx context.Context, r *run, sig int, timeout time.Duration) error {
 	rt.signal(r, sig)
-	if timeout == 0 {
+	switch {
+	case timeout == 0:
 		rt.signal(r, sigKILL)
+	case timeout > 0 && !r.exited && !rt.closed:
+		rt.wg.Add(1)
+		go rt.killAfter(r, timeout)
 	}
 	rt.mu.Unlock()
-	if timeout != 0 {
-		var expired <-chan time.Time
-		if timeout > 0 {
-			t := time.NewTimer(timeout)
-			defer t.Stop()
-			expired = t.C
-		}
-		select {
-		case <-r.done:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-expired:
-		}
-		rt.mu.Lock()
-		rt.signal(r, sigKILL)
-		rt.mu.Unlock()
-	}
 	return waitDone(ctx, r)
+}
+
+// killAfter kills r with SIGKILL unless it exits within timeout.
+func (rt *Runtime) killAfter(r *run, timeout time.Duration) {
+	defer rt.wg.Done()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-r.done:
+		return
+	case <-t.C:
+	}
+	rt.mu.Lock()
+	rt.signal(r, sigKILL)
+	rt.mu.Unlock()
 }
 
 // Stop sends the stop signal, waits for the timeout, then kills the
@@ -450,8 +461,9 @@ func (rt *Runtime) Wait(ctx context.Context, id string, cond gantry.WaitConditio
 }
 
 // Pause suspends the container: in host-process mode its process group
-// gets SIGSTOP; in Go-function mode its writes to stdout and stderr block
-// until Unpause.
+// gets SIGSTOP, and Pause returns once every process has stopped, as
+// docker pause returns once the cgroup is frozen; in Go-function mode its
+// writes to stdout and stderr block until Unpause.
 func (rt *Runtime) Pause(ctx context.Context, id string) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -471,6 +483,7 @@ func (rt *Runtime) Pause(ctx context.Context, id string) error {
 	}
 	if r.h != nil {
 		r.h.signal(sigSTOP)
+		r.h.settle(true)
 	} else {
 		r.gate.Lock()
 		r.gPaused = true
