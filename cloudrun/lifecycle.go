@@ -131,11 +131,13 @@ func (r *Runtime) Start(ctx context.Context, id string) error {
 }
 
 // runJob calls RunJob, which is not idempotent: after an UNAVAILABLE it
-// reads the job, and an execution count that moved means the failed
-// attempt did start one.
+// reads the job, and only when the job shows no new execution (the failed
+// attempt did not start one) does it try again. When the job cannot be
+// read, whether the container started is unknown, and it says so instead
+// of risking a second run.
 func (r *Runtime) runJob(ctx context.Context, j *job) error {
 	what := fmt.Sprintf("cloudrun: start %q", j.rec.Name)
-	count := j.pb.GetExecutionCount()
+	count, latest := j.pb.GetExecutionCount(), j.latest().GetName()
 	bo := gcperr.Backoff()
 	for attempt := 1; ; attempt++ {
 		_, err := r.jobs.RunJob(ctx, &runpb.RunJobRequest{Name: j.pb.GetName()})
@@ -148,7 +150,12 @@ func (r *Runtime) runJob(ctx context.Context, j *job) error {
 			return gcperr.Wrap(ctx, err, "%s", what)
 		}
 		cur, gerr := r.jobs.GetJob(ctx, &runpb.GetJobRequest{Name: j.pb.GetName()}, gcperr.Retry())
-		if gerr == nil && cur.GetExecutionCount() > count {
+		switch {
+		case gerr != nil:
+			return gcperr.Wrap(ctx, err, "%s: whether the container started is unknown (the job could not be read after the attempt failed: %s)", what, gcperr.OneLine(gerr.Error()))
+		case !meta.SameContainer(cur.GetLabels(), j.rec.ID):
+			return fmt.Errorf("%s: %w: the container was removed while it was being started", what, gantry.ErrNotFound)
+		case cur.GetExecutionCount() > count || cur.GetLatestCreatedExecution().GetName() != latest:
 			return nil
 		}
 		if serr := gcperr.Sleep(ctx, bo.Pause()); serr != nil {
@@ -266,26 +273,42 @@ func (r *Runtime) Remove(ctx context.Context, id string, opts gantry.RemoveOptio
 	return r.deleteJob(ctx, j)
 }
 
-// deleteJob deletes the job, retrying UNAVAILABLE. NOT_FOUND after a
-// retry means the failed attempt did delete it. Should Cloud Run refuse
-// while a cancelled execution winds down, it waits for that and retries.
+// deleteJob deletes the job. DeleteJob is not retried blindly: after an
+// UNAVAILABLE it reads the job, and a job that is gone, or that now
+// belongs to another container of the same name, means the failed
+// attempt did delete this one; only this container's job is deleted
+// again. Should Cloud Run refuse while a cancelled execution winds down,
+// it waits for that and retries.
 func (r *Runtime) deleteJob(ctx context.Context, j *job) error {
 	what := fmt.Sprintf("cloudrun: remove %q", j.rec.Name)
-	retried := false
-	for {
-		op, err := r.jobs.DeleteJob(ctx, &runpb.DeleteJobRequest{Name: j.pb.GetName()}, gcperr.Retry())
+	waited := false
+	bo := gcperr.Backoff()
+	for attempt := 1; ; attempt++ {
+		op, err := r.jobs.DeleteJob(ctx, &runpb.DeleteJobRequest{Name: j.pb.GetName()})
 		if err == nil {
 			_, err = waitOp(ctx, r, op)
 		}
 		switch {
-		case err == nil:
+		case err == nil, gcperr.Is(err, codes.NotFound):
 			return nil
-		case gcperr.Is(err, codes.NotFound):
-			return nil
-		case gcperr.Is(err, codes.FailedPrecondition) && !retried && j.latest() != nil:
-			retried = true
+		case gcperr.Is(err, codes.FailedPrecondition) && !waited && j.latest() != nil:
+			waited = true
 			if _, werr := r.waitExecution(ctx, what, j.id(), j.latest()); werr != nil && !errors.Is(werr, errVanished) {
 				return werr
+			}
+			continue
+		case gcperr.Is(err, codes.Unavailable) && attempt < gcperr.MaxAttempts:
+			cur, gerr := r.jobs.GetJob(ctx, &runpb.GetJobRequest{Name: j.pb.GetName()}, gcperr.Retry())
+			switch {
+			case gcperr.Is(gerr, codes.NotFound):
+				return nil
+			case gerr != nil:
+				return gcperr.Wrap(ctx, err, "%s: delete job %s: whether it was deleted is unknown (it could not be read after the attempt failed: %s)", what, j.pb.GetName(), gcperr.OneLine(gerr.Error()))
+			case !meta.SameContainer(cur.GetLabels(), j.rec.ID):
+				return nil
+			}
+			if serr := gcperr.Sleep(ctx, bo.Pause()); serr != nil {
+				return serr
 			}
 			continue
 		}

@@ -164,3 +164,79 @@ func TestWaitWhenPollingFails(t *testing.T) {
 		t.Errorf("Wait through a short outage = %+v, want 143 SIGTERM", st)
 	}
 }
+
+// TestRunJobIsNotRetriedBlindly: after RunJob fails with UNAVAILABLE the
+// attempt may have started an execution; when the job cannot be read to
+// tell, Start says so instead of running the container a second time.
+func TestRunJobIsNotRetriedBlindly(t *testing.T) {
+	srv := newServer(t, gcptest.WithInstantOperations())
+	rt := newRuntime(t, srv, Config{})
+	ctx := testCtx(t)
+	c, err := rt.Create(ctx, sh("exit 0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := rt.resolve(ctx, "start", c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.ResetCalls()
+	srv.InjectFault(mJobsRun, gcptest.Fault{Code: codes.Unavailable, NextK: 1})
+	srv.InjectFault(mJobsGet, gcptest.Fault{Code: codes.Unavailable})
+	err = rt.runJob(ctx, j)
+	if !errors.Is(err, gantry.ErrUnavailable) || !strings.Contains(err.Error(), "whether the container started is unknown") {
+		t.Errorf("runJob with the job unreadable: %v, want ErrUnavailable saying the outcome is unknown", err)
+	}
+	if got := srv.Calls(mJobsRun); got != 1 {
+		t.Errorf("%d RunJob calls, want 1: a retry could run the container twice", got)
+	}
+	srv.ClearFaults()
+
+	// With the job readable, an attempt that started nothing is retried
+	// once, and the container runs once.
+	srv.InjectFault(mJobsRun, gcptest.Fault{Code: codes.Unavailable, NextK: 1})
+	if err := rt.runJob(ctx, j); err != nil {
+		t.Fatalf("runJob after one UNAVAILABLE: %v", err)
+	}
+	got, err := rt.Inspect(ctx, c.ID)
+	if err != nil || got.RestartCount != 0 || got.State.Status == gantry.StatusCreated {
+		t.Errorf("after a retried start: %+v, %v; want one run", got, err)
+	}
+}
+
+// TestDeleteJobSparesANewJobOfTheSameName: a DeleteJob that failed with
+// UNAVAILABLE may have deleted the job, and another container may have
+// taken the name since; the retry must not delete that one.
+func TestDeleteJobSparesANewJobOfTheSameName(t *testing.T) {
+	srv := newServer(t, gcptest.WithInstantOperations())
+	rt := newRuntime(t, srv, Config{})
+	other := newRuntime(t, srv, Config{})
+	ctx := testCtx(t)
+	spec := sh("exit 0")
+	spec.Name = "reused"
+	first, err := rt.Create(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale, err := rt.resolve(ctx, "remove", first.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Remove(ctx, first.ID, gantry.RemoveOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	second, err := other.Create(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.InjectFault(mJobsDelete, gcptest.Fault{Code: codes.Unavailable, NextK: 1})
+	if err := rt.deleteJob(ctx, stale); err != nil {
+		t.Fatalf("deleteJob after UNAVAILABLE: %v", err)
+	}
+	if got, err := other.Inspect(ctx, "reused"); err != nil || got.ID != second.ID {
+		t.Errorf("the new container of the same name: %v, %v; want it untouched", got, err)
+	}
+	if got := srv.Calls(mJobsDelete); got != 2 {
+		t.Errorf("%d DeleteJob calls, want 2 (the removal, the failed attempt) and no retry", got)
+	}
+}
