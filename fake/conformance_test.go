@@ -10,7 +10,8 @@ import (
 )
 
 // TestConformance runs the conformance suite against the fake in
-// host-process mode, where every workload is a real sh process.
+// host-process mode, where every workload is a real sh process. Waits are
+// ordered before the events they wait for with the fake's Waiting.
 func TestConformance(t *testing.T) {
 	const secretName, secretValue = "runtimetest-secret", "s3cret value"
 	runtimetest.Run(t, runtimetest.Harness{
@@ -20,5 +21,8 @@ func TestConformance(t *testing.T) {
 		Image:       "busybox",
 		SecretName:  secretName,
 		SecretValue: secretValue,
+		Waiting: func(rt gantry.Runtime, id string, cond gantry.WaitCondition) bool {
+			return rt.(*fake.Runtime).Waiting(id, cond)
+		},
 	})
 }

@@ -434,16 +434,24 @@ func (s *suite) testRemove(t *testing.T) {
 	})
 }
 
+// asyncWait is a Wait running in the background.
+type asyncWait struct {
+	rt   gantry.Runtime
+	id   string
+	cond gantry.WaitCondition
+	ch   chan waitResult
+}
+
 // waitAsync runs Wait(cond) in the background; the result arrives on the
-// returned channel.
-func (s *suite) waitAsync(t *testing.T, rt gantry.Runtime, id string, cond gantry.WaitCondition) <-chan waitResult {
-	ch := make(chan waitResult, 1)
+// returned wait's channel.
+func (s *suite) waitAsync(t *testing.T, rt gantry.Runtime, id string, cond gantry.WaitCondition) *asyncWait {
+	w := &asyncWait{rt: rt, id: id, cond: cond, ch: make(chan waitResult, 1)}
 	ctx := s.ctx(t)
 	go func() {
 		st, err := rt.Wait(ctx, id, cond)
-		ch <- waitResult{st, err}
+		w.ch <- waitResult{st, err}
 	}()
-	return ch
+	return w
 }
 
 type waitResult struct {
@@ -451,22 +459,47 @@ type waitResult struct {
 	err error
 }
 
-// pending fails t if the wait has already returned after a grace period
-// that gives it time to be registered with the backend.
-func (s *suite) pending(t *testing.T, ch <-chan waitResult, what string) {
+// pending fails t if the wait has returned, and returns once the wait is
+// registered with the backend, so that the event it waits for can follow.
+// With Harness.Waiting that is when the backend says the wait is parked;
+// without it, after a grace period (200 ms plus Latency) that a loaded
+// machine may outrun.
+func (s *suite) pending(t *testing.T, w *asyncWait, what string) {
 	t.Helper()
-	select {
-	case r := <-ch:
+	early := func(r waitResult) {
+		t.Helper()
 		t.Fatalf("%s returned early: %+v, %v", what, r.st, r.err)
-	case <-time.After(200*time.Millisecond + s.h.Latency):
+	}
+	if s.h.Waiting == nil {
+		select {
+		case r := <-w.ch:
+			early(r)
+		case <-time.After(200*time.Millisecond + s.h.Latency):
+		}
+		return
+	}
+	deadline := time.After(s.patience)
+	for !s.h.Waiting(w.rt, w.id, w.cond) {
+		select {
+		case r := <-w.ch:
+			early(r)
+		case <-deadline:
+			t.Fatalf("%s was not parked within %v (Harness.Waiting never reported it)", what, s.patience)
+		case <-time.After(time.Millisecond):
+		}
+	}
+	select {
+	case r := <-w.ch:
+		early(r)
+	default:
 	}
 }
 
 // result receives the wait's outcome within the suite's patience.
-func (s *suite) result(t *testing.T, ch <-chan waitResult, what string) gantry.ExitStatus {
+func (s *suite) result(t *testing.T, w *asyncWait, what string) gantry.ExitStatus {
 	t.Helper()
 	select {
-	case r := <-ch:
+	case r := <-w.ch:
 		if r.err != nil {
 			t.Fatalf("%s: %v", what, r.err)
 		}
@@ -551,7 +584,7 @@ func (s *suite) testWait(t *testing.T) {
 		// A partial Wait may lose the exit status with the container
 		// (its note says so), but it returns rather than hang.
 		select {
-		case r := <-ch:
+		case r := <-ch.ch:
 			switch {
 			case r.err == nil && r.st.ExitCode == 0:
 				t.Errorf("%s (partial: %s): exit status %+v, want a non-zero exit code or ErrNotFound", what, s.caps[gantry.FeatureWait].Note, r.st)

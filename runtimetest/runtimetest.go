@@ -80,6 +80,13 @@ type Harness struct {
 	// Inspect; it skips only the observation, quoting the reason. It must
 	// not name a feature the environment can show.
 	Unobservable map[gantry.Feature]string
+	// Waiting, when set, reports whether a Wait for cond is parked on
+	// container id of rt. The suite uses it to start, stop or remove a
+	// container only once a Wait for that event is registered, which
+	// makes the tests of next-exit and removed waits deterministic.
+	// Without it, the suite gives each such Wait a grace period of 200 ms
+	// plus Latency to register, which a loaded machine may outrun.
+	Waiting func(rt gantry.Runtime, id string, cond gantry.WaitCondition) bool
 }
 
 // labelKey marks every container the suite creates with the ID of the test
