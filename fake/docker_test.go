@@ -162,3 +162,27 @@ func TestGoCloseLeavesNoGoroutine(t *testing.T) {
 		t.Errorf("%d goroutines after Close, %d before:\n%s", n, before, buf[:runtime.Stack(buf, true)])
 	}
 }
+
+// TestGoRestartPaused checks moby's containerRestart on a paused
+// container: the stop signal is delivered and the container resumed so it
+// can act on it, then it starts again, running and no longer paused.
+func TestGoRestartPaused(t *testing.T) {
+	rt, _ := newGo(t)
+	ctx := context.Background()
+	c := start(t, rt, gantry.Spec{Image: "test/trap"})
+	waitForLine(t, rt, c.ID, "ready")
+	if err := rt.Pause(ctx, c.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.Restart(ctx, c.ID, gantry.StopOptions{}); err != nil {
+		t.Fatalf("restart of a paused container: %v", err)
+	}
+	in, err := rt.Inspect(ctx, c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in.State.Status != gantry.StatusRunning || in.State.Paused || in.RestartCount != 1 {
+		t.Errorf("after restarting a paused container: state %+v, RestartCount %d", in.State, in.RestartCount)
+	}
+	waitForLine(t, rt, c.ID, "got TERM")
+}
