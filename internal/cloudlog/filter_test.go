@@ -42,23 +42,27 @@ func TestLogNames(t *testing.T) {
 }
 
 func TestDedupIsBounded(t *testing.T) {
+	const log = "projects/p/logs/run.googleapis.com%2Fstdout"
 	d := newDedup(3)
 	for _, k := range []string{"a", "b", "c"} {
-		if !d.fresh(k) {
+		if !d.fresh(log, k) {
 			t.Fatalf("%q reported seen on first sight", k)
 		}
 	}
-	if d.fresh("b") {
+	if d.fresh(log, "b") {
 		t.Error("b within the window reported fresh")
 	}
-	d.fresh("d") // forgets a
-	if !d.fresh("a") {
+	if !d.fresh("projects/p/logs/run.googleapis.com%2Fstderr", "b") {
+		t.Error("the same insertId in another log reported seen")
+	}
+	d.fresh(log, "d") // forgets a
+	if !d.fresh(log, "a") {
 		t.Error("a, pushed out of the window, still remembered")
 	}
-	if len(d.seen) != 3 {
-		t.Errorf("window of 3 holds %d keys", len(d.seen))
+	if len(d.seen) != 3 || len(d.ring) != 3 {
+		t.Errorf("window of 3 holds %d keys in a ring of %d", len(d.seen), len(d.ring))
 	}
-	if !d.fresh("") || !d.fresh("") {
+	if !d.fresh(log, "") || !d.fresh(log, "") {
 		t.Error("entries without an insertId must never be dropped")
 	}
 }

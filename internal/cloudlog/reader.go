@@ -44,8 +44,11 @@ import (
 const MaxPageSize = 1000
 
 // DedupWindow is how many recent entries a reader remembers to drop
-// duplicates.
-const DedupWindow = 4096
+// duplicates: enough for the listings that overlap what was already read
+// (one grace period of output before the newest entry) at tens of
+// thousands of lines per second, in about 1.5 MiB at most (8-byte
+// hashes in a ring and a set, allocated as entries arrive).
+const DedupWindow = 1 << 16
 
 // Source says where a container's entries are.
 type Source struct {
@@ -68,11 +71,13 @@ type Source struct {
 	// Grace is how long Follow keeps reading after the container stopped
 	// (or after Until), to catch entries that reach Cloud Logging late.
 	Grace time.Duration
-	// Settle is the first of the doubling delays after which a following
-	// reader lists again what the tail stream may have missed while it
-	// was being set up (a stream is live only once the service has taken
-	// its request, which the protocol does not acknowledge). Listing
-	// stops once the delays add up to Grace. Zero means 100ms.
+	// Settle is the first of the doubling delays (up to Grace) at which a
+	// following reader lists again what its tail stream may have missed:
+	// a stream is live only once the service has taken its request, which
+	// the protocol does not acknowledge, so entries written meanwhile are
+	// in neither the history nor the stream. The reader relists until the
+	// stream's first response proves it live, then once more, which
+	// covers everything written before. Zero means 100ms.
 	Settle time.Duration
 	// Describe names the request in errors, such as `cloudrun: logs "web"`.
 	Describe string
@@ -89,6 +94,7 @@ func Open(ctx context.Context, src Source, opts gantry.LogsOptions) (gantry.LogR
 	r := &reader{
 		out:        make(chan gantry.LogEntry, 256),
 		cancel:     cancel,
+		done:       make(chan struct{}),
 		timestamps: opts.Timestamps,
 	}
 	p := &producer{src: src, opts: opts, out: r.out, seen: newDedup(DedupWindow)}
@@ -98,6 +104,7 @@ func Open(ctx context.Context, src Source, opts gantry.LogsOptions) (gantry.LogR
 		}
 	}
 	go func() {
+		defer close(r.done)
 		err := p.run(ctx)
 		r.mu.Lock()
 		switch {
@@ -117,6 +124,7 @@ func Open(ctx context.Context, src Source, opts gantry.LogsOptions) (gantry.LogR
 type reader struct {
 	out        chan gantry.LogEntry
 	cancel     context.CancelFunc
+	done       chan struct{} // closed once every goroutine of the reader has ended
 	timestamps bool
 
 	mu     sync.Mutex
@@ -136,11 +144,14 @@ func (r *reader) Next() (gantry.LogEntry, error) {
 
 func (r *reader) Timestamps() bool { return r.timestamps }
 
+// Close stops reading and returns once every goroutine of the reader has
+// ended; calls in flight are cancelled, so that is prompt.
 func (r *reader) Close() error {
 	r.mu.Lock()
 	r.closed = true
 	r.mu.Unlock()
 	r.cancel()
+	<-r.done
 	return nil
 }
 
@@ -254,12 +265,28 @@ func (p *producer) tail(ctx context.Context, since time.Time, n int) error {
 
 // follow streams new entries until the container has stopped (or Until
 // has passed) and the grace period after it has run out; then one last
-// listing picks up anything the stream missed.
+// listing picks up anything the stream missed. Every goroutine it starts
+// has ended when it returns.
 func (p *producer) follow(ctx context.Context, followFrom time.Time) error {
-	from := followFrom
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+
+	// With the whole history read, look back one grace period for entries
+	// that reach Cloud Logging late; after a tail or TailNone, nothing
+	// older than where following begins may appear.
+	low := followFrom
+	if p.opts.Tail == 0 {
+		low = followFrom.Add(-p.src.Grace)
+		if l := p.lower(); l.After(low) {
+			low = l
+		}
+	}
+
 	stopped := make(chan time.Time, 1)
 	stopErr := make(chan error, 1)
-	go func() {
+	wg.Go(func() {
 		if p.src.Stopped == nil {
 			stopped <- time.Now()
 			return
@@ -270,7 +297,7 @@ func (p *producer) follow(ctx context.Context, followFrom time.Time) error {
 			return
 		}
 		stopped <- at
-	}()
+	})
 	var untilC <-chan time.Time
 	if !p.opts.Until.IsZero() {
 		t := time.NewTimer(time.Until(p.opts.Until))
@@ -279,29 +306,21 @@ func (p *producer) follow(ctx context.Context, followFrom time.Time) error {
 	}
 
 	entries := make(chan *loggingpb.LogEntry, 256)
+	opened := make(chan struct{}, 1)
+	live := make(chan struct{}, 1)
 	streamErr := make(chan error, 1)
 	streamCtx, stopStream := context.WithCancel(ctx)
 	defer stopStream()
-	opened := make(chan struct{}, 1)
-	go func() { streamErr <- p.stream(streamCtx, from, entries, opened) }()
+	wg.Go(func() { streamErr <- p.stream(streamCtx, low, entries, opened, live) })
 
-	// Entries that reach Cloud Logging between the history query and the
-	// moment the stream is live are in neither: list again, at doubling
-	// delays, after the stream (re)opens.
 	settle := p.src.Settle
 	if settle <= 0 {
 		settle = 100 * time.Millisecond
 	}
-	relist := time.NewTimer(time.Hour)
+	relist := time.NewTimer(settle)
 	relist.Stop()
 	defer relist.Stop()
-	var delay, waited time.Duration
-	relistFrom := func() time.Time {
-		if back := p.last.Add(-p.src.Grace); back.After(followFrom) {
-			return back
-		}
-		return followFrom
-	}
+	delay, proven := settle, false
 	var graceC <-chan time.Time
 	endIn := func(d time.Duration) {
 		if graceC == nil {
@@ -318,18 +337,30 @@ func (p *producer) follow(ctx context.Context, followFrom time.Time) error {
 				return err
 			}
 		case <-opened:
-			if err := p.list(ctx, relistFrom()); err != nil {
-				return err
-			}
-			delay, waited = settle, 0
+			// A stream (re)opened: until it answers, what is written
+			// may reach neither it nor the last listing.
+			proven, delay = false, settle
 			relist.Reset(delay)
 		case <-relist.C:
-			if err := p.list(ctx, relistFrom()); err != nil {
+			if proven {
+				continue
+			}
+			if err := p.list(ctx, low); err != nil {
 				return err
 			}
-			waited += delay
-			if delay *= 2; waited < max(p.src.Grace, settle) {
-				relist.Reset(delay)
+			delay = min(2*delay, max(p.src.Grace, settle))
+			relist.Reset(delay)
+		case <-live:
+			// The stream has answered, so it was live before whatever it
+			// sent was written: one more listing finds everything written
+			// before that, and the stream has everything after.
+			if proven {
+				continue
+			}
+			proven = true
+			relist.Stop()
+			if err := p.list(ctx, low); err != nil {
+				return err
 			}
 		case err := <-streamErr:
 			if err != nil {
@@ -358,21 +389,32 @@ func (p *producer) follow(ctx context.Context, followFrom time.Time) error {
 			// Late entries carry their own (earlier) timestamps: look back
 			// one grace period before the newest entry seen, no further
 			// than where following began; the dedup window drops repeats.
-			return p.list(ctx, relistFrom())
+			from := low
+			if back := p.last.Add(-p.src.Grace); back.After(from) {
+				from = back
+			}
+			if !proven {
+				from = low
+			}
+			return p.list(ctx, from)
 		}
 	}
 }
 
-// stream runs TailLogEntries, reopening it when it drops with UNAVAILABLE
-// (each reopening is followed by a listing of what it may have missed).
-func (p *producer) stream(ctx context.Context, from time.Time, entries chan<- *loggingpb.LogEntry, opened chan<- struct{}) error {
+// stream runs TailLogEntries, opening it again when it drops with
+// UNAVAILABLE or the service ends it; each opening is signalled on opened,
+// and its first response on live.
+func (p *producer) stream(ctx context.Context, from time.Time, entries chan<- *loggingpb.LogEntry, opened, live chan<- struct{}) error {
 	bo := gcperr.Backoff()
-	for attempt := 0; ; attempt++ {
-		err := p.streamOnce(ctx, from, entries, opened)
+	for attempt := 1; ; attempt++ {
+		answered, err := p.streamOnce(ctx, from, entries, opened, live)
 		if ctx.Err() != nil {
 			return nil
 		}
-		if gcperr.Code(err) != codes.Unavailable || attempt >= gcperr.MaxAttempts {
+		if answered {
+			attempt, bo = 1, gcperr.Backoff()
+		}
+		if err != nil && gcperr.Code(err) != codes.Unavailable || attempt >= gcperr.MaxAttempts {
 			return gcperr.Wrap(ctx, err, "%s: tail log entries", p.src.Describe)
 		}
 		if err := gcperr.Sleep(ctx, bo.Pause()); err != nil {
@@ -381,43 +423,55 @@ func (p *producer) stream(ctx context.Context, from time.Time, entries chan<- *l
 	}
 }
 
-func (p *producer) streamOnce(ctx context.Context, from time.Time, entries chan<- *loggingpb.LogEntry, opened chan<- struct{}) error {
+// streamOnce runs one TailLogEntries stream until it ends, and reports
+// whether it answered at all.
+func (p *producer) streamOnce(ctx context.Context, from time.Time, entries chan<- *loggingpb.LogEntry, opened, live chan<- struct{}) (bool, error) {
 	st, err := p.src.Client.TailLogEntries(ctx)
 	if err != nil {
-		return err
+		return false, err
 	}
 	err = st.Send(&loggingpb.TailLogEntriesRequest{
 		ResourceNames: []string{"projects/" + p.src.Project},
 		Filter:        p.filter(from),
 	})
 	if err != nil {
-		return err
+		return false, err
 	}
-	select {
-	case opened <- struct{}{}:
-	default:
-	}
+	signal(opened)
+	answered := false
 	for {
 		resp, err := st.Recv()
 		if err != nil {
 			if errors.Is(err, io.EOF) {
-				return nil
+				return answered, nil
 			}
-			return err
+			return answered, err
 		}
 		for _, e := range resp.GetEntries() {
 			select {
 			case entries <- e:
 			case <-ctx.Done():
-				return ctx.Err()
+				return answered, ctx.Err()
 			}
 		}
+		if !answered {
+			answered = true
+			signal(live)
+		}
+	}
+}
+
+// signal wakes whoever waits on c, without blocking when it is awake.
+func signal(c chan<- struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
 	}
 }
 
 // emit converts and sends e unless it was sent before.
 func (p *producer) emit(ctx context.Context, e *loggingpb.LogEntry) error {
-	if !p.seen.fresh(e.GetLogName() + "\x00" + e.GetInsertId()) {
+	if !p.seen.fresh(e.GetLogName(), e.GetInsertId()) {
 		return nil
 	}
 	le, ok := p.convert(e)
