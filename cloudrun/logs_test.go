@@ -277,3 +277,40 @@ func goroutinesIn(pkg string) string {
 	}
 	return strings.Join(out, "\n\n")
 }
+
+// TestLogsSpanEveryRunInOrder: a container's logs hold the output of all
+// its runs, oldest run first, on the right streams.
+func TestLogsSpanEveryRunInOrder(t *testing.T) {
+	srv := newServer(t, gcptest.WithInstantOperations())
+	rt := newRuntime(t, srv, Config{})
+	ctx := testCtx(t)
+	c, err := rt.Create(ctx, sh(`echo "$CLOUD_RUN_EXECUTION"; echo "err $CLOUD_RUN_EXECUTION" >&2`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var runs []string
+	for range 3 {
+		if err := rt.Start(ctx, c.ID); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := rt.Wait(ctx, c.ID, gantry.WaitNotRunning); err != nil {
+			t.Fatal(err)
+		}
+		j, err := rt.resolve(ctx, "test", c.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		runs = append(runs, lastSegment(j.latest().GetName()))
+	}
+	var errs []string
+	for _, r := range runs {
+		errs = append(errs, "err "+r)
+	}
+	want := map[gantry.Stream][]string{gantry.Stdout: runs, gantry.Stderr: errs}
+	if diff := cmp.Diff(want, byStream(readAll(t, rt, c.ID, gantry.LogsOptions{}))); diff != "" {
+		t.Errorf("logs of three runs (-want +got):\n%s", diff)
+	}
+	if got := lines(readAll(t, rt, c.ID, gantry.LogsOptions{Tail: 2, Stdout: true})); !slices.Equal(got, []line{{gantry.Stdout, runs[1]}, {gantry.Stdout, runs[2]}}) {
+		t.Errorf("tail 2 of stdout = %v, want the last two runs", got)
+	}
+}

@@ -35,17 +35,42 @@ func TestSweep(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	foreign := &runpb.Job{Template: &runpb.ExecutionTemplate{Template: &runpb.TaskTemplate{Containers: []*runpb.Container{{Image: "busybox"}}}}}
-	if _, err := other.jobs.CreateJob(ctx, &runpb.CreateJobRequest{Parent: other.parent, JobId: "gantry-not-ours", Job: foreign}); err != nil {
-		t.Fatal(err)
+	// Jobs gantry did not make, in the same project and region: one named
+	// like gantry's, one with the crashed session's label but not
+	// gantry's managed-by label, one managed by another tool.
+	foreign := map[string]map[string]string{
+		"gantry-not-ours":   nil,
+		"session-lookalike": {"gantry-session": "crashed"},
+		"other-tool":        {"managed-by": "terraform", "gantry-session": "crashed"},
+	}
+	for id, labels := range foreign {
+		job := &runpb.Job{Labels: labels, Template: &runpb.ExecutionTemplate{Template: &runpb.TaskTemplate{Containers: []*runpb.Container{{Image: "busybox"}}}}}
+		if _, err := other.jobs.CreateJob(ctx, &runpb.CreateJobRequest{Parent: other.parent, JobId: id, Job: job}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	untouched := func(when string) {
+		t.Helper()
+		for id := range foreign {
+			if _, err := other.jobs.GetJob(ctx, &runpb.GetJobRequest{Name: other.jobName(id)}); err != nil {
+				t.Errorf("%s: job %s, which gantry did not make, was touched: %v", when, id, err)
+			}
+		}
 	}
 
 	if _, err := other.Sweep(ctx, SweepOptions{}); !errors.Is(err, gantry.ErrInvalidArgument) {
 		t.Errorf("Sweep with no condition: %v, want ErrInvalidArgument", err)
 	}
+	srv.ResetCalls()
 	removed, err := other.Sweep(ctx, SweepOptions{Session: "crashed"})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if got := srv.Calls(mExecsCancel); got != 1 {
+		t.Errorf("%d CancelExecution calls, want 1 for the running container", got)
+	}
+	if got := srv.Calls(mJobsDelete); got != 2 {
+		t.Errorf("%d DeleteJob calls, want 2, the crashed session's", got)
 	}
 	slices.Sort(removed)
 	slices.Sort(left)
@@ -55,14 +80,10 @@ func TestSweep(t *testing.T) {
 	if _, err := other.Inspect(ctx, kept.ID); err != nil {
 		t.Errorf("another session's container was touched: %v", err)
 	}
-	if _, err := other.jobs.GetJob(ctx, &runpb.GetJobRequest{Name: other.jobName("gantry-not-ours")}); err != nil {
-		t.Errorf("a job without gantry's label was touched: %v", err)
-	}
+	untouched("session sweep")
 	removed, err = other.Sweep(ctx, SweepOptions{OlderThan: time.Nanosecond})
 	if err != nil || len(removed) != 1 || removed[0] != kept.ID {
 		t.Errorf("Sweep(older than 1ns) = %v, %v; want just %s", removed, err, kept.ID)
 	}
-	if _, err := other.jobs.GetJob(ctx, &runpb.GetJobRequest{Name: other.jobName("gantry-not-ours")}); err != nil {
-		t.Errorf("an age sweep touched a job without gantry's label: %v", err)
-	}
+	untouched("age sweep")
 }
