@@ -128,17 +128,14 @@ func (r *Runtime) mustJob(t *testing.T, id string) interface{ GetCreateTime() *t
 }
 
 // writeLine writes a stdout entry for job as Cloud Run would, at time at.
-func writeLine(t *testing.T, rt *Runtime, job, line string, at time.Time) {
-	t.Helper()
-	_, err := rt.logs.WriteLogEntries(testCtx(t), &loggingpb.WriteLogEntriesRequest{Entries: []*loggingpb.LogEntry{{
+func writeLine(ctx context.Context, rt *Runtime, job, line string, at time.Time) error {
+	_, err := rt.logs.WriteLogEntries(ctx, &loggingpb.WriteLogEntriesRequest{Entries: []*loggingpb.LogEntry{{
 		LogName:   "projects/" + project + "/logs/run.googleapis.com%2Fstdout",
 		Resource:  &monitoredres.MonitoredResource{Type: "cloud_run_job", Labels: map[string]string{"project_id": project, "location": region, "job_name": job}},
 		Payload:   &loggingpb.LogEntry_TextPayload{TextPayload: line},
 		Timestamp: timestamppb.New(at),
 	}}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	return err
 }
 
 // TestFollowKeepsLinesWrittenBeforeTheTailIsLive: a line written after
@@ -152,6 +149,7 @@ func TestFollowKeepsLinesWrittenBeforeTheTailIsLive(t *testing.T) {
 	var rt *Runtime
 	var job string
 	var gapAt time.Time
+	gapWritten := make(chan struct{})
 	var held atomic.Bool
 	hold := func(s any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 		if info.FullMethod == mLogsTail && !held.Swap(true) {
@@ -160,7 +158,10 @@ func TestFollowKeepsLinesWrittenBeforeTheTailIsLive(t *testing.T) {
 				time.Sleep(testPoll)
 			}
 			gapAt = time.Now()
-			writeLine(t, rt, job, "gap", gapAt)
+			if err := writeLine(ss.Context(), rt, job, "gap", gapAt); err != nil {
+				t.Errorf("write the gap line: %v", err)
+			}
+			close(gapWritten)
 		}
 		return h(s, ss)
 	}
@@ -187,14 +188,17 @@ func TestFollowKeepsLinesWrittenBeforeTheTailIsLive(t *testing.T) {
 			got <- e
 		}
 	}()
+	select {
+	case <-gapWritten:
+	case <-ctx.Done():
+		t.Fatal("the tail stream was never opened")
+	}
 	var seen []string
 	written := 0
 	for !slices.ContainsFunc(seen, func(l string) bool { return strings.HasPrefix(l, "later") }) {
-		if !held.Load() || gapAt.IsZero() {
-			time.Sleep(testPoll)
-			continue
+		if err := writeLine(ctx, rt, job, fmt.Sprintf("later%d", written), gapAt.Add(10*time.Second+time.Duration(written)*time.Millisecond)); err != nil {
+			t.Fatal(err)
 		}
-		writeLine(t, rt, job, fmt.Sprintf("later%d", written), gapAt.Add(10*time.Second+time.Duration(written)*time.Millisecond))
 		written++
 		select {
 		case e := <-got:
