@@ -80,8 +80,8 @@ type Runtime struct {
 	horizons horizonSet
 	// pageSize is the page size of the poller's listings.
 	pageSize int32
-	// pollPages counts the ListExecutions pages the poller has read.
-	pollPages     atomic.Int64
+	// manyPagesOnce keeps the poller's warning about long listings to
+	// one per Runtime.
 	manyPagesOnce sync.Once
 	// removedWaiters counts Waits for removal: while there are any, the
 	// poller also lists jobs.

@@ -98,7 +98,6 @@ func (r *Runtime) listExecutions(ctx context.Context, horizon time.Time) (map[st
 			break
 		}
 	}
-	r.pollPages.Add(int64(pages))
 	r.log.Debug("polled executions", zap.Int("pages", pages), zap.Int("executions", listed))
 	if pages > manyPages {
 		r.manyPagesOnce.Do(func() {
