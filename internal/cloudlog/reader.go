@@ -434,6 +434,13 @@ func (p *producer) streamOnce(ctx context.Context, from time.Time, entries chan<
 		ResourceNames: []string{"projects/" + p.src.Project},
 		Filter:        p.filter(from),
 	})
+	if errors.Is(err, io.EOF) {
+		// The service ended the stream before it read the request (a
+		// refusal such as UNAVAILABLE); gRPC reports why only to Recv.
+		if _, err = st.Recv(); errors.Is(err, io.EOF) {
+			return false, nil
+		}
+	}
 	if err != nil {
 		return false, err
 	}
