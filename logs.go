@@ -50,7 +50,7 @@ type LogsOptions struct {
 	Stdout bool
 	Stderr bool
 	// Since and Until bound the entries' times; zero means unbounded.
-	// Since is inclusive, Until exclusive.
+	// Both are inclusive, as in Docker.
 	Since time.Time
 	Until time.Time
 	// Tail, when positive, returns only the last Tail lines before
@@ -72,8 +72,8 @@ func (o LogsOptions) Validate() error {
 	if o.Tail < TailNone {
 		return fmt.Errorf("logs: Tail %d: %w: want a count, 0 for all or TailNone", o.Tail, ErrInvalidArgument)
 	}
-	if !o.Since.IsZero() && !o.Until.IsZero() && !o.Until.After(o.Since) {
-		return fmt.Errorf("logs: Until %s is not after Since %s: %w", o.Until.Format(time.RFC3339Nano), o.Since.Format(time.RFC3339Nano), ErrInvalidArgument)
+	if !o.Since.IsZero() && !o.Until.IsZero() && o.Until.Before(o.Since) {
+		return fmt.Errorf("logs: Until %s is before Since %s: %w", o.Until.Format(time.RFC3339Nano), o.Since.Format(time.RFC3339Nano), ErrInvalidArgument)
 	}
 	return nil
 }

@@ -78,7 +78,7 @@ func TestLogsQueryDoesTheWork(t *testing.T) {
 	since, until := all[10].Time, all[20].Time
 	between := 0
 	for _, e := range all {
-		if e.Stream == gantry.Stdout && !e.Time.Before(since) && e.Time.Before(until) {
+		if e.Stream == gantry.Stdout && !e.Time.Before(since) && !e.Time.After(until) {
 			between++
 		}
 	}
@@ -93,7 +93,7 @@ func TestLogsQueryDoesTheWork(t *testing.T) {
 			Filter: base + " AND " + stderr + ` AND timestamp>="` + ts(rt.mustJob(t, c.ID).GetCreateTime().AsTime()) + `"`, OrderBy: "timestamp asc", PageSize: 1000,
 		}},
 		{"since and until", gantry.LogsOptions{Stdout: true, Since: since, Until: until}, between, &loggingpb.ListLogEntriesRequest{
-			Filter: base + " AND " + stdout + ` AND timestamp>="` + ts(since) + `" AND timestamp<"` + ts(until) + `"`, OrderBy: "timestamp asc", PageSize: 1000,
+			Filter: base + " AND " + stdout + ` AND timestamp>="` + ts(since) + `" AND timestamp<="` + ts(until) + `"`, OrderBy: "timestamp asc", PageSize: 1000,
 		}},
 		{"tail 3", gantry.LogsOptions{Tail: 3}, 3, &loggingpb.ListLogEntriesRequest{
 			Filter: base + " AND (" + stdout + " OR " + stderr + `) AND timestamp>="` + ts(rt.mustJob(t, c.ID).GetCreateTime().AsTime()) + `"`, OrderBy: "timestamp desc", PageSize: 3,

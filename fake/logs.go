@@ -260,7 +260,7 @@ func (r *logReader) Next() (gantry.LogEntry, error) {
 		for last := b.first + len(b.entries); r.next < last && (r.follow || r.next < r.end); {
 			e := &b.entries[r.next-b.first]
 			r.next++
-			if !r.opts.Until.IsZero() && !e.Time.Before(r.opts.Until) {
+			if !r.opts.Until.IsZero() && e.Time.After(r.opts.Until) {
 				r.err = io.EOF
 				break
 			}

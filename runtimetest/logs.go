@@ -175,7 +175,7 @@ func (s *suite) testLogs(t *testing.T) {
 		filter := func(since, until time.Time) []string {
 			var out []string
 			for _, e := range all {
-				if (since.IsZero() || !e.Time.Before(since)) && (until.IsZero() || e.Time.Before(until)) {
+				if (since.IsZero() || !e.Time.Before(since)) && (until.IsZero() || !e.Time.After(until)) {
 					out = append(out, e.Line)
 				}
 			}

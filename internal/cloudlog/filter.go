@@ -52,10 +52,10 @@ func (f *Filter) Since(t time.Time) *Filter {
 	return f
 }
 
-// Until adds timestamp<t (exclusive), unless t is zero.
+// Until adds timestamp<=t (inclusive, as Docker's until), unless t is zero.
 func (f *Filter) Until(t time.Time) *Filter {
 	if !t.IsZero() {
-		f.clauses = append(f.clauses, "timestamp<"+Quote(Timestamp(t)))
+		f.clauses = append(f.clauses, "timestamp<="+Quote(Timestamp(t)))
 	}
 	return f
 }
