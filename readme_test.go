@@ -8,21 +8,31 @@ import (
 	"testing"
 
 	"github.com/gantryhq/gantry"
+	"github.com/gantryhq/gantry/cloudrun"
 	"github.com/gantryhq/gantry/fake"
 )
 
 var update = flag.Bool("update", false, "rewrite the generated parts of README.md")
 
-// TestREADMECapabilities keeps the README's capability matrix generated
-// from code: it fails when the table there differs from what the backends
-// report, and rewrites it with -update.
+// TestREADMECapabilities keeps the READMEs' capability matrices generated
+// from code: it fails when a table differs from what its backend reports,
+// and rewrites it with -update.
 func TestREADMECapabilities(t *testing.T) {
-	readme, err := os.ReadFile("README.md")
+	for _, doc := range []struct {
+		file   string
+		tables map[string]gantry.Capabilities
+	}{
+		{"README.md", map[string]gantry.Capabilities{"fake": fake.New(fake.WithHostProcesses()).Capabilities()}},
+		{"cloudrun/README.md", map[string]gantry.Capabilities{"cloudrun": (&cloudrun.Runtime{}).Capabilities()}},
+	} {
+		checkTables(t, doc.file, doc.tables)
+	}
+}
+
+func checkTables(t *testing.T, file string, tables map[string]gantry.Capabilities) {
+	readme, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
-	}
-	tables := map[string]gantry.Capabilities{
-		"fake": fake.New(fake.WithHostProcesses()).Capabilities(),
 	}
 	got := readme
 	for name, caps := range tables {
@@ -32,7 +42,7 @@ func TestREADMECapabilities(t *testing.T) {
 		}
 		section := regexp.MustCompile(`(?s)(<!-- capabilities:` + name + ` -->\n).*?(<!-- end capabilities:` + name + ` -->)`)
 		if !section.Match(got) {
-			t.Fatalf("README.md has no capabilities:%s markers", name)
+			t.Fatalf("%s has no capabilities:%s markers", file, name)
 		}
 		got = section.ReplaceAllFunc(got, func(m []byte) []byte {
 			sub := section.FindSubmatch(m)
@@ -43,10 +53,10 @@ func TestREADMECapabilities(t *testing.T) {
 		return
 	}
 	if *update {
-		if err := os.WriteFile("README.md", got, 0o644); err != nil {
+		if err := os.WriteFile(file, got, 0o644); err != nil {
 			t.Fatal(err)
 		}
 		return
 	}
-	t.Error("README.md's capability tables are stale; run: go test . -run TestREADMECapabilities -update")
+	t.Errorf("%s's capability tables are stale; run: go test . -run TestREADMECapabilities -update", file)
 }

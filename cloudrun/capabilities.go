@@ -39,7 +39,7 @@ func (r *Runtime) Capabilities() gantry.Capabilities {
 		gantry.FeatureStopTimeout: partial(noteGrace + ": any timeout is accepted, but SIGKILL comes after that grace, not after the timeout (a negative one included)"),
 		gantry.FeaturePorts:       none("a job takes no inbound traffic"),
 		gantry.FeatureHealthcheck: none("Cloud Run jobs have no probes"),
-		gantry.FeatureResources:   partial("CPU from 0.08 to 1 or 2, 4, 6, 8; memory from 512 MiB to 32 GiB, rounded up to whole MiB; anything else is refused"),
+		gantry.FeatureResources:   partial("CPU from 0.08 to 1 or 2, 4, 6, 8; memory from 512 MiB to 32 GiB, rounded up to whole MiB, in the range the CPU allows (an unset one takes the least that fits the other); anything else is refused"),
 		gantry.FeatureGPU:         partial("one GPU (default nvidia-l4) with its accelerator node selector; needs at least 4 CPU and 16 GiB; task timeout at most 1 h"),
 		gantry.FeatureTimeout:     partial("the task timeout, rounded up to whole seconds, at most 24 h; zero means 24 h (Cloud Run's maximum), not unbounded"),
 		gantry.FeatureMounts:      partial("tmpfs (in-memory volume, never read-only), gcs (a bucket) and nfs; bind mounts and named volumes are refused"),

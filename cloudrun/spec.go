@@ -120,6 +120,58 @@ func (r *Runtime) jobFor(rec meta.Record) (*runpb.Job, error) {
 
 // resources maps CPU, memory, GPU and the timeout, and returns the task
 // timeout to set.
+// memoryRange gives the memory Cloud Run allows with a number of CPUs
+// (https://cloud.google.com/run/docs/configuring/jobs/memory-limits and
+// .../jobs/cpu): up to 512 MiB below half a CPU, 1 GiB below one CPU,
+// 4 GiB with one, 8 GiB with two, 2 to 16 GiB with four, 4 to 24 GiB with
+// six and 4 to 32 GiB with eight.
+func memoryRange(cpu float64) (lo, hi int64) {
+	switch {
+	case cpu < 0.5:
+		return minMemory, minMemory
+	case cpu < 1:
+		return minMemory, 1 << 30
+	case cpu == 1:
+		return minMemory, 4 << 30
+	case cpu == 2:
+		return minMemory, 8 << 30
+	case cpu == 4:
+		return 2 << 30, 16 << 30
+	case cpu == 6:
+		return 4 << 30, 24 << 30
+	}
+	return 4 << 30, maxMemory
+}
+
+// pairCPUAndMemory makes CPU and memory a pair Cloud Run accepts. When the
+// spec leaves one of them unset, it takes the least that goes with the
+// other (Cloud Run's own defaults, 1 CPU and 512 MiB, would be refused
+// with 8 GiB or with 4 CPUs); when both are set and do not go together,
+// the spec is refused.
+func pairCPUAndMemory(res *gantry.Resources) error {
+	cpu, mem := res.CPU, res.MemoryBytes
+	if cpu == 0 {
+		cpu = 1
+		for _, c := range []float64{1, 2, 4, 6, 8} {
+			if _, hi := memoryRange(c); mem <= hi {
+				cpu = c
+				break
+			}
+		}
+		if cpu != 1 {
+			res.CPU = cpu
+		}
+	}
+	lo, hi := memoryRange(cpu)
+	switch {
+	case mem == 0 && lo > minMemory:
+		res.MemoryBytes = lo
+	case mem != 0 && (mem < lo || mem > hi):
+		return invalid("Resources", fmt.Sprintf("%g CPU, %d bytes", cpu, mem), fmt.Sprintf("with %g CPU Cloud Run takes %d MiB to %d MiB of memory", cpu, lo/mib, hi/mib))
+	}
+	return nil
+}
+
 func resources(s *gantry.Spec, c *runpb.Container, task *runpb.TaskTemplate) (time.Duration, error) {
 	res := s.Resources
 	limits := map[string]string{}
@@ -154,7 +206,6 @@ func resources(s *gantry.Spec, c *runpb.Container, task *runpb.TaskTemplate) (ti
 		case res.CPU > 1 && res.CPU != 2 && res.CPU != 4 && res.CPU != 6 && res.CPU != 8:
 			return 0, invalid("Resources.CPU", cpu, "above 1, Cloud Run takes 2, 4, 6 or 8 CPUs")
 		}
-		limits["cpu"] = strconv.FormatInt(int64(math.Round(res.CPU*1000)), 10) + "m"
 	}
 	if res.MemoryBytes > 0 {
 		m := strconv.FormatInt(res.MemoryBytes, 10)
@@ -164,6 +215,14 @@ func resources(s *gantry.Spec, c *runpb.Container, task *runpb.TaskTemplate) (ti
 		case res.MemoryBytes > maxMemory:
 			return 0, invalid("Resources.MemoryBytes", m, "Cloud Run's maximum is 32 GiB")
 		}
+	}
+	if err := pairCPUAndMemory(&res); err != nil {
+		return 0, err
+	}
+	if res.CPU > 0 {
+		limits["cpu"] = strconv.FormatInt(int64(math.Round(res.CPU*1000)), 10) + "m"
+	}
+	if res.MemoryBytes > 0 {
 		// Cloud Run counts memory in MiB; round up, never below what was
 		// asked.
 		limits["memory"] = strconv.FormatInt((res.MemoryBytes+mib-1)/mib, 10) + "Mi"

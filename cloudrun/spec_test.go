@@ -1,12 +1,14 @@
 package cloudrun
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"cloud.google.com/go/run/apiv2/runpb"
 	"github.com/gantryhq/gantry"
+	"github.com/gantryhq/gantry/gcptest"
 	"github.com/gantryhq/gantry/internal/meta"
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/testing/protocmp"
@@ -142,6 +144,63 @@ func TestConfigValidation(t *testing.T) {
 	} {
 		if _, err := New(t.Context(), cfg); err == nil || !strings.Contains(err.Error(), "invalid argument") {
 			t.Errorf("New(%+v) = %v, want an invalid-argument error before connecting", cfg, err)
+		}
+	}
+}
+
+// TestCPUAndMemoryPairing: an unset CPU or memory takes the least that goes
+// with the other, a pair Cloud Run refuses is refused before any call, and
+// the emulator, which applies Cloud Run's own table, accepts every job made.
+func TestCPUAndMemoryPairing(t *testing.T) {
+	srv := newServer(t, gcptest.WithInstantOperations())
+	rt := newRuntime(t, srv, Config{})
+	ctx := testCtx(t)
+	const gib = 1 << 30
+	for _, tc := range []struct {
+		res  gantry.Resources
+		want map[string]string // nil: refused
+	}{
+		{gantry.Resources{}, nil},
+		{gantry.Resources{MemoryBytes: 8 * gib}, map[string]string{"cpu": "2000m", "memory": "8192Mi"}},
+		{gantry.Resources{MemoryBytes: 20 * gib}, map[string]string{"cpu": "6000m", "memory": "20480Mi"}},
+		{gantry.Resources{MemoryBytes: 1 * gib}, map[string]string{"memory": "1024Mi"}},
+		{gantry.Resources{CPU: 4}, map[string]string{"cpu": "4000m", "memory": "2048Mi"}},
+		{gantry.Resources{CPU: 8}, map[string]string{"cpu": "8000m", "memory": "4096Mi"}},
+		{gantry.Resources{CPU: 0.25}, map[string]string{"cpu": "250m"}},
+		{gantry.Resources{CPU: 0.5, MemoryBytes: gib}, map[string]string{"cpu": "500m", "memory": "1024Mi"}},
+		{gantry.Resources{CPU: 0.25, MemoryBytes: gib}, nil},
+		{gantry.Resources{CPU: 1, MemoryBytes: 8 * gib}, nil},
+		{gantry.Resources{CPU: 4, MemoryBytes: gib}, nil},
+	} {
+		spec := sh("exit 0")
+		spec.Resources = tc.res
+		srv.ResetCalls()
+		c, err := rt.Create(ctx, spec)
+		if tc.want == nil && tc.res != (gantry.Resources{}) {
+			if !errors.Is(err, gantry.ErrInvalidArgument) || len(srv.CallCounts()) != 0 {
+				t.Errorf("%+v: Create = %v with calls %v, want ErrInvalidArgument and no call", tc.res, err, srv.CallCounts())
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%+v: Create = %v", tc.res, err)
+			continue
+		}
+		rt.Remove(ctx, c.ID, gantry.RemoveOptions{})
+		want := tc.want
+		if want == nil {
+			want = map[string]string{}
+		}
+		job, err := rt.jobFor(meta.Record{ID: c.ID, Name: c.Name, Spec: spec})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := job.GetTemplate().GetTemplate().GetContainers()[0].GetResources().GetLimits()
+		if got == nil {
+			got = map[string]string{}
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("%+v: limits (-want +got):\n%s", tc.res, diff)
 		}
 	}
 }
