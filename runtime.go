@@ -119,7 +119,8 @@ type ListOptions struct {
 	Status []Status
 	// Image keeps containers made from this image reference.
 	Image string
-	// Limit, when positive, returns at most this many (the newest).
+	// Limit, when positive, returns at most this many (the newest). As
+	// docker ps -n, it implies All.
 	Limit int
 }
 

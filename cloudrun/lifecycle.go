@@ -378,7 +378,7 @@ func matches(j *job, opts gantry.ListOptions, labels []labelFilter) bool {
 			status = gantry.StatusRunning
 		}
 	}
-	if !opts.All && len(opts.Status) == 0 && status != gantry.StatusRunning {
+	if !opts.All && len(opts.Status) == 0 && opts.Limit <= 0 && status != gantry.StatusRunning {
 		return false
 	}
 	if len(opts.Status) > 0 && !slices.Contains(opts.Status, status) {

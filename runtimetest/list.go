@@ -118,6 +118,7 @@ func (s *suite) testList(t *testing.T) {
 		{"Image", gantry.ListOptions{All: true, Image: s.h.Image}, []*gantry.Container{idle, db, web}},
 		{"OtherImage", gantry.ListOptions{All: true, Image: "runtimetest/no-such-image"}, nil},
 		{"Limit", gantry.ListOptions{All: true, Limit: 2}, []*gantry.Container{idle, db}},
+		{"LimitImpliesAll", gantry.ListOptions{Limit: 2}, []*gantry.Container{idle, db}},
 		{"LimitAfterFilters", gantry.ListOptions{All: true, Labels: []string{"team=a"}, Limit: 1}, []*gantry.Container{db}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
