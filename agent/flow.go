@@ -143,13 +143,6 @@ func (b *inbox) release(n int) int {
 	return 0
 }
 
-// buffered reports the bytes waiting in the ring.
-func (b *inbox) buffered() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.n
-}
-
 // credit is the sending end of one stream: how many bytes the receiver
 // has room for.
 type credit struct {

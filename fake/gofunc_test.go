@@ -20,13 +20,6 @@ import (
 	"github.com/gantryhq/gantry/fake"
 )
 
-// script is a programmable Go image for the tests: it prints its argv,
-// then follows the commands sent on its control channel.
-type script struct {
-	ctl     chan func(ctx context.Context, p *fake.Process) (int, bool)
-	signals chan syscall.Signal
-}
-
 // newGo returns a runtime with the images the tests use:
 //   - "test/echo": prints each argument on its own line to stdout, "err"
 //     to stderr, and exits with the code given by EXIT (default 0);

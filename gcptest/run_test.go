@@ -23,8 +23,8 @@ import (
 )
 
 // runToEnd runs a job and waits for its operation; it returns the final
-// execution, the operation's error and the execution's tasks.
-func (e *env) runToEnd(t *testing.T, job string, overrides *runpb.RunJobRequest_Overrides) (*runpb.Execution, error, []*runpb.Task) {
+// execution, the execution's tasks and the operation's error.
+func (e *env) runToEnd(t *testing.T, job string, overrides *runpb.RunJobRequest_Overrides) (*runpb.Execution, []*runpb.Task, error) {
 	t.Helper()
 	ctx := context.Background()
 	op, err := e.jobs.RunJob(ctx, &runpb.RunJobRequest{Name: parent + "/jobs/" + job, Overrides: overrides})
@@ -40,7 +40,7 @@ func (e *env) runToEnd(t *testing.T, job string, overrides *runpb.RunJobRequest_
 	if err != nil {
 		t.Fatal(err)
 	}
-	return ex, opErr, e.listTasks(t, ex.Name)
+	return ex, e.listTasks(t, ex.Name), opErr
 }
 
 type counts struct{ Running, Succeeded, Failed, Cancelled, Retried int32 }
@@ -72,7 +72,7 @@ func TestExitCodesAndSignals(t *testing.T) {
 	} {
 		id := tc.id
 		e.createJob(t, id, shJob(tc.script))
-		ex, opErr, tasks := e.runToEnd(t, id, nil)
+		ex, tasks, opErr := e.runToEnd(t, id, nil)
 		r := tasks[0].GetLastAttemptResult()
 		if r.GetExitCode() != tc.code || r.GetTermSignal() != tc.signal {
 			t.Errorf("%q: exit_code %d term_signal %d, want %d %d", tc.script, r.GetExitCode(), r.GetTermSignal(), tc.code, tc.signal)
@@ -102,7 +102,7 @@ func TestRetries(t *testing.T) {
 	job := shJob(`echo "attempt $CLOUD_RUN_TASK_ATTEMPT"; [ "$CLOUD_RUN_TASK_ATTEMPT" -ge 2 ] || exit 7`)
 	job.Template.Template.Retries = &runpb.TaskTemplate_MaxRetries{MaxRetries: 3}
 	e.createJob(t, "flaky", job)
-	ex, opErr, tasks := e.runToEnd(t, "flaky", nil)
+	ex, tasks, opErr := e.runToEnd(t, "flaky", nil)
 	if opErr != nil {
 		t.Fatalf("RunJob operation: %v", opErr)
 	}
@@ -124,7 +124,7 @@ func TestRetries(t *testing.T) {
 	job.Template.Template.Retries = &runpb.TaskTemplate_MaxRetries{MaxRetries: 1}
 	job.Template.TaskCount = 2
 	e.createJob(t, "always-fails", job)
-	ex, opErr, tasks = e.runToEnd(t, "always-fails", nil)
+	ex, tasks, opErr = e.runToEnd(t, "always-fails", nil)
 	if codeOf(opErr) != codes.FailedPrecondition {
 		t.Errorf("RunJob operation error %v, want FailedPrecondition", opErr)
 	}
@@ -141,7 +141,7 @@ func TestRetries(t *testing.T) {
 func TestTimeout(t *testing.T) {
 	e := newEnv(t, gcptest.WithInstantOperations(), gcptest.WithStopGracePeriod(5*time.Second))
 	e.createJob(t, "slow", shJob("sleep 60"))
-	ex, opErr, tasks := e.runToEnd(t, "slow", &runpb.RunJobRequest_Overrides{Timeout: durationpb.New(time.Second)})
+	ex, tasks, opErr := e.runToEnd(t, "slow", &runpb.RunJobRequest_Overrides{Timeout: durationpb.New(time.Second)})
 	if codeOf(opErr) != codes.FailedPrecondition {
 		t.Errorf("RunJob operation error %v, want FailedPrecondition", opErr)
 	}
@@ -237,7 +237,7 @@ func TestParallelism(t *testing.T) {
 	job.Template.TaskCount = 4
 	job.Template.Parallelism = 1
 	e.createJob(t, "serial", job)
-	ex, opErr, _ := e.runToEnd(t, "serial", nil)
+	ex, _, opErr := e.runToEnd(t, "serial", nil)
 	if opErr != nil || ex.SucceededCount != 4 || ex.Parallelism != 1 {
 		t.Fatalf("execution %v, %v", ex, opErr)
 	}
@@ -264,7 +264,7 @@ func TestOverrides(t *testing.T) {
 	job.Template.Template.Containers[0].Args = []string{"default-arg0", "default-arg1"}
 	job.Template.Template.Containers[0].Env = []*runpb.EnvVar{{Name: "MODE", Values: &runpb.EnvVar_Value{Value: "job"}}}
 	e.createJob(t, "over", job)
-	ex, opErr, tasks := e.runToEnd(t, "over", &runpb.RunJobRequest_Overrides{
+	ex, tasks, opErr := e.runToEnd(t, "over", &runpb.RunJobRequest_Overrides{
 		TaskCount: 2,
 		ContainerOverrides: []*runpb.RunJobRequest_Overrides_ContainerOverride{{
 			Args: []string{"a0", "a1"},

@@ -41,7 +41,7 @@ func TestSecretEnv(t *testing.T) {
 		job := shJob(`printf '[%s]\n' "$S"`)
 		job.Template.Template.Containers[0].Env = []*runpb.EnvVar{secretEnv("S", tc.secret, tc.version)}
 		e.createJob(t, tc.id, job)
-		_, opErr, _ := e.runToEnd(t, tc.id, nil)
+		_, _, opErr := e.runToEnd(t, tc.id, nil)
 		if opErr != nil {
 			t.Errorf("%s: RunJob operation: %v", tc.id, opErr)
 			continue
@@ -74,7 +74,7 @@ func TestSecretEnvUnknownFailsTask(t *testing.T) {
 		job := shJob(`echo ran`)
 		job.Template.Template.Containers[0].Env = []*runpb.EnvVar{secretEnv("S", tc.secret, tc.version)}
 		e.createJob(t, tc.id, job)
-		ex, opErr, tasks := e.runToEnd(t, tc.id, nil)
+		ex, tasks, opErr := e.runToEnd(t, tc.id, nil)
 		if opErr == nil {
 			t.Errorf("%s: RunJob operation succeeded, want a failure", tc.id)
 		}

@@ -258,28 +258,28 @@ func (s *suite) lifecycle(rt gantry.Runtime, tag string, i int) (err error) {
 		}
 	}()
 	if err := rt.Start(ctx, c.ID); err != nil {
-		return fmt.Errorf("Start: %w", err)
+		return fmt.Errorf("start: %w", err)
 	}
 	st, err := rt.Wait(ctx, c.ID, gantry.WaitNotRunning)
 	if err != nil {
-		return fmt.Errorf("Wait: %w", err)
+		return fmt.Errorf("wait: %w", err)
 	}
 	if st.ExitCode != code {
 		return fmt.Errorf("exit code %d, want %d", st.ExitCode, code)
 	}
 	r, err := rt.Logs(ctx, c.ID, gantry.LogsOptions{})
 	if err != nil {
-		return fmt.Errorf("Logs: %w", err)
+		return fmt.Errorf("logs: %w", err)
 	}
 	var stdout, stderr bytes.Buffer
 	if err := gantry.CopyLogs(&stdout, &stderr, r); err != nil {
-		return fmt.Errorf("CopyLogs: %w", err)
+		return fmt.Errorf("copyLogs: %w", err)
 	}
 	if got, want := stdout.String()+"|"+stderr.String(), fmt.Sprintf("out %d\n|err %d\n", i, i); got != want {
 		return fmt.Errorf("output %q, want %q", got, want)
 	}
 	if err := rt.Remove(ctx, c.ID, gantry.RemoveOptions{}); err != nil {
-		return fmt.Errorf("Remove: %w", err)
+		return fmt.Errorf("remove: %w", err)
 	}
 	return nil
 }
