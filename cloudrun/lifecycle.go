@@ -33,7 +33,7 @@ func waitOp[T any](ctx context.Context, r *Runtime, op operation[T]) (T, error) 
 		if err != nil || op.Done() {
 			return res, err
 		}
-		if err := gcperr.Sleep(ctx, r.cfg.PollInterval); err != nil {
+		if err := gax.Sleep(ctx, r.cfg.PollInterval); err != nil {
 			return res, err
 		}
 	}
@@ -92,7 +92,7 @@ func (r *Runtime) createJob(ctx context.Context, req *runpb.CreateJobRequest, re
 			return nil, gcperr.Wrap(ctx, err, "%s: the name is in use by %s", what, owner)
 		case codes.Unavailable:
 			if attempt < gcperr.MaxAttempts {
-				if serr := gcperr.Sleep(ctx, bo.Pause()); serr != nil {
+				if serr := gax.Sleep(ctx, bo.Pause()); serr != nil {
 					return nil, serr
 				}
 				continue
@@ -106,7 +106,7 @@ func (r *Runtime) createJob(ctx context.Context, req *runpb.CreateJobRequest, re
 // Run has finished creating it.
 func waitReconciled(ctx context.Context, r *Runtime, j *runpb.Job) (*runpb.Job, error) {
 	for j.GetReconciling() {
-		if err := gcperr.Sleep(ctx, r.cfg.PollInterval); err != nil {
+		if err := gax.Sleep(ctx, r.cfg.PollInterval); err != nil {
 			return nil, err
 		}
 		var err error
@@ -158,7 +158,7 @@ func (r *Runtime) runJob(ctx context.Context, j *job) error {
 		case cur.GetExecutionCount() > count || cur.GetLatestCreatedExecution().GetName() != latest:
 			return nil
 		}
-		if serr := gcperr.Sleep(ctx, bo.Pause()); serr != nil {
+		if serr := gax.Sleep(ctx, bo.Pause()); serr != nil {
 			return serr
 		}
 	}
@@ -307,7 +307,7 @@ func (r *Runtime) deleteJob(ctx context.Context, j *job) error {
 			case !meta.SameContainer(cur.GetLabels(), j.rec.ID):
 				return nil
 			}
-			if serr := gcperr.Sleep(ctx, bo.Pause()); serr != nil {
+			if serr := gax.Sleep(ctx, bo.Pause()); serr != nil {
 				return serr
 			}
 			continue

@@ -36,6 +36,7 @@ import (
 	"cloud.google.com/go/logging/apiv2/loggingpb"
 	"github.com/gantryhq/gantry"
 	"github.com/gantryhq/gantry/internal/gcperr"
+	"github.com/googleapis/gax-go/v2"
 	"google.golang.org/api/iterator"
 	"google.golang.org/grpc/codes"
 )
@@ -417,7 +418,7 @@ func (p *producer) stream(ctx context.Context, from time.Time, entries chan<- *l
 		if err != nil && gcperr.Code(err) != codes.Unavailable || attempt >= gcperr.MaxAttempts {
 			return gcperr.Wrap(ctx, err, "%s: tail log entries", p.src.Describe)
 		}
-		if err := gcperr.Sleep(ctx, bo.Pause()); err != nil {
+		if err := gax.Sleep(ctx, bo.Pause()); err != nil {
 			return nil
 		}
 	}

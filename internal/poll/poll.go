@@ -28,6 +28,8 @@ import (
 	"math/bits"
 	"sync"
 	"time"
+
+	"github.com/googleapis/gax-go/v2"
 )
 
 // ErrClosed is returned by Watch once the Poller is closed.
@@ -75,24 +77,9 @@ func New[S any](interval time.Duration, fetch func(context.Context) (S, error)) 
 		interval: interval,
 		fetch:    fetch,
 		watchers: map[*watcher[S]]struct{}{},
-		sleep:    sleep,
+		sleep:    gax.Sleep,
 		ctx:      ctx,
 		cancel:   cancel,
-	}
-}
-
-// sleep waits d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
 }
 
