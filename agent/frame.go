@@ -176,8 +176,11 @@ type dataSink func(h header, r io.Reader) error
 
 // readFrame decodes one WebSocket message. Control frames are returned
 // decoded; a data frame's payload is handed to sink and readFrame returns
-// a frame carrying only its header. buf is scratch space of at least
-// maxControlPayload bytes; decoded fields may alias it.
+// a frame carrying only its header. buf is scratch space; a control frame
+// whose payload would not fit in it is refused from its header alone, so
+// the caller bounds what a peer can make it read (maxControlPayload on an
+// authenticated connection, maxHandshakePayload before). Decoded fields
+// may alias buf.
 func readFrame(r io.Reader, buf []byte, sink dataSink) (frame, error) {
 	var f frame
 	var hb [headerLen]byte
@@ -202,7 +205,7 @@ func readFrame(r io.Reader, buf []byte, sink dataSink) (frame, error) {
 		}
 		return f, expectEOF(r)
 	}
-	if f.length > maxControlPayload {
+	if f.length > maxControlPayload || int(f.length) > len(buf) {
 		return f, protoErr("control frame payload of %d bytes", f.length)
 	}
 	p := buf[:f.length]

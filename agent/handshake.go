@@ -17,6 +17,10 @@ const (
 	nonceLen        = 32
 	macLen          = sha256.Size
 	maxIDLen        = 256
+	// maxHandshakePayload is the largest handshake payload (a HELLO with
+	// the longest id); it bounds what an unauthenticated peer can make
+	// either side read or allocate.
+	maxHandshakePayload = 2 + nonceLen + maxIDLen
 	// MinSecretLen is the shortest secret Start, Dial and NewHub accept.
 	MinSecretLen = 16
 	// handshakeTimeout bounds the whole handshake; a peer that stalls is
@@ -69,7 +73,7 @@ func readHandshakeFrame(ctx context.Context, t transport, want byte) (frame, err
 	if err != nil {
 		return frame{}, err
 	}
-	buf := make([]byte, maxControlPayload)
+	buf := make([]byte, maxHandshakePayload)
 	f, err := readFrame(r, buf, func(header, io.Reader) error {
 		return protoErr("data frame during the handshake")
 	})

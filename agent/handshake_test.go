@@ -1,0 +1,54 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"testing"
+)
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += n
+	return n, err
+}
+
+// oneMessage is a transport holding a single incoming message, read
+// through a countingReader.
+type oneMessage struct {
+	memTransport
+	msg *countingReader
+}
+
+func (o *oneMessage) next(context.Context) (io.Reader, error) { return o.msg, nil }
+
+// TestHandshakeRefusesOversizeFrameFromItsHeader: before authentication a
+// peer may not make either side read (or buffer) more than the largest
+// handshake frame; a longer one is refused from its header.
+func TestHandshakeRefusesOversizeFrameFromItsHeader(t *testing.T) {
+	for _, typ := range []byte{frameAuth, frameHello} {
+		size := maxHandshakePayload + 1
+		msg := make([]byte, headerLen+size)
+		putHeader(msg, typ, 0, size)
+		tr := &oneMessage{msg: &countingReader{r: bytes.NewReader(msg)}}
+		var err error
+		if typ == frameAuth {
+			err = agentHandshake(context.Background(), tr, testSecret, modeForward, "")
+		} else {
+			_, err = controllerHandshake(context.Background(), tr, func(string) []byte { return testSecret }, modeReverse)
+		}
+		if !errors.Is(err, errProtocol) {
+			t.Errorf("frame 0x%02x of %d bytes: %v, want a protocol error", typ, size, err)
+		}
+		if tr.msg.n != headerLen {
+			t.Errorf("frame 0x%02x: read %d bytes of an oversize handshake frame, want only its %d-byte header", typ, tr.msg.n, headerLen)
+		}
+	}
+}
