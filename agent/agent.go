@@ -445,13 +445,18 @@ func (c *agentConn) remove(s *session) {
 }
 
 func (c *agentConn) data(h header, r io.Reader) error {
+	// The direction is checked before the session: output sent to the
+	// agent is a violation whether or not its session is live.
+	if h.typ != frameStdin {
+		return protoErr("frame 0x%02x sent to the agent", h.typ)
+	}
 	s := c.lookup(h.session)
 	if s == nil {
 		// The session ended while this frame was in flight.
 		_, err := io.CopyN(io.Discard, r, int64(h.length))
 		return shortPayload(err)
 	}
-	if h.typ != frameStdin || s.stdin == nil {
+	if s.stdin == nil {
 		return protoErr("frame 0x%02x for a session without input", h.typ)
 	}
 	return s.stdin.receive(r, int(h.length))
@@ -461,12 +466,15 @@ func (c *agentConn) handle(f *frame) error {
 	if f.typ == frameOpen {
 		return c.open(f.session, f.open)
 	}
-	s := c.lookup(f.session)
 	switch f.typ {
 	case frameStdinClose, frameCredit, frameResize, frameSignal, frameClose:
 	default:
 		return protoErr("frame 0x%02x sent to the agent", f.typ)
 	}
+	if f.typ == frameCredit && f.stream == streamStdin {
+		return protoErr("CREDIT for the agent's own input")
+	}
+	s := c.lookup(f.session)
 	if s == nil {
 		return nil
 	}
@@ -477,9 +485,6 @@ func (c *agentConn) handle(f *frame) error {
 		}
 		s.stdin.closeWrite()
 	case frameCredit:
-		if f.stream == streamStdin {
-			return protoErr("CREDIT for the agent's own input")
-		}
 		return s.out[f.stream-streamStdout].grant(int(f.amount))
 	case frameResize:
 		s.resize(f.rows, f.cols)

@@ -166,18 +166,20 @@ func (c *Client) remove(id uint32) *clientSession {
 }
 
 func (c *Client) data(h header, r io.Reader) error {
+	// The direction is checked before the session: input sent to the
+	// controller is a violation whether or not its session is live.
+	if h.typ == frameStdin {
+		return protoErr("STDIN frame sent to the controller")
+	}
 	s := c.lookup(h.session)
 	if s == nil {
 		_, err := io.CopyN(io.Discard, r, int64(h.length))
 		return shortPayload(err)
 	}
-	switch h.typ {
-	case frameStdout:
+	if h.typ == frameStdout {
 		return s.out[0].receive(r, int(h.length))
-	case frameStderr:
-		return s.out[1].receive(r, int(h.length))
 	}
-	return protoErr("STDIN frame sent to the controller")
+	return s.out[1].receive(r, int(h.length))
 }
 
 func (c *Client) handle(f *frame) error {
@@ -185,6 +187,9 @@ func (c *Client) handle(f *frame) error {
 	case frameStarted, frameCredit, frameExit, frameError:
 	default:
 		return protoErr("frame 0x%02x sent to the controller", f.typ)
+	}
+	if f.typ == frameCredit && f.stream != streamStdin {
+		return protoErr("CREDIT for the controller's own output stream %d", f.stream)
 	}
 	s := c.lookup(f.session)
 	if s == nil {
@@ -198,8 +203,8 @@ func (c *Client) handle(f *frame) error {
 		s.stdin = newCredit(int(f.amount))
 		close(s.started)
 	case frameCredit:
-		if f.stream != streamStdin || s.stdin == nil {
-			return protoErr("CREDIT for stream %d", f.stream)
+		if s.stdin == nil {
+			return protoErr("CREDIT before STARTED for session %d", f.session)
 		}
 		return s.stdin.grant(int(f.amount))
 	case frameExit:

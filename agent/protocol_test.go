@@ -52,3 +52,30 @@ func TestHandshakeRefusesOversizeFrameFromItsHeader(t *testing.T) {
 		}
 	}
 }
+
+// TestWrongDirectionRefusedForAnySession: a frame that only the other
+// side may send is a protocol violation even when it names a session that
+// is not live; it must not be silently dropped as a late frame would be.
+func TestWrongDirectionRefusedForAnySession(t *testing.T) {
+	payload := func() io.Reader { return bytes.NewReader([]byte{'x'}) }
+	ac := &agentConn{sessions: make(map[uint32]*session)}
+	cl := newClient(&memTransport{}, "", nil)
+	for _, tc := range []struct {
+		name string
+		call func() error
+	}{
+		{"STDOUT to the agent", func() error { return ac.data(header{typ: frameStdout, session: 7, length: 1}, payload()) }},
+		{"STDERR to the agent", func() error { return ac.data(header{typ: frameStderr, session: 7, length: 1}, payload()) }},
+		{"stdin CREDIT to the agent", func() error {
+			return ac.handle(&frame{header: header{typ: frameCredit, session: 7}, stream: streamStdin, amount: 1})
+		}},
+		{"STDIN to the controller", func() error { return cl.data(header{typ: frameStdin, session: 7, length: 1}, payload()) }},
+		{"stdout CREDIT to the controller", func() error {
+			return cl.handle(&frame{header: header{typ: frameCredit, session: 7}, stream: streamStdout, amount: 1})
+		}},
+	} {
+		if err := tc.call(); !errors.Is(err, errProtocol) {
+			t.Errorf("%s for a session that is not live: %v, want a protocol error", tc.name, err)
+		}
+	}
+}
