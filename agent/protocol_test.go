@@ -5,7 +5,10 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net/http"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // countingReader counts the bytes read through it.
@@ -78,4 +81,32 @@ func TestWrongDirectionRefusedForAnySession(t *testing.T) {
 			t.Errorf("%s for a session that is not live: %v, want a protocol error", tc.name, err)
 		}
 	}
+}
+
+// TestConnectRetriesAHubThatNeverAnswers: a Hub address that accepts the
+// connection but never answers the upgrade must not hold reverse mode
+// forever; the agent gives up on that attempt and dials again.
+func TestConnectRetriesAHubThatNeverAnswers(t *testing.T) {
+	a := startAgent(t, Config{ID: "c1"})
+	var attempts atomic.Int64
+	release := make(chan struct{})
+	srv := httptestServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		attempts.Add(1)
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(func() { close(release) })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		a.Connect(ctx, wsURL(srv), &ConnectOptions{MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond, DialTimeout: 20 * time.Millisecond})
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	waitFor(t, "a second attempt after a silent Hub", func() bool { return attempts.Load() >= 2 })
 }

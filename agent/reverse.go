@@ -147,7 +147,15 @@ type ConnectOptions struct {
 	// doubles after each failure (with jitter) and starts over after a
 	// connection that authenticated. Zero means 100 ms and 10 s.
 	MinBackoff, MaxBackoff time.Duration
+	// DialTimeout bounds each attempt's connection and WebSocket upgrade,
+	// so a Hub (or a proxy in front of it) that accepts the connection but
+	// never answers cannot stop the agent from trying again. Zero means
+	// 30 s.
+	DialTimeout time.Duration
 }
+
+// defaultDialTimeout is ConnectOptions.DialTimeout's default.
+const defaultDialTimeout = 30 * time.Second
 
 // Connect runs reverse mode: it dials the Hub at rawURL, serves sessions
 // on the connection, and whenever the connection fails or drops dials
@@ -170,6 +178,9 @@ func (a *Agent) Connect(ctx context.Context, rawURL string, opts *ConnectOptions
 	if o.MaxBackoff < o.MinBackoff {
 		o.MaxBackoff = max(10*time.Second, o.MinBackoff)
 	}
+	if o.DialTimeout <= 0 {
+		o.DialTimeout = defaultDialTimeout
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
@@ -182,11 +193,13 @@ func (a *Agent) Connect(ctx context.Context, rawURL string, opts *ConnectOptions
 	backoff := o.MinBackoff
 	for {
 		hc, gt := gatheringClient(o.HTTPClient)
-		c, _, err := websocket.Dial(ctx, rawURL, &websocket.DialOptions{
+		dctx, dcancel := context.WithTimeout(ctx, o.DialTimeout)
+		c, _, err := websocket.Dial(dctx, rawURL, &websocket.DialOptions{
 			HTTPClient:   hc,
 			HTTPHeader:   o.HTTPHeader,
 			Subprotocols: []string{subprotocol},
 		})
+		dcancel()
 		switch {
 		case err != nil:
 			a.log.Info("agent: dialing the hub failed", zap.String("url", rawURL), zap.Error(err))
