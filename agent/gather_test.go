@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -262,5 +263,101 @@ func TestFrameGathererKeepsFramesApart(t *testing.T) {
 	}
 	if err := g.writeBinary([]byte("late")); !errors.Is(err, net.ErrClosed) {
 		t.Errorf("writeBinary after a close frame = %v, want net.ErrClosed", err)
+	}
+}
+
+// TestFrameGathererUnderLoad drives the gatherer on a real connection the
+// way a connection in use does: several goroutines write messages at the
+// edges of the WebSocket length forms while the library pings, and the
+// library's close races the writes. The server must read every message a
+// write reported sent, intact, and then a clean close: a corrupted stream
+// would end its read with a protocol error instead.
+func TestFrameGathererUnderLoad(t *testing.T) {
+	type result struct {
+		msgs int
+		bad  string
+		err  error
+	}
+	res := make(chan result, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		c.SetReadLimit(maxMessage)
+		var out result
+		for {
+			typ, msg, err := c.Read(r.Context())
+			if err != nil {
+				out.err = err
+				res <- out
+				return
+			}
+			out.msgs++
+			switch {
+			case typ != websocket.MessageBinary:
+				out.bad = "a text message"
+			case !slices.Contains([]int{125, 126, 0xffff, 0x10000}, len(msg)):
+				out.bad = "a message of an unexpected length"
+			case bytes.Count(msg, msg[:1]) != len(msg):
+				out.bad = "a message whose bytes were mixed with another's"
+			}
+		}
+	}))
+	defer srv.Close()
+
+	ctx := context.Background()
+	hc, gt := gatheringClient(nil)
+	c, _, err := websocket.Dial(ctx, "ws"+srv.URL[len("http"):], &websocket.DialOptions{HTTPClient: hc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	g := gt.upgraded()
+	// Pongs are read by the library's own reader.
+	readCtx := c.CloseRead(ctx)
+
+	const writers, rounds = 4, 40
+	var sent atomic.Int64
+	var wg sync.WaitGroup
+	halfway := make(chan struct{})
+	var once sync.Once
+	for w := range writers {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				if w == 0 && i == rounds {
+					once.Do(func() { close(halfway) })
+				}
+				size := []int{125, 126, 0xffff, 0x10000}[i%4]
+				if g.writeBinary(bytes.Repeat([]byte{byte(w*64 + i%64)}, size)) != nil {
+					return
+				}
+				sent.Add(1)
+			}
+		})
+	}
+	wg.Go(func() {
+		for readCtx.Err() == nil {
+			if c.Ping(ctx) != nil {
+				return
+			}
+		}
+	})
+	<-halfway
+	if err := c.Close(websocket.StatusNormalClosure, ""); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	wg.Wait()
+
+	got := <-res
+	if got.bad != "" {
+		t.Fatalf("the server read %s", got.bad)
+	}
+	if status := websocket.CloseStatus(got.err); status != websocket.StatusNormalClosure {
+		t.Fatalf("the server's read ended with %v, want a normal close", got.err)
+	}
+	if int64(got.msgs) != sent.Load() {
+		t.Fatalf("the server read %d messages; writes reported %d sent", got.msgs, sent.Load())
 	}
 }
