@@ -88,7 +88,9 @@
 // ends the session. CLOSE ends it from the controller's side: the agent
 // sends SIGHUP to the process group, SIGKILL 2 s later if it lingers, and
 // sends no EXIT. Frames for a session ID that is not live are ignored (they
-// race with the session's end), except OPEN, which starts one.
+// race with the session's end), except OPEN, which starts one; a frame the
+// receiver never accepts (one sent in the wrong direction, or CREDIT for a
+// stream the receiver itself sends) is a violation whatever its session.
 //
 // Flow control. Every stream of every session has a window: the receiver
 // announces it (OPEN for output, STARTED for input) and the sender may have
@@ -120,6 +122,11 @@
 //     the MAC, so a proof taken from one side or one direction is useless
 //     elsewhere. Secrets shorter than 16 bytes are refused; use 32 random
 //     bytes.
+//   - The controller proves first. In reverse mode the Hub therefore hands
+//     a MAC to anyone who connects and names a container ID it knows, and
+//     that MAC lets the peer test guesses of the secret offline. This is
+//     harmless for a random secret of 16 bytes or more and fatal for a
+//     password: secrets must come from a random generator.
 //   - A peer without the secret learns that an agent speaks this protocol,
 //     a random nonce, and in reverse mode the container ID the agent sends
 //     (which the Hub operator already knows). It gets no session and no
@@ -135,8 +142,14 @@
 //     end terminates TLS for the service URL.
 //   - Resource exhaustion by an authenticated peer is bounded (frame sizes,
 //     windows, 1024 sessions per connection); the agent's handshake times
-//     out after 10 s. An unauthenticated flood of connections is not rate
-//     limited by the agent; that is left to the platform's front end.
+//     out after 10 s. Before authenticating, a peer can make either side
+//     read or buffer at most one handshake frame (at most 290 bytes of
+//     payload), and a longer one is refused from its header. An
+//     unauthenticated flood of connections is not rate limited by the
+//     agent; that is left to the platform's front end.
+//   - In reverse mode each dial of the Hub is bounded
+//     (ConnectOptions.DialTimeout), so a Hub address that accepts
+//     connections but never answers only delays the next attempt.
 //   - The secret reaches the agent through its environment or a file;
 //     the agent removes GANTRY_AGENT_ variables from the environment of the
 //     main command and every exec. Processes in the container running as
