@@ -410,7 +410,9 @@ func (a *Agent) serve(ctx context.Context, t transport, mode byte, peer string) 
 	defer stop()
 	err := agentHandshake(m.ctx, t, a.cfg.Secret, mode, id)
 	if err != nil {
-		a.log.Info("agent connection refused", zap.String("peer", peer), zap.Error(err))
+		// Debug, not Info: anyone who can reach the agent can make this
+		// happen, as often as they like.
+		a.log.Debug("agent connection refused", zap.String("peer", peer), zap.Error(err))
 		m.shutdown(err, true)
 		return false
 	}

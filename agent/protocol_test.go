@@ -9,6 +9,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // countingReader counts the bytes read through it.
@@ -109,4 +112,24 @@ func TestConnectRetriesAHubThatNeverAnswers(t *testing.T) {
 		<-done
 	}()
 	waitFor(t, "a second attempt after a silent Hub", func() bool { return attempts.Load() >= 2 })
+}
+
+// TestRefusedPeersDoNotFillTheLog: an unauthenticated peer can connect as
+// often as it likes, so the agent's refusals stay below Info, where a
+// production logger would write them.
+func TestRefusedPeersDoNotFillTheLog(t *testing.T) {
+	core, logs := observer.New(zap.InfoLevel)
+	a := startAgent(t, Config{Logger: zap.New(core)})
+	srv := httptestServer(t, a)
+	for range 3 {
+		if _, err := Dial(context.Background(), wsURL(srv), []byte("wrong-secret-wrong-secret"), nil); err == nil {
+			t.Fatal("Dial with a wrong secret succeeded")
+		}
+	}
+	// The refusal is logged before the agent closes, and Close waits for
+	// every connection's handler.
+	a.Close()
+	if n := logs.Len(); n != 0 {
+		t.Fatalf("%d log entries at Info or above for refused peers: %v", n, logs.All()[0].Message)
+	}
 }
