@@ -187,4 +187,3 @@ func Backoff() *gax.Backoff {
 	b := DefaultBackoff
 	return &b
 }
-
