@@ -152,14 +152,8 @@ func (js *jobsService) RunJob(ctx context.Context, req *runpb.RunJobRequest) (*l
 		return nil, err
 	}
 	jn := name.String()
-	s.store.mu.Lock()
-	job := s.store.jobs[jn]
-	if job == nil {
-		s.store.mu.Unlock()
-		return nil, status.Errorf(codes.NotFound, "job %s not found", jn)
-	}
-	if err := checkEtag(req.GetEtag(), job.Etag, jn); err != nil {
-		s.store.mu.Unlock()
+	job, err := lockChecked(s.store, s.store.jobs, "job", jn, req.GetEtag())
+	if err != nil {
 		return nil, err
 	}
 	tmpl := clone(job.Template)
@@ -611,14 +605,8 @@ func (es *executionsService) CancelExecution(ctx context.Context, req *runpb.Can
 		return nil, err
 	}
 	n := name.String()
-	s.store.mu.Lock()
-	ex := s.store.executions[n]
-	if ex == nil {
-		s.store.mu.Unlock()
-		return nil, status.Errorf(codes.NotFound, "execution %s not found", n)
-	}
-	if err := checkEtag(req.GetEtag(), ex.Etag, n); err != nil {
-		s.store.mu.Unlock()
+	ex, err := lockChecked(s.store, s.store.executions, "execution", n, req.GetEtag())
+	if err != nil {
 		return nil, err
 	}
 	run := s.store.runs[n]
@@ -669,14 +657,8 @@ func (es *executionsService) DeleteExecution(_ context.Context, req *runpb.Delet
 		return nil, err
 	}
 	n := name.String()
-	s.store.mu.Lock()
-	ex := s.store.executions[n]
-	if ex == nil {
-		s.store.mu.Unlock()
-		return nil, status.Errorf(codes.NotFound, "execution %s not found", n)
-	}
-	if err := checkEtag(req.GetEtag(), ex.Etag, n); err != nil {
-		s.store.mu.Unlock()
+	ex, err := lockChecked(s.store, s.store.executions, "execution", n, req.GetEtag())
+	if err != nil {
 		return nil, err
 	}
 	if req.GetValidateOnly() {

@@ -43,6 +43,24 @@ func etag(name string, generation int64, updated time.Time) string {
 	return `"` + base64.RawStdEncoding.EncodeToString(h.Sum(nil)[:15]) + `"`
 }
 
+// lockChecked locks st and returns the resource of kind named n from m,
+// refused with NOT_FOUND when it does not exist and ABORTED when etag is
+// set and stale. The store stays locked on success and is unlocked on an
+// error.
+func lockChecked[R interface{ GetEtag() string }](st *store, m map[string]R, kind, n, etag string) (R, error) {
+	st.mu.Lock()
+	r, ok := m[n]
+	if !ok {
+		st.mu.Unlock()
+		return r, status.Errorf(codes.NotFound, "%s %s not found", kind, n)
+	}
+	if err := checkEtag(etag, r.GetEtag(), n); err != nil {
+		st.mu.Unlock()
+		return r, err
+	}
+	return r, nil
+}
+
 func checkEtag(given, current, name string) error {
 	if given != "" && given != current {
 		return status.Errorf(codes.Aborted, "etag %s does not match the current etag %s of %s: read it again and retry", given, current, name)
@@ -311,14 +329,8 @@ func (js *jobsService) DeleteJob(_ context.Context, req *runpb.DeleteJobRequest)
 		return nil, err
 	}
 	n := name.String()
-	s.store.mu.Lock()
-	j := s.store.jobs[n]
-	if j == nil {
-		s.store.mu.Unlock()
-		return nil, status.Errorf(codes.NotFound, "job %s not found", n)
-	}
-	if err := checkEtag(req.GetEtag(), j.Etag, n); err != nil {
-		s.store.mu.Unlock()
+	j, err := lockChecked(s.store, s.store.jobs, "job", n, req.GetEtag())
+	if err != nil {
 		return nil, err
 	}
 	deleted := clone(j)
