@@ -126,6 +126,13 @@ func (p *Poller[S]) Watch(ctx context.Context, check func(S, error) (bool, error
 	}
 }
 
+// Watchers reports how many Watch calls are parked on the Poller.
+func (p *Poller[S]) Watchers() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.watchers)
+}
+
 // Fetches reports how many fetches the Poller has started. A fetch counts
 // from the moment it begins, so the API calls a caller can observe never
 // outnumber it.

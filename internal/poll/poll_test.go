@@ -129,9 +129,15 @@ func TestCloseEndsWatch(t *testing.T) {
 	for p.Fetches() == 0 {
 		time.Sleep(time.Millisecond)
 	}
+	if n := p.Watchers(); n != 1 {
+		t.Errorf("Watchers() = %d with one Watch parked, want 1", n)
+	}
 	p.Close()
 	if err := <-done; !errors.Is(err, ErrClosed) {
 		t.Errorf("Watch during Close = %v, want ErrClosed", err)
+	}
+	if n := p.Watchers(); n != 0 {
+		t.Errorf("Watchers() = %d after the Watch returned, want 0", n)
 	}
 }
 
