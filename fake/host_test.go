@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -429,44 +427,5 @@ func TestHostAttachStdin(t *testing.T) {
 	}
 	if o.String() != "got a\ngot b\neof\n" {
 		t.Errorf("attach output %q", o.String())
-	}
-}
-
-func TestHostConcurrent(t *testing.T) {
-	rt := newHost(t)
-	ctx := context.Background()
-	var wg sync.WaitGroup
-	errs := make(chan error, 50)
-	for i := range 50 {
-		wg.Go(func() {
-			c, err := rt.Create(ctx, gantry.Spec{Image: "busybox", Cmd: []string{"sh", "-c", fmt.Sprintf("echo %d; exit %d", i, i)}})
-			if err == nil {
-				err = rt.Start(ctx, c.ID)
-			}
-			if err != nil {
-				errs <- err
-				return
-			}
-			st, err := rt.Wait(ctx, c.ID, gantry.WaitNotRunning)
-			if err == nil && st.ExitCode != i {
-				err = fmt.Errorf("container %d exited %d", i, st.ExitCode)
-			}
-			if err == nil {
-				if es := texts(entries(t, rt, c.ID, gantry.LogsOptions{})); !cmp.Equal(es, []string{fmt.Sprintf("stdout:%d", i)}) {
-					err = fmt.Errorf("container %d logged %q", i, es)
-				}
-			}
-			if err == nil {
-				err = rt.Remove(ctx, c.ID, gantry.RemoveOptions{})
-			}
-			if err != nil {
-				errs <- err
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
 	}
 }
