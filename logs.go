@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"time"
 )
 
@@ -70,10 +71,10 @@ type LogsOptions struct {
 // Validate reports a malformed LogsOptions as ErrInvalidArgument.
 func (o LogsOptions) Validate() error {
 	if o.Tail < TailNone {
-		return fmt.Errorf("logs: Tail %d: %w: want a count, 0 for all or TailNone", o.Tail, ErrInvalidArgument)
+		return &FieldError{Field: "Tail", Value: strconv.Itoa(o.Tail), Reason: "want a count, 0 for all or TailNone"}
 	}
 	if !o.Since.IsZero() && !o.Until.IsZero() && o.Until.Before(o.Since) {
-		return fmt.Errorf("logs: Until %s is before Since %s: %w", o.Until.Format(time.RFC3339Nano), o.Since.Format(time.RFC3339Nano), ErrInvalidArgument)
+		return &FieldError{Field: "Until", Value: o.Until.Format(time.RFC3339Nano), Reason: "is before Since " + o.Since.Format(time.RFC3339Nano)}
 	}
 	return nil
 }

@@ -2,9 +2,6 @@ package gantry
 
 import (
 	"context"
-	"fmt"
-	"strconv"
-	"strings"
 	"time"
 )
 
@@ -101,46 +98,4 @@ type ExitStatus struct {
 	// Error is the platform's explanation when the run failed for a
 	// reason of its own (a timeout, an image that would not pull).
 	Error string
-}
-
-// ListOptions selects containers for List. All conditions must match.
-type ListOptions struct {
-	// All includes containers that are not running, as docker ps -a.
-	All bool
-	// IDs keeps containers whose ID starts with one of these.
-	IDs []string
-	// Names keeps containers whose name contains one of these.
-	Names []string
-	// Labels keeps containers carrying every entry: "key" for presence,
-	// "key=value" for an exact value.
-	Labels []string
-	// Status keeps containers in one of these states. Setting it implies
-	// All.
-	Status []Status
-	// Image keeps containers made from this image reference.
-	Image string
-	// Limit, when positive, returns at most this many (the newest). As
-	// docker ps -n, it implies All.
-	Limit int
-}
-
-// Validate reports malformed ListOptions as ErrInvalidArgument.
-func (o ListOptions) Validate() error {
-	v := validator{}
-	if o.Limit < 0 {
-		v.fail("Limit", strconv.Itoa(o.Limit), "must not be negative")
-	}
-	for i, l := range o.Labels {
-		if k, _, _ := strings.Cut(l, "="); k == "" {
-			v.fail(fmt.Sprintf("Labels[%d]", i), l, `want "key" or "key=value"`)
-		}
-	}
-	for i, s := range o.Status {
-		switch s {
-		case StatusCreated, StatusRunning, StatusPaused, StatusRestarting, StatusRemoving, StatusExited, StatusDead:
-		default:
-			v.fail(fmt.Sprintf("Status[%d]", i), string(s), "not a container status")
-		}
-	}
-	return v.err
 }

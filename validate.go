@@ -33,60 +33,14 @@ const MaxDuration = 365 * 24 * time.Hour
 
 var (
 	// Docker's container name rule (moby daemon/names).
-	nameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]+$`)
-	// The image reference grammar of the distribution project:
-	// [domain[:port]/]path[:tag][@algorithm:hex].
-	domainRE    = regexp.MustCompile(`^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?$`)
-	pathCompRE  = regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$`)
-	tagRE       = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
-	digestRE    = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}$`)
-	envKeyRE    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-	userRE      = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]*(?::[A-Za-z0-9_][A-Za-z0-9_.-]*)?$`)
-	versionRE   = regexp.MustCompile(`^(?:latest|[1-9][0-9]*)$`)
-	maxImageLen = 255
+	nameRE    = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]+$`)
+	envKeyRE  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	userRE    = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]*(?::[A-Za-z0-9_][A-Za-z0-9_.-]*)?$`)
+	versionRE = regexp.MustCompile(`^(?:latest|[1-9][0-9]*)$`)
 )
 
 // ValidName reports whether name follows Docker's container name rule.
 func ValidName(name string) bool { return nameRE.MatchString(name) }
-
-// ValidateImage checks an image reference against the distribution
-// grammar: [registry[:port]/]repository[:tag][@digest], with a lowercase
-// repository.
-func ValidateImage(ref string) error {
-	bad := func(reason string) error { return &FieldError{Field: "Image", Value: ref, Reason: reason} }
-	if ref == "" {
-		return bad("an image is required")
-	}
-	rest := ref
-	if i := strings.IndexByte(rest, '@'); i >= 0 {
-		if !digestRE.MatchString(rest[i+1:]) {
-			return bad("digest must be algorithm:hex, such as sha256: and 64 hex digits")
-		}
-		rest = rest[:i]
-	}
-	if i := strings.LastIndexByte(rest, ':'); i >= 0 && !strings.Contains(rest[i:], "/") {
-		if !tagRE.MatchString(rest[i+1:]) {
-			return bad("tag must be 1 to 128 of [A-Za-z0-9_.-], not starting with . or -")
-		}
-		rest = rest[:i]
-	}
-	if len(rest) > maxImageLen {
-		return bad(fmt.Sprintf("repository name is longer than %d characters", maxImageLen))
-	}
-	comps := strings.Split(rest, "/")
-	if len(comps) > 1 && (strings.ContainsAny(comps[0], ".:[") || comps[0] == "localhost" || comps[0] != strings.ToLower(comps[0])) {
-		if !domainRE.MatchString(comps[0]) {
-			return bad("registry host " + strconv.Quote(comps[0]) + " is not a valid host[:port]")
-		}
-		comps = comps[1:]
-	}
-	for _, c := range comps {
-		if !pathCompRE.MatchString(c) {
-			return bad("repository component " + strconv.Quote(c) + " must be lowercase letters and digits, separated by ., _, __ or -")
-		}
-	}
-	return nil
-}
 
 // Validate checks the spec as every backend does before any other work.
 // The first problem found is returned as a *FieldError, which is an

@@ -251,19 +251,3 @@ func TestExecConfigValidate(t *testing.T) {
 		}
 	}
 }
-
-func TestListOptionsValidate(t *testing.T) {
-	if err := (gantry.ListOptions{All: true, Labels: []string{"a", "b=c", "d="}, Status: []gantry.Status{gantry.StatusExited}, Limit: 3}).Validate(); err != nil {
-		t.Fatalf("Validate(valid) = %v", err)
-	}
-	for field, o := range map[string]gantry.ListOptions{
-		"Limit":     {Limit: -1},
-		"Labels[1]": {Labels: []string{"a", "=v"}},
-		"Status[0]": {Status: []gantry.Status{"stopped"}},
-	} {
-		var fe *gantry.FieldError
-		if err := o.Validate(); !errors.As(err, &fe) || fe.Field != field {
-			t.Errorf("%+v.Validate() = %v, want a FieldError naming %s", o, err, field)
-		}
-	}
-}
