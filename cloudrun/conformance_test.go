@@ -34,11 +34,6 @@ func TestConformance(t *testing.T) {
 		NewRuntime: func(ctx context.Context, t *testing.T) (gantry.Runtime, error) {
 			return New(ctx, Config{Project: project, Region: region, PollInterval: testPoll, LogGrace: testGrace}, srv.ClientOptions()...)
 		},
-		// Each test has a Runtime of its own, so a Wait parked on its
-		// poller is the test's Wait.
-		Waiting: func(rt gantry.Runtime, _ string, _ gantry.WaitCondition) bool {
-			return rt.(*Runtime).poller.Watchers() > 0
-		},
 		Image:       "busybox",
 		SecretName:  conformanceSecret,
 		SecretValue: conformanceSecretValue,

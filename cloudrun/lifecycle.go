@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
-	"strings"
 	"time"
 
 	"cloud.google.com/go/run/apiv2/runpb"
@@ -42,7 +40,11 @@ func waitOp[T any](ctx context.Context, r *Runtime, op operation[T]) (T, error) 
 // Create validates spec, maps it to a Cloud Run job and creates the job:
 // the container is created, with no execution yet. Nothing is called for a
 // spec that is invalid or that Cloud Run jobs cannot honour.
-func (r *Runtime) Create(ctx context.Context, spec gantry.Spec) (*gantry.Container, error) {
+func (r *Runtime) Create(ctx context.Context, spec gantry.Spec) (_ *gantry.Container, err error) {
+	defer gantry.WrapOp(&err, "cloudrun", "create", "")
+	if err := r.state.Err(); err != nil {
+		return nil, err
+	}
 	if err := spec.Validate(); err != nil {
 		return nil, err
 	}
@@ -68,14 +70,13 @@ func (r *Runtime) Create(ctx context.Context, spec gantry.Spec) (*gantry.Contain
 // ALREADY_EXISTS reads the job: if it carries this container's ID label,
 // an earlier attempt succeeded; otherwise the name is taken.
 func (r *Runtime) createJob(ctx context.Context, req *runpb.CreateJobRequest, rec meta.Record) (*runpb.Job, error) {
-	what := fmt.Sprintf("cloudrun: create %q", rec.Name)
 	bo := gcperr.Backoff()
 	for attempt := 1; ; attempt++ {
 		op, err := r.jobs.CreateJob(ctx, req)
 		if err == nil {
 			j, err := waitOp(ctx, r, op)
 			if err != nil {
-				return nil, gcperr.Wrap(ctx, err, "%s: job %s", what, req.JobId)
+				return nil, gcperr.Wrap(ctx, err, "create job %s", req.JobId)
 			}
 			return j, nil
 		}
@@ -89,7 +90,7 @@ func (r *Runtime) createJob(ctx context.Context, req *runpb.CreateJobRequest, re
 			if other, derr := meta.Decode(cur.GetLabels(), cur.GetAnnotations()); gerr == nil && derr == nil {
 				owner = "container " + shortID(other.ID)
 			}
-			return nil, gcperr.Wrap(ctx, err, "%s: the name is in use by %s", what, owner)
+			return nil, gcperr.Wrap(ctx, err, "the name %q is in use by %s", rec.Name, owner)
 		case codes.Unavailable:
 			if attempt < gcperr.MaxAttempts {
 				if serr := gax.Sleep(ctx, bo.Pause()); serr != nil {
@@ -98,7 +99,7 @@ func (r *Runtime) createJob(ctx context.Context, req *runpb.CreateJobRequest, re
 				continue
 			}
 		}
-		return nil, gcperr.Wrap(ctx, err, "%s", what)
+		return nil, gcperr.Wrap(ctx, err, "create job %s", req.JobId)
 	}
 }
 
@@ -111,7 +112,7 @@ func waitReconciled(ctx context.Context, r *Runtime, j *runpb.Job) (*runpb.Job, 
 		}
 		var err error
 		if j, err = r.jobs.GetJob(ctx, &runpb.GetJobRequest{Name: j.GetName()}, gcperr.Retry()); err != nil {
-			return nil, gcperr.Wrap(ctx, err, "cloudrun: create: read job %s", j.GetName())
+			return nil, gcperr.Wrap(ctx, err, "read job %s", j.GetName())
 		}
 	}
 	return j, nil
@@ -119,8 +120,9 @@ func waitReconciled(ctx context.Context, r *Runtime, j *runpb.Job) (*runpb.Job, 
 
 // Start runs a new execution of the container's job. A running container
 // is left alone.
-func (r *Runtime) Start(ctx context.Context, id string) error {
-	j, err := r.resolve(ctx, "start", id)
+func (r *Runtime) Start(ctx context.Context, id string) (err error) {
+	defer gantry.WrapOp(&err, "cloudrun", "start", id)
+	j, err := r.resolve(ctx, id)
 	if err != nil {
 		return err
 	}
@@ -136,7 +138,6 @@ func (r *Runtime) Start(ctx context.Context, id string) error {
 // read, whether the container started is unknown, and it says so instead
 // of risking a second run.
 func (r *Runtime) runJob(ctx context.Context, j *job) error {
-	what := fmt.Sprintf("cloudrun: start %q", j.rec.Name)
 	count, latest := j.pb.GetExecutionCount(), j.latest().GetName()
 	bo := gcperr.Backoff()
 	for attempt := 1; ; attempt++ {
@@ -147,14 +148,14 @@ func (r *Runtime) runJob(ctx context.Context, j *job) error {
 			return nil
 		}
 		if gcperr.Code(err) != codes.Unavailable || attempt >= gcperr.MaxAttempts {
-			return gcperr.Wrap(ctx, err, "%s", what)
+			return gcperr.Wrap(ctx, err, "run job %s", j.pb.GetName())
 		}
 		cur, gerr := r.jobs.GetJob(ctx, &runpb.GetJobRequest{Name: j.pb.GetName()}, gcperr.Retry())
 		switch {
 		case gerr != nil:
-			return gcperr.Wrap(ctx, err, "%s: whether the container started is unknown (the job could not be read after the attempt failed: %s)", what, gcperr.OneLine(gerr.Error()))
+			return gcperr.Wrap(ctx, err, "run job %s: whether the container started is unknown (the job could not be read after the attempt failed: %s)", j.pb.GetName(), gcperr.OneLine(gerr.Error()))
 		case !meta.SameContainer(cur.GetLabels(), j.rec.ID):
-			return fmt.Errorf("%s: %w: the container was removed while it was being started", what, gantry.ErrNotFound)
+			return fmt.Errorf("%w: the container was removed while it was being started", gantry.ErrNotFound)
 		case cur.GetExecutionCount() > count || cur.GetLatestCreatedExecution().GetName() != latest:
 			return nil
 		}
@@ -166,16 +167,16 @@ func (r *Runtime) runJob(ctx context.Context, j *job) error {
 
 // checkStopSignal refuses a stop signal other than SIGTERM: cancelling an
 // execution is the only way to stop it, and it sends SIGTERM.
-func checkStopSignal(op, id, sig string) error {
+func checkStopSignal(sig string) error {
 	if sig == "" {
 		return nil
 	}
 	n, err := gantry.ParseSignal(sig)
 	if err != nil {
-		return fmt.Errorf("cloudrun: %s %q: %w", op, id, err)
+		return err
 	}
 	if n != 15 {
-		return fmt.Errorf("cloudrun: %s %q: signal %s: %w: Cloud Run can only cancel an execution, which sends SIGTERM (then SIGKILL after its grace period)", op, id, sig, gantry.ErrNotSupported)
+		return fmt.Errorf("signal %s: %w: Cloud Run can only cancel an execution, which sends SIGTERM (then SIGKILL after its grace period)", sig, gantry.ErrNotSupported)
 	}
 	return nil
 }
@@ -183,14 +184,15 @@ func checkStopSignal(op, id, sig string) error {
 // Stop cancels the running execution and waits for it to end. Cloud Run
 // sends SIGTERM, then SIGKILL after its own grace period (10 seconds); the
 // timeout in opts cannot shorten or lengthen that (see Capabilities).
-func (r *Runtime) Stop(ctx context.Context, id string, opts gantry.StopOptions) error {
-	if err := checkStopSignal("stop", id, opts.Signal); err != nil {
+func (r *Runtime) Stop(ctx context.Context, id string, opts gantry.StopOptions) (err error) {
+	defer gantry.WrapOp(&err, "cloudrun", "stop", id)
+	if err := checkStopSignal(opts.Signal); err != nil {
 		return err
 	}
 	if opts.Timeout != nil && (*opts.Timeout > gantry.MaxDuration || *opts.Timeout < -gantry.MaxDuration) {
-		return fmt.Errorf("cloudrun: stop %q: %w: timeout %s is longer than a year", id, gantry.ErrInvalidArgument, *opts.Timeout)
+		return fmt.Errorf("%w: timeout %s is longer than a year", gantry.ErrInvalidArgument, *opts.Timeout)
 	}
-	j, err := r.resolve(ctx, "stop", id)
+	j, err := r.resolve(ctx, id)
 	if err != nil {
 		return err
 	}
@@ -198,10 +200,10 @@ func (r *Runtime) Stop(ctx context.Context, id string, opts gantry.StopOptions) 
 		return nil
 	}
 	l := j.latest()
-	if err := r.cancel(ctx, j, l.GetName(), "stop"); err != nil {
+	if err := r.cancel(ctx, j, l.GetName()); err != nil {
 		return err
 	}
-	if _, err := r.waitExecution(ctx, fmt.Sprintf("cloudrun: stop %q", id), j.id(), l); err != nil && !errors.Is(err, errVanished) {
+	if _, err := r.waitExecution(ctx, j.id(), l); err != nil && !errors.Is(err, errVanished) {
 		return err
 	}
 	return nil
@@ -209,14 +211,14 @@ func (r *Runtime) Stop(ctx context.Context, id string, opts gantry.StopOptions) 
 
 // cancel cancels an execution. One that has completed meanwhile (or is
 // gone) needs no cancelling.
-func (r *Runtime) cancel(ctx context.Context, j *job, exec, op string) error {
+func (r *Runtime) cancel(ctx context.Context, j *job, exec string) error {
 	name := r.execName(j.id(), exec)
 	_, err := r.execs.CancelExecution(ctx, &runpb.CancelExecutionRequest{Name: name}, gcperr.Retry())
 	switch gcperr.Code(err) {
 	case codes.OK, codes.NotFound, codes.FailedPrecondition:
 		return nil
 	}
-	return gcperr.Wrap(ctx, err, "cloudrun: %s %q: cancel %s", op, j.rec.Name, name)
+	return gcperr.Wrap(ctx, err, "cancel %s", name)
 }
 
 // Kill cancels the running execution and returns without waiting. Cloud
@@ -225,30 +227,32 @@ func (r *Runtime) cancel(ctx context.Context, j *job, exec, op string) error {
 // Cloud Run's grace period; the exit status reports what ended it. Other
 // signals are ErrNotSupported. A container that is not running is
 // ErrConflict.
-func (r *Runtime) Kill(ctx context.Context, id string, signal string) error {
+func (r *Runtime) Kill(ctx context.Context, id string, signal string) (err error) {
+	defer gantry.WrapOp(&err, "cloudrun", "kill", id)
 	if signal == "" {
 		signal = "SIGKILL"
 	}
 	n, err := gantry.ParseSignal(signal)
 	if err != nil {
-		return fmt.Errorf("cloudrun: kill %q: %w", id, err)
+		return err
 	}
 	if n != 9 && n != 15 {
-		return fmt.Errorf("cloudrun: kill %q: signal %s: %w: %s", id, signal, gantry.ErrNotSupported, noteKill)
+		return fmt.Errorf("signal %s: %w: %s", signal, gantry.ErrNotSupported, noteKill)
 	}
-	j, err := r.resolve(ctx, "kill", id)
+	j, err := r.resolve(ctx, id)
 	if err != nil {
 		return err
 	}
 	if !j.running() {
-		return fmt.Errorf("cloudrun: kill %q: %w: the container is not running", id, gantry.ErrConflict)
+		return fmt.Errorf("%w: the container is not running", gantry.ErrConflict)
 	}
-	return r.cancel(ctx, j, j.latest().GetName(), "kill")
+	return r.cancel(ctx, j, j.latest().GetName())
 }
 
 // Restart stops the container (see Stop) and runs a new execution of the
 // same job; ID and name are kept.
-func (r *Runtime) Restart(ctx context.Context, id string, opts gantry.StopOptions) error {
+func (r *Runtime) Restart(ctx context.Context, id string, opts gantry.StopOptions) (err error) {
+	defer gantry.WrapOp(&err, "cloudrun", "restart", id)
 	if err := r.Stop(ctx, id, opts); err != nil {
 		return err
 	}
@@ -257,16 +261,17 @@ func (r *Runtime) Restart(ctx context.Context, id string, opts gantry.StopOption
 
 // Remove deletes the container's job. A running container is ErrConflict
 // unless opts.Force, which cancels its execution first.
-func (r *Runtime) Remove(ctx context.Context, id string, opts gantry.RemoveOptions) error {
-	j, err := r.resolve(ctx, "remove", id)
+func (r *Runtime) Remove(ctx context.Context, id string, opts gantry.RemoveOptions) (err error) {
+	defer gantry.WrapOp(&err, "cloudrun", "remove", id)
+	j, err := r.resolve(ctx, id)
 	if err != nil {
 		return err
 	}
 	if j.running() {
 		if !opts.Force {
-			return fmt.Errorf("cloudrun: remove %q: %w: the container is running; stop it first or remove with Force", id, gantry.ErrConflict)
+			return fmt.Errorf("%w: the container is running; stop it first or remove with Force", gantry.ErrConflict)
 		}
-		if err := r.cancel(ctx, j, j.latest().GetName(), "remove"); err != nil {
+		if err := r.cancel(ctx, j, j.latest().GetName()); err != nil {
 			return err
 		}
 	}
@@ -280,7 +285,6 @@ func (r *Runtime) Remove(ctx context.Context, id string, opts gantry.RemoveOptio
 // again. Should Cloud Run refuse while a cancelled execution winds down,
 // it waits for that and retries.
 func (r *Runtime) deleteJob(ctx context.Context, j *job) error {
-	what := fmt.Sprintf("cloudrun: remove %q", j.rec.Name)
 	waited := false
 	bo := gcperr.Backoff()
 	for attempt := 1; ; attempt++ {
@@ -293,7 +297,7 @@ func (r *Runtime) deleteJob(ctx context.Context, j *job) error {
 			return nil
 		case gcperr.Is(err, codes.FailedPrecondition) && !waited && j.latest() != nil:
 			waited = true
-			if _, werr := r.waitExecution(ctx, what, j.id(), j.latest()); werr != nil && !errors.Is(werr, errVanished) {
+			if _, werr := r.waitExecution(ctx, j.id(), j.latest()); werr != nil && !errors.Is(werr, errVanished) {
 				return werr
 			}
 			continue
@@ -303,7 +307,7 @@ func (r *Runtime) deleteJob(ctx context.Context, j *job) error {
 			case gcperr.Is(gerr, codes.NotFound):
 				return nil
 			case gerr != nil:
-				return gcperr.Wrap(ctx, err, "%s: delete job %s: whether it was deleted is unknown (it could not be read after the attempt failed: %s)", what, j.pb.GetName(), gcperr.OneLine(gerr.Error()))
+				return gcperr.Wrap(ctx, err, "delete job %s: whether it was deleted is unknown (it could not be read after the attempt failed: %s)", j.pb.GetName(), gcperr.OneLine(gerr.Error()))
 			case !meta.SameContainer(cur.GetLabels(), j.rec.ID):
 				return nil
 			}
@@ -312,13 +316,14 @@ func (r *Runtime) deleteJob(ctx context.Context, j *job) error {
 			}
 			continue
 		}
-		return gcperr.Wrap(ctx, err, "%s: delete job %s", what, j.pb.GetName())
+		return gcperr.Wrap(ctx, err, "delete job %s", j.pb.GetName())
 	}
 }
 
 // Inspect returns the container's current description.
-func (r *Runtime) Inspect(ctx context.Context, id string) (*gantry.Container, error) {
-	j, err := r.resolve(ctx, "inspect", id)
+func (r *Runtime) Inspect(ctx context.Context, id string) (_ *gantry.Container, err error) {
+	defer gantry.WrapOp(&err, "cloudrun", "inspect", id)
+	j, err := r.resolve(ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -328,93 +333,47 @@ func (r *Runtime) Inspect(ctx context.Context, id string) (*gantry.Container, er
 // List returns the containers of the region that match opts, newest
 // first: one ListJobs, plus one task read for each listed container whose
 // last run did not succeed.
-func (r *Runtime) List(ctx context.Context, opts gantry.ListOptions) ([]*gantry.Container, error) {
-	if err := opts.Validate(); err != nil {
-		return nil, fmt.Errorf("cloudrun: list: %w", err)
+func (r *Runtime) List(ctx context.Context, opts gantry.ListOptions) (_ []*gantry.Container, err error) {
+	defer gantry.WrapOp(&err, "cloudrun", "list", "")
+	if err := r.state.Err(); err != nil {
+		return nil, err
 	}
-	all, err := r.listJobs(ctx, "cloudrun: list")
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	all, err := r.listJobs(ctx)
 	if err != nil {
 		return nil, err
 	}
-	labels := parseLabelFilters(opts.Labels)
-	var out []*gantry.Container
-	for _, j := range all {
-		if !matches(j, opts, labels) {
-			continue
-		}
-		c, err := r.container(ctx, j)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, c)
+	jobs := make(map[*gantry.Container]*job, len(all))
+	candidates := make([]*gantry.Container, len(all))
+	for i, j := range all {
+		candidates[i] = r.describe(j)
+		jobs[candidates[i]] = j
 	}
-	slices.SortFunc(out, func(a, b *gantry.Container) int { return b.Created.Compare(a.Created) })
-	if opts.Limit > 0 && len(out) > opts.Limit {
-		out = out[:opts.Limit]
-	}
-	return out, nil
-}
-
-type labelFilter struct {
-	key, value string
-	hasValue   bool
-}
-
-// parseLabelFilters splits ListOptions.Labels, which Validate has checked.
-func parseLabelFilters(in []string) []labelFilter {
-	out := make([]labelFilter, 0, len(in))
-	for _, l := range in {
-		k, v, ok := strings.Cut(l, "=")
-		out = append(out, labelFilter{k, v, ok})
-	}
-	return out
-}
-
-func matches(j *job, opts gantry.ListOptions, labels []labelFilter) bool {
-	status := gantry.StatusCreated
-	if l := j.latest(); l != nil {
-		status = gantry.StatusExited
-		if l.GetCompletionTime() == nil {
-			status = gantry.StatusRunning
-		}
-	}
-	if !opts.All && len(opts.Status) == 0 && opts.Limit <= 0 && status != gantry.StatusRunning {
-		return false
-	}
-	if len(opts.Status) > 0 && !slices.Contains(opts.Status, status) {
-		return false
-	}
-	if len(opts.IDs) > 0 && !slices.ContainsFunc(opts.IDs, func(p string) bool { return strings.HasPrefix(j.rec.ID, p) }) {
-		return false
-	}
-	if len(opts.Names) > 0 && !slices.ContainsFunc(opts.Names, func(n string) bool { return strings.Contains(j.rec.Name, n) }) {
-		return false
-	}
-	if opts.Image != "" && j.rec.Spec.Image != opts.Image {
-		return false
-	}
-	for _, f := range labels {
-		v, ok := j.rec.Spec.Labels[f.key]
-		if !ok || (f.hasValue && v != f.value) {
-			return false
-		}
-	}
-	return true
+	return gantry.SelectContainers(opts, candidates, func(c *gantry.Container) (*gantry.Container, error) {
+		return c, r.completeState(ctx, c, jobs[c])
+	})
 }
 
 // Exec is not offered yet: it needs the gantry agent inside the container,
 // which this backend does not add yet.
-func (r *Runtime) Exec(ctx context.Context, id string, cfg gantry.ExecConfig) (gantry.ExecResult, error) {
-	return gantry.ExecResult{}, fmt.Errorf("cloudrun: exec %q: %w: %s", id, gantry.ErrNotSupported, noteExec)
+func (r *Runtime) Exec(ctx context.Context, id string, cfg gantry.ExecConfig) (_ gantry.ExecResult, err error) {
+	defer gantry.WrapOp(&err, "cloudrun", "exec", id)
+	if err := r.state.Err(); err != nil {
+		return gantry.ExecResult{}, err
+	}
+	return gantry.ExecResult{}, fmt.Errorf("%w: %s", gantry.ErrNotSupported, noteExec)
 }
 
 // Logs reads the container's output from Cloud Logging: every execution of
 // its job, in time order.
-func (r *Runtime) Logs(ctx context.Context, id string, opts gantry.LogsOptions) (gantry.LogReader, error) {
+func (r *Runtime) Logs(ctx context.Context, id string, opts gantry.LogsOptions) (_ gantry.LogReader, err error) {
+	defer gantry.WrapOp(&err, "cloudrun", "logs", id)
 	if err := opts.Validate(); err != nil {
-		return nil, fmt.Errorf("cloudrun: logs %q: %w", id, err)
+		return nil, err
 	}
-	j, err := r.resolve(ctx, "logs", id)
+	j, err := r.resolve(ctx, id)
 	if err != nil {
 		return nil, err
 	}

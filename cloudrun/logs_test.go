@@ -120,7 +120,7 @@ func TestLogsQueryDoesTheWork(t *testing.T) {
 // mustJob reads the job of container id.
 func (r *Runtime) mustJob(t *testing.T, id string) interface{ GetCreateTime() *timestamppb.Timestamp } {
 	t.Helper()
-	j, err := r.resolve(testCtx(t), "test", id)
+	j, err := r.resolve(testCtx(t), id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -300,7 +300,7 @@ func TestLogsSpanEveryRunInOrder(t *testing.T) {
 		if _, err := rt.Wait(ctx, c.ID, gantry.WaitNotRunning); err != nil {
 			t.Fatal(err)
 		}
-		j, err := rt.resolve(ctx, "test", c.ID)
+		j, err := rt.resolve(ctx, c.ID)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -89,11 +89,15 @@ type Runtime struct {
 	// exits remembers the exit status of finished executions, which never
 	// changes, so List and Inspect read each task once.
 	exits exitCache
+	// state is closed by Close; every method checks it first.
+	state gantry.CloseState
 }
 
 var (
-	_ gantry.Runtime   = (*Runtime)(nil)
-	_ gantry.Restarter = (*Runtime)(nil)
+	_ gantry.Runtime        = (*Runtime)(nil)
+	_ gantry.Restarter      = (*Runtime)(nil)
+	_ gantry.WaitRegisterer = (*Runtime)(nil)
+	_ gantry.BeforeCloser   = (*Runtime)(nil)
 )
 
 // New returns a Runtime for cfg. With no opts it uses Application Default
@@ -124,19 +128,19 @@ func New(ctx context.Context, cfg Config, opts ...option.ClientOption) (*Runtime
 	}
 	var err error
 	if r.jobs, err = run.NewJobsClient(ctx, opts...); err != nil {
-		return nil, fmt.Errorf("cloudrun: jobs client: %w", err)
+		return nil, fmt.Errorf("cloudrun: new: jobs client: %w", err)
 	}
 	if r.execs, err = run.NewExecutionsClient(ctx, opts...); err != nil {
 		r.Close()
-		return nil, fmt.Errorf("cloudrun: executions client: %w", err)
+		return nil, fmt.Errorf("cloudrun: new: executions client: %w", err)
 	}
 	if r.tasks, err = run.NewTasksClient(ctx, opts...); err != nil {
 		r.Close()
-		return nil, fmt.Errorf("cloudrun: tasks client: %w", err)
+		return nil, fmt.Errorf("cloudrun: new: tasks client: %w", err)
 	}
 	if r.logs, err = logging.NewClient(ctx, opts...); err != nil {
 		r.Close()
-		return nil, fmt.Errorf("cloudrun: logging client: %w", err)
+		return nil, fmt.Errorf("cloudrun: new: logging client: %w", err)
 	}
 	r.poller = poll.New(cfg.PollInterval, r.fetch)
 	return r, nil
@@ -144,7 +148,7 @@ func New(ctx context.Context, cfg Config, opts ...option.ClientOption) (*Runtime
 
 func (c *Config) validate() error {
 	bad := func(field, value, reason string) error {
-		return fmt.Errorf("cloudrun: Config.%s %q: %w: %s", field, value, gantry.ErrInvalidArgument, reason)
+		return fmt.Errorf("cloudrun: new: Config.%s %q: %w: %s", field, value, gantry.ErrInvalidArgument, reason)
 	}
 	switch {
 	case c.Project == "":
@@ -181,8 +185,22 @@ func (c *Config) validate() error {
 // Session returns the session label value of this Runtime's resources.
 func (r *Runtime) Session() string { return r.cfg.Session }
 
-// Close stops the poller and closes the clients. Containers keep running.
+// Close runs the functions given to BeforeClose, then stops the poller
+// (pending Waits return gantry.ErrClosed) and closes the clients.
+// Containers keep running: a new Runtime sees them. Afterwards every
+// method returns gantry.ErrClosed at once; a second Close returns nil.
 func (r *Runtime) Close() error {
+	return r.state.Close(r.release)
+}
+
+// BeforeClose arranges for f to run at the start of Close, while the
+// Runtime still works (see gantry.BeforeCloser).
+func (r *Runtime) BeforeClose(f func()) (stop func() bool, err error) {
+	return r.state.BeforeClose(f)
+}
+
+// release stops the poller and closes the clients.
+func (r *Runtime) release() error {
 	if r.poller != nil {
 		r.poller.Close()
 	}
@@ -260,10 +278,13 @@ func (e *corruptError) Error() string { return "job " + e.job + ": " + e.err.Err
 func (e *corruptError) Unwrap() error { return e.err }
 
 // resolve finds the container id names, as Docker does: a full ID, then a
-// name, then a unique ID prefix.
-func (r *Runtime) resolve(ctx context.Context, op, id string) (*job, error) {
+// name, then a unique ID prefix. On a closed Runtime it fails at once.
+func (r *Runtime) resolve(ctx context.Context, id string) (*job, error) {
+	if err := r.state.Err(); err != nil {
+		return nil, err
+	}
 	if id == "" {
-		return nil, fmt.Errorf("cloudrun: %s: %w: empty container ID or name", op, gantry.ErrInvalidArgument)
+		return nil, fmt.Errorf("%w: empty container ID or name", gantry.ErrInvalidArgument)
 	}
 	try := func(jobID string, match func(meta.Record) bool) (*job, error) {
 		j, err := r.getJob(ctx, jobID)
@@ -277,9 +298,9 @@ func (r *Runtime) resolve(ctx context.Context, op, id string) (*job, error) {
 		case errors.Is(err, meta.ErrNotGantry), gcperr.Is(err, codes.NotFound):
 			return nil, nil
 		case errors.As(err, &corrupt):
-			return nil, fmt.Errorf("cloudrun: %s %q: %w", op, id, err)
+			return nil, err
 		}
-		return nil, gcperr.Wrap(ctx, err, "cloudrun: %s %q", op, id)
+		return nil, gcperr.Wrap(ctx, err, "read job %s", r.jobName(jobID))
 	}
 	if isFullID(id) {
 		if j, err := try(jobIDForID(id), func(rec meta.Record) bool { return rec.ID == id }); j != nil || err != nil {
@@ -292,7 +313,7 @@ func (r *Runtime) resolve(ctx context.Context, op, id string) (*job, error) {
 		}
 	}
 	if isHex(id) && len(id) < idLen {
-		all, err := r.listJobs(ctx, "cloudrun: "+op)
+		all, err := r.listJobs(ctx)
 		if err != nil {
 			return nil, err
 		}
@@ -307,17 +328,17 @@ func (r *Runtime) resolve(ctx context.Context, op, id string) (*job, error) {
 			return found[0], nil
 		case 0:
 		default:
-			return nil, fmt.Errorf("cloudrun: %s: %w: ID prefix %q matches %d containers", op, gantry.ErrInvalidArgument, id, len(found))
+			return nil, fmt.Errorf("%w: ID prefix %q matches %d containers", gantry.ErrInvalidArgument, id, len(found))
 		}
 	}
 	if !isHex(id) && !gantry.ValidName(id) {
-		return nil, fmt.Errorf("cloudrun: %s: %w: no such container: %q is neither a container ID nor a valid name", op, gantry.ErrNotFound, id)
+		return nil, fmt.Errorf("%w: no such container: %q is neither a container ID nor a valid name", gantry.ErrNotFound, id)
 	}
-	return nil, fmt.Errorf("cloudrun: %s: %w: no such container: %s", op, gantry.ErrNotFound, id)
+	return nil, fmt.Errorf("%w: no such container: %s", gantry.ErrNotFound, id)
 }
 
 // listJobs returns every gantry job in the region.
-func (r *Runtime) listJobs(ctx context.Context, what string) ([]*job, error) {
+func (r *Runtime) listJobs(ctx context.Context) ([]*job, error) {
 	it := r.jobs.ListJobs(ctx, &runpb.ListJobsRequest{Parent: r.parent, PageSize: 1000}, gcperr.Retry())
 	var out []*job
 	for {
@@ -326,7 +347,7 @@ func (r *Runtime) listJobs(ctx context.Context, what string) ([]*job, error) {
 			return out, nil
 		}
 		if err != nil {
-			return nil, gcperr.Wrap(ctx, err, "%s: list jobs", what)
+			return nil, gcperr.Wrap(ctx, err, "list jobs of %s", r.parent)
 		}
 		if !meta.Managed(pb.GetLabels()) {
 			continue

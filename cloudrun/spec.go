@@ -37,7 +37,7 @@ const (
 
 // refuse is the error for a Spec field Cloud Run jobs cannot honour.
 func refuse(field, value, reason string) error {
-	return fmt.Errorf("cloudrun: create: %s %q: %w by Cloud Run jobs: %s", field, value, gantry.ErrNotSupported, reason)
+	return fmt.Errorf("%s %q: %w by Cloud Run jobs: %s", field, value, gantry.ErrNotSupported, reason)
 }
 
 // invalid is the error for a value outside Cloud Run's limits.
@@ -96,7 +96,7 @@ func (r *Runtime) jobFor(rec meta.Record) (*runpb.Job, error) {
 	labels := rec.Labels(meta.System{Session: r.cfg.Session, Labels: r.cfg.Labels})
 	annotations, err := rec.Annotations()
 	if err != nil {
-		return nil, fmt.Errorf("cloudrun: create: %w", err)
+		return nil, err
 	}
 	execLabels := map[string]string{}
 	for k, v := range r.cfg.Labels {

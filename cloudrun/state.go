@@ -17,6 +17,16 @@ import (
 // container builds the Container a job describes. The exit status of a
 // run that did not succeed comes from its task (one more read).
 func (r *Runtime) container(ctx context.Context, j *job) (*gantry.Container, error) {
+	c := r.describe(j)
+	if err := r.completeState(ctx, c, j); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// describe builds the Container a job describes from the job alone: all
+// but the exit status of a run that did not succeed.
+func (r *Runtime) describe(j *job) *gantry.Container {
 	rec := j.rec
 	c := &gantry.Container{
 		ID:       rec.ID,
@@ -33,21 +43,31 @@ func (r *Runtime) container(ctx context.Context, j *job) (*gantry.Container, err
 	}
 	l := j.latest()
 	if l == nil {
-		return c, nil
+		return c
 	}
 	c.State.StartedAt = timeOf(l.GetCreateTime())
 	if l.GetCompletionTime() == nil {
 		c.State.Status, c.State.Running = gantry.StatusRunning, true
-		return c, nil
+		return c
 	}
 	c.State.Status = gantry.StatusExited
 	c.State.FinishedAt = timeOf(l.GetCompletionTime())
+	return c
+}
+
+// completeState fills in the exit status of c, which describe made from
+// j, when its last run has ended.
+func (r *Runtime) completeState(ctx context.Context, c *gantry.Container, j *job) error {
+	l := j.latest()
+	if c.State.Status != gantry.StatusExited || l == nil {
+		return nil
+	}
 	st, err := r.exitStatus(ctx, j.id(), l.GetName(), l.GetCompletionStatus() == runpb.ExecutionReference_EXECUTION_SUCCEEDED, l.GetCompletionStatus() == runpb.ExecutionReference_EXECUTION_CANCELLED)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	c.State.ExitCode, c.State.Signal, c.State.Error = st.ExitCode, st.Signal, st.Error
-	return c, nil
+	return nil
 }
 
 func timeOf(ts *timestamppb.Timestamp) time.Time {
@@ -76,10 +96,10 @@ func (r *Runtime) exitStatus(ctx context.Context, jobID, exec string, succeeded,
 			break
 		}
 		if gcperr.Is(err, codes.NotFound) {
-			return gantry.ExitStatus{}, gcperr.Wrap(ctx, err, "cloudrun: exit status of %s: the container was removed before its exit status could be read", name)
+			return gantry.ExitStatus{}, gcperr.Wrap(ctx, err, "exit status of %s: the container was removed before its exit status could be read", name)
 		}
 		if err != nil {
-			return gantry.ExitStatus{}, gcperr.Wrap(ctx, err, "cloudrun: exit status of %s", name)
+			return gantry.ExitStatus{}, gcperr.Wrap(ctx, err, "exit status of %s", name)
 		}
 		if t.GetIndex() == 0 {
 			task = t

@@ -25,14 +25,15 @@ type SweepOptions struct {
 // executions are cancelled first). Jobs without that label are never
 // touched. It returns the IDs of the containers it removed, and joins the
 // errors of those it could not.
-func (r *Runtime) Sweep(ctx context.Context, opts SweepOptions) ([]string, error) {
+func (r *Runtime) Sweep(ctx context.Context, opts SweepOptions) (_ []string, err error) {
+	defer gantry.WrapOp(&err, "cloudrun", "sweep", "")
 	switch {
 	case opts.Session == "" && opts.OlderThan <= 0:
-		return nil, fmt.Errorf("cloudrun: sweep: %w: set Session or a positive OlderThan; sweeping everything is not offered", gantry.ErrInvalidArgument)
+		return nil, fmt.Errorf("%w: set Session or a positive OlderThan; sweeping everything is not offered", gantry.ErrInvalidArgument)
 	case opts.Session != "" && !meta.ValidValue(opts.Session):
-		return nil, fmt.Errorf("cloudrun: sweep: %w: session %q is not a label value", gantry.ErrInvalidArgument, opts.Session)
+		return nil, fmt.Errorf("%w: session %q is not a label value", gantry.ErrInvalidArgument, opts.Session)
 	}
-	all, err := r.listJobs(ctx, "cloudrun: sweep")
+	all, err := r.listJobs(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -50,13 +51,13 @@ func (r *Runtime) Sweep(ctx context.Context, opts SweepOptions) ([]string, error
 			continue
 		}
 		if j.running() {
-			if err := r.cancel(ctx, j, j.latest().GetName(), "sweep"); err != nil {
-				errs = append(errs, err)
+			if err := r.cancel(ctx, j, j.latest().GetName()); err != nil {
+				errs = append(errs, fmt.Errorf("container %s: %w", j.rec.Name, err))
 				continue
 			}
 		}
 		if err := r.deleteJob(ctx, j); err != nil {
-			errs = append(errs, err)
+			errs = append(errs, fmt.Errorf("container %s: %w", j.rec.Name, err))
 			continue
 		}
 		r.log.Info("swept", zap.String("id", j.rec.ID), zap.String("name", j.rec.Name), zap.String("job", j.pb.GetName()))

@@ -170,13 +170,13 @@ func permanent(err error) bool {
 // mend (permission, a bad request) ends the watch with that error; any
 // other is ridden out while the poller backs off, and is named in the
 // error if ctx ends meanwhile, so a Wait never hangs silently.
-func (r *Runtime) watch(ctx context.Context, what string, check func(snapshot) (bool, error)) error {
+func (r *Runtime) watch(ctx context.Context, check func(snapshot) (bool, error)) error {
 	var last error
 	err := r.poller.Watch(ctx, func(s snapshot, err error) (bool, error) {
 		if err != nil {
 			last = err
 			if permanent(err) {
-				return false, gcperr.Wrap(ctx, err, "%s", what)
+				return false, err
 			}
 			return false, nil
 		}
@@ -185,9 +185,9 @@ func (r *Runtime) watch(ctx context.Context, what string, check func(snapshot) (
 	})
 	switch {
 	case errors.Is(err, poll.ErrClosed):
-		return fmt.Errorf("%s: the Runtime was closed", what)
+		return gantry.ErrClosed
 	case err != nil && last != nil && ctx.Err() != nil && err == ctx.Err():
-		return &pollFailed{ctx: err, msg: fmt.Sprintf("%s: %v; the last poll failed: %v", what, err, last)}
+		return &pollFailed{ctx: err, msg: fmt.Sprintf("%v; the last poll failed: %v", err, last)}
 	}
 	return err
 }
@@ -207,12 +207,12 @@ var errVanished = errors.New("execution no longer exists")
 
 // waitExecution blocks until execution ref of jobID has completed and
 // returns it; what names the request in errors.
-func (r *Runtime) waitExecution(ctx context.Context, what, jobID string, ref *runpb.ExecutionReference) (*runpb.Execution, error) {
+func (r *Runtime) waitExecution(ctx context.Context, jobID string, ref *runpb.ExecutionReference) (*runpb.Execution, error) {
 	exec := lastSegment(ref.GetName())
 	defer r.horizons.add(timeOf(ref.GetCreateTime()))()
 	var done *runpb.Execution
 	var vanished bool
-	err := r.watch(ctx, what, func(s snapshot) (bool, error) {
+	err := r.watch(ctx, func(s snapshot) (bool, error) {
 		for _, ex := range s.execs[jobID] {
 			if lastSegment(ex.GetName()) == exec {
 				if ex.GetCompletionTime() != nil {
@@ -230,7 +230,7 @@ func (r *Runtime) waitExecution(ctx context.Context, what, jobID string, ref *ru
 			vanished = true
 			return true, nil
 		case err != nil && permanent(err):
-			return false, gcperr.Wrap(ctx, err, "%s: read execution %s", what, exec)
+			return false, gcperr.Wrap(ctx, err, "read execution %s", exec)
 		case err != nil:
 			return false, nil
 		case ex.GetCompletionTime() != nil:
@@ -250,31 +250,60 @@ func (r *Runtime) waitExecution(ctx context.Context, what, jobID string, ref *ru
 
 // Wait blocks until the container meets cond. Every pending Wait of the
 // Runtime shares one poller.
-func (r *Runtime) Wait(ctx context.Context, id string, cond gantry.WaitCondition) (gantry.ExitStatus, error) {
-	switch cond {
-	case "", gantry.WaitNotRunning, gantry.WaitNextExit, gantry.WaitRemoved:
-	default:
-		return gantry.ExitStatus{}, fmt.Errorf("cloudrun: wait %q: %w: condition %q is not not-running, next-exit or removed", id, gantry.ErrInvalidArgument, cond)
-	}
-	j, err := r.resolve(ctx, "wait", id)
+func (r *Runtime) Wait(ctx context.Context, id string, cond gantry.WaitCondition) (_ gantry.ExitStatus, err error) {
+	defer gantry.WrapOp(&err, "cloudrun", "wait", id)
+	wait, err := r.registerWait(ctx, id, cond)
 	if err != nil {
 		return gantry.ExitStatus{}, err
 	}
-	switch cond {
-	case gantry.WaitNextExit:
-		return r.waitNextExit(ctx, j)
-	case gantry.WaitRemoved:
-		return r.waitRemoved(ctx, j)
-	}
-	st, err := r.waitNotRunning(ctx, j)
-	if errors.Is(err, errVanished) {
-		return st, fmt.Errorf("cloudrun: wait %q: %w: the container was removed while it ran", id, gantry.ErrNotFound)
-	}
-	return st, err
+	return wait(ctx)
 }
 
-// waitWhat names a Wait on j in errors.
-func waitWhat(j *job) string { return fmt.Sprintf("cloudrun: wait %q", j.rec.Name) }
+// RegisterWait registers a wait as Wait does and returns once it is in
+// place (see gantry.WaitRegisterer): the container's job has been read,
+// and what the wait looks for is fixed against it, so a run started
+// afterwards is the next exit, and a removal afterwards is seen.
+func (r *Runtime) RegisterWait(ctx context.Context, id string, cond gantry.WaitCondition) (_ <-chan gantry.WaitResult, err error) {
+	defer gantry.WrapOp(&err, "cloudrun", "wait", id)
+	wait, err := r.registerWait(ctx, id, cond)
+	if err != nil {
+		return nil, err
+	}
+	ch := make(chan gantry.WaitResult, 1)
+	go func() {
+		var res gantry.WaitResult
+		res.Status, res.Err = wait(ctx)
+		gantry.WrapOp(&res.Err, "cloudrun", "wait", id)
+		ch <- res
+		close(ch)
+	}()
+	return ch, nil
+}
+
+// registerWait reads the container's job and returns the wait for cond
+// against what it shows.
+func (r *Runtime) registerWait(ctx context.Context, id string, cond gantry.WaitCondition) (func(context.Context) (gantry.ExitStatus, error), error) {
+	if err := cond.Validate(); err != nil {
+		return nil, err
+	}
+	j, err := r.resolve(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	switch cond {
+	case gantry.WaitNextExit:
+		return func(ctx context.Context) (gantry.ExitStatus, error) { return r.waitNextExit(ctx, j) }, nil
+	case gantry.WaitRemoved:
+		return func(ctx context.Context) (gantry.ExitStatus, error) { return r.waitRemoved(ctx, j) }, nil
+	}
+	return func(ctx context.Context) (gantry.ExitStatus, error) {
+		st, err := r.waitNotRunning(ctx, j)
+		if errors.Is(err, errVanished) {
+			return st, fmt.Errorf("%w: the container was removed while it ran", gantry.ErrNotFound)
+		}
+		return st, err
+	}, nil
+}
 
 // waitNotRunning returns the status of the latest run once it is over
 // (at once if it is), or zero for a container that never ran.
@@ -286,7 +315,7 @@ func (r *Runtime) waitNotRunning(ctx context.Context, j *job) (gantry.ExitStatus
 	if l.GetCompletionTime() != nil {
 		return r.exitStatus(ctx, j.id(), l.GetName(), l.GetCompletionStatus() == runpb.ExecutionReference_EXECUTION_SUCCEEDED, l.GetCompletionStatus() == runpb.ExecutionReference_EXECUTION_CANCELLED)
 	}
-	ex, err := r.waitExecution(ctx, waitWhat(j), j.id(), l)
+	ex, err := r.waitExecution(ctx, j.id(), l)
 	if err != nil {
 		return gantry.ExitStatus{}, err
 	}
@@ -299,7 +328,7 @@ func (r *Runtime) waitNextExit(ctx context.Context, j *job) (gantry.ExitStatus, 
 	if j.running() {
 		st, err := r.waitNotRunning(ctx, j)
 		if errors.Is(err, errVanished) {
-			err = fmt.Errorf("cloudrun: wait %q: %w: the container was removed while it ran", j.rec.Name, gantry.ErrNotFound)
+			err = fmt.Errorf("%w: the container was removed while it ran", gantry.ErrNotFound)
 		}
 		return st, err
 	}
@@ -312,7 +341,7 @@ func (r *Runtime) waitNextExit(ctx context.Context, j *job) (gantry.ExitStatus, 
 	}
 	defer r.horizons.add(horizon)()
 	var done *runpb.Execution
-	err := r.watch(ctx, waitWhat(j), func(s snapshot) (bool, error) {
+	err := r.watch(ctx, func(s snapshot) (bool, error) {
 		list := s.execs[j.id()]
 		// Oldest first: the first run after the baseline to complete.
 		for i := len(list) - 1; i >= 0; i-- {
@@ -352,7 +381,7 @@ func (r *Runtime) waitRemoved(ctx context.Context, j *job) (gantry.ExitStatus, e
 		}
 	}
 	idLabel := j.pb.GetLabels()[meta.LabelID]
-	err := r.watch(ctx, waitWhat(j), func(s snapshot) (bool, error) {
+	err := r.watch(ctx, func(s snapshot) (bool, error) {
 		return s.jobs != nil && s.jobs[j.id()] != idLabel, nil
 	})
 	return st, err
@@ -369,7 +398,7 @@ func (r *Runtime) stoppedAt(j *job) func(context.Context) (time.Time, error) {
 		case l.GetCompletionTime() != nil:
 			return timeOf(l.GetCompletionTime()), nil
 		}
-		ex, err := r.waitExecution(ctx, fmt.Sprintf("cloudrun: logs %q", j.rec.Name), j.id(), l)
+		ex, err := r.waitExecution(ctx, j.id(), l)
 		if errors.Is(err, errVanished) {
 			return time.Now(), nil
 		}

@@ -176,7 +176,7 @@ func TestRunJobIsNotRetriedBlindly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	j, err := rt.resolve(ctx, "start", c.ID)
+	j, err := rt.resolve(ctx, c.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,7 +218,7 @@ func TestDeleteJobSparesANewJobOfTheSameName(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stale, err := rt.resolve(ctx, "remove", first.ID)
+	stale, err := rt.resolve(ctx, first.ID)
 	if err != nil {
 		t.Fatal(err)
 	}

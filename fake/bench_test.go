@@ -49,8 +49,9 @@ func lifecycle(b testing.TB, rt *fake.Runtime, spec gantry.Spec, wantLines int) 
 }
 
 // TestLifecycleAllocations holds the Go-function lifecycle to the
-// allocation budget the benchmark reports (the target is 100 per
-// container; it takes 24), counted rather than timed.
+// allocation budget the benchmark reports (the target is 100 per
+// container; it took 24 when written, 41 once image references were
+// normalised with distribution/reference), counted rather than timed.
 func TestLifecycleAllocations(t *testing.T) {
 	rt := fake.New(fake.WithImage("bench/hello:1", fake.Image{
 		Run: func(ctx context.Context, p *fake.Process) int {
@@ -62,8 +63,8 @@ func TestLifecycleAllocations(t *testing.T) {
 	spec := gantry.Spec{Image: "bench/hello:1", Cmd: []string{"hello"}}
 	allocs := testing.AllocsPerRun(200, func() { lifecycle(t, rt, spec, 1) })
 	t.Logf("%.0f allocations per lifecycle", allocs)
-	if allocs > 40 {
-		t.Errorf("a Go-function lifecycle makes %.0f allocations, want at most 40 (24 when this test was written)", allocs)
+	if allocs > 48 {
+		t.Errorf("a Go-function lifecycle makes %.0f allocations, want at most 48 (41 when this budget was set)", allocs)
 	}
 }
 

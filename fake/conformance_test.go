@@ -10,8 +10,7 @@ import (
 )
 
 // TestConformance runs the conformance suite against the fake in
-// host-process mode, where every workload is a real sh process. Waits are
-// ordered before the events they wait for with the fake's Waiting.
+// host-process mode, where every workload is a real sh process.
 func TestConformance(t *testing.T) {
 	const secretName, secretValue = "runtimetest-secret", "s3cret value"
 	runtimetest.Run(t, runtimetest.Harness{
@@ -21,8 +20,5 @@ func TestConformance(t *testing.T) {
 		Image:       "busybox",
 		SecretName:  secretName,
 		SecretValue: secretValue,
-		Waiting: func(rt gantry.Runtime, id string, cond gantry.WaitCondition) bool {
-			return rt.(*fake.Runtime).Waiting(id, cond)
-		},
 	})
 }

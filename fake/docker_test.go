@@ -55,12 +55,7 @@ func TestHostRemovalInProgress(t *testing.T) {
 		func(s *gantry.Spec) { s.Env = []string{"GATE=" + gate} })
 	waitForLine(t, rt, c.ID, "ready")
 
-	removed := make(chan error, 1)
-	go func() {
-		_, err := rt.Wait(ctx, c.ID, gantry.WaitRemoved)
-		removed <- err
-	}()
-	parked(rt, c.ID, gantry.WaitRemoved)
+	removed := registered(t, ctx, rt, c.ID, gantry.WaitRemoved)
 
 	rctx, cancel := context.WithCancel(ctx)
 	first := make(chan error, 1)
@@ -77,7 +72,7 @@ func TestHostRemovalInProgress(t *testing.T) {
 	if err := os.WriteFile(gate, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := <-removed; err != nil {
+	if err := (<-removed).Err; err != nil {
 		t.Errorf("removed waiter: %v", err)
 	}
 	_, err = rt.Inspect(ctx, c.ID)
@@ -130,16 +125,8 @@ func TestGoCloseLeavesNoGoroutine(t *testing.T) {
 		_, err := rt.Exec(ctx, trap.ID, gantry.ExecConfig{Cmd: []string{"block"}})
 		errs <- err
 	}()
-	go func() {
-		_, err := rt.Wait(ctx, created.ID, gantry.WaitNextExit)
-		errs <- err
-	}()
-	parked(rt, created.ID, gantry.WaitNextExit)
-	go func() {
-		_, err := rt.Wait(ctx, running.ID, gantry.WaitRemoved)
-		errs <- err
-	}()
-	parked(rt, running.ID, gantry.WaitRemoved)
+	go func(w <-chan gantry.WaitResult) { errs <- (<-w).Err }(registered(t, ctx, rt, created.ID, gantry.WaitNextExit))
+	go func(w <-chan gantry.WaitResult) { errs <- (<-w).Err }(registered(t, ctx, rt, running.ID, gantry.WaitRemoved))
 	go func() { errs <- rt.Stop(ctx, running.ID, gantry.StopOptions{Timeout: new(time.Duration(-1))}) }()
 	follow, err := rt.Logs(ctx, trap.ID, gantry.LogsOptions{Follow: true})
 	if err != nil {

@@ -22,15 +22,16 @@ import (
 // process group (with Tty, in a session of its own on a new terminal); in
 // Go-function mode it is the image's Exec function. When the container
 // exits first, the exec ends with 137.
-func (rt *Runtime) Exec(ctx context.Context, id string, cfg gantry.ExecConfig) (gantry.ExecResult, error) {
+func (rt *Runtime) Exec(ctx context.Context, id string, cfg gantry.ExecConfig) (_ gantry.ExecResult, err error) {
+	defer gantry.WrapOp(&err, "fake", "exec", id)
 	if err := ctx.Err(); err != nil {
 		return gantry.ExecResult{}, err
 	}
 	if err := cfg.Validate(); err != nil {
-		return gantry.ExecResult{}, fmt.Errorf("fake: exec %s: %w", id, err)
+		return gantry.ExecResult{}, err
 	}
 	rt.mu.Lock()
-	c, err := rt.lookup("exec", id)
+	c, err := rt.lookup(id)
 	if err != nil {
 		rt.mu.Unlock()
 		return gantry.ExecResult{}, err
@@ -39,13 +40,13 @@ func (rt *Runtime) Exec(ctx context.Context, id string, cfg gantry.ExecConfig) (
 	switch {
 	case r == nil:
 		rt.mu.Unlock()
-		return gantry.ExecResult{}, fmt.Errorf("fake: exec %s: %w: container %s is not running", id, gantry.ErrConflict, c.id)
+		return gantry.ExecResult{}, fmt.Errorf("%w: container %s is not running", gantry.ErrConflict, c.id)
 	case r.paused:
 		rt.mu.Unlock()
-		return gantry.ExecResult{}, fmt.Errorf("fake: exec %s: %w: container %s is paused, unpause it first", id, gantry.ErrConflict, c.id)
+		return gantry.ExecResult{}, fmt.Errorf("%w: container %s is paused, unpause it first", gantry.ErrConflict, c.id)
 	case r.h == nil && c.image.Exec == nil:
 		rt.mu.Unlock()
-		return gantry.ExecResult{}, fmt.Errorf("fake: exec %s: %w: image %s has no Exec function", id, gantry.ErrNotSupported, c.spec.Image)
+		return gantry.ExecResult{}, fmt.Errorf("%w: image %s has no Exec function", gantry.ErrNotSupported, c.spec.Image)
 	}
 	env := append(rt.containerEnv(c), cfg.Env...)
 	dir := cfg.WorkingDir
@@ -136,7 +137,7 @@ func (rt *Runtime) execHost(ctx context.Context, r *run, cfg gantry.ExecConfig, 
 	cred, err := credential(usr)
 	if err != nil {
 		rt.mu.Unlock()
-		return gantry.ExecResult{}, fmt.Errorf("fake: exec: %w: %v", gantry.ErrInvalidArgument, err)
+		return gantry.ExecResult{}, fmt.Errorf("%w: %v", gantry.ErrInvalidArgument, err)
 	}
 	var ptmx *os.File
 	if cfg.Tty {
@@ -144,7 +145,7 @@ func (rt *Runtime) execHost(ctx context.Context, r *run, cfg gantry.ExecConfig, 
 		ptmx, tty, err = pty.Open()
 		if err != nil {
 			rt.mu.Unlock()
-			return gantry.ExecResult{}, fmt.Errorf("fake: exec: %w: %v", gantry.ErrUnavailable, err)
+			return gantry.ExecResult{}, fmt.Errorf("%w: %v", gantry.ErrUnavailable, err)
 		}
 		defer ptmx.Close()
 		// The first size sent is the terminal's size from the start, so
@@ -172,7 +173,7 @@ func (rt *Runtime) execHost(ctx context.Context, r *run, cfg gantry.ExecConfig, 
 		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) || errors.Is(err, os.ErrPermission) {
 			kind = gantry.ErrInvalidArgument
 		}
-		return gantry.ExecResult{}, fmt.Errorf("fake: exec %q: %w: %v", cfg.Cmd[0], kind, err)
+		return gantry.ExecResult{}, fmt.Errorf("%w: %v", kind, err)
 	}
 	pid := cmd.Process.Pid
 	if cfg.Tty {

@@ -1,6 +1,7 @@
 package fake
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -32,6 +33,8 @@ type Runtime struct {
 	seq        uint64
 	closed     bool
 	done       chan struct{} // closed by Close
+
+	state gantry.CloseState
 
 	// wg counts every goroutine the runtime starts (runs, output readers,
 	// execs, timeouts). Add is only called under mu while !closed, so it
@@ -96,21 +99,15 @@ func (rt *Runtime) RegisterImage(ref string, img Image) {
 	rt.mu.Unlock()
 }
 
-// imageKey normalises a reference the way Docker does for the part that
-// matters here: a bare repository means its latest tag.
+// imageKey normalises a reference as Docker does, so that "busybox",
+// "busybox:latest" and "docker.io/library/busybox:latest" register and
+// find one image. A reference that does not parse is kept as it is: Create
+// refuses it before looking it up.
 func imageKey(ref string) string {
-	if strings.ContainsRune(ref, '@') {
-		return ref
+	if n, err := gantry.NormalizeImage(ref); err == nil {
+		return n
 	}
-	last := ref[strings.LastIndexByte(ref, '/')+1:]
-	if strings.ContainsRune(last, ':') {
-		return ref
-	}
-	return ref + ":latest"
-}
-
-func errClosed(op string) error {
-	return fmt.Errorf("fake: %s: runtime is closed: %w", op, gantry.ErrUnavailable)
+	return ref
 }
 
 // container is one container. Everything but id, seq, created, image and
@@ -146,9 +143,9 @@ func (c *container) exitStatus() gantry.ExitStatus {
 
 // lookup finds a container as Docker does: full ID, then exact name, then
 // unique ID prefix. Call with rt.mu held.
-func (rt *Runtime) lookup(op, id string) (*container, error) {
+func (rt *Runtime) lookup(id string) (*container, error) {
 	if rt.closed {
-		return nil, errClosed(op)
+		return nil, gantry.ErrClosed
 	}
 	if c, ok := rt.containers[id]; ok {
 		return c, nil
@@ -157,19 +154,19 @@ func (rt *Runtime) lookup(op, id string) (*container, error) {
 		return c, nil
 	}
 	if id == "" {
-		return nil, fmt.Errorf("fake: %s: %w: empty container ID or name", op, gantry.ErrInvalidArgument)
+		return nil, fmt.Errorf("%w: empty container ID or name", gantry.ErrInvalidArgument)
 	}
 	var found *container
 	for full, c := range rt.containers {
 		if strings.HasPrefix(full, id) {
 			if found != nil {
-				return nil, fmt.Errorf("fake: %s %s: %w: ID prefix matches more than one container", op, id, gantry.ErrInvalidArgument)
+				return nil, fmt.Errorf("%w: ID prefix matches more than one container", gantry.ErrInvalidArgument)
 			}
 			found = c
 		}
 	}
 	if found == nil {
-		return nil, fmt.Errorf("fake: %s: %w: no such container: %s", op, gantry.ErrNotFound, id)
+		return nil, fmt.Errorf("%w: no such container: %s", gantry.ErrNotFound, id)
 	}
 	return found, nil
 }
@@ -183,12 +180,13 @@ func newID() string {
 // Create makes a container from spec, after validating it. In Go-function
 // mode the image must have been registered; in host-process mode the spec
 // must name a command.
-func (rt *Runtime) Create(ctx context.Context, spec gantry.Spec) (*gantry.Container, error) {
+func (rt *Runtime) Create(ctx context.Context, spec gantry.Spec) (_ *gantry.Container, err error) {
+	defer gantry.WrapOp(&err, "fake", "create", "")
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	if err := spec.Validate(); err != nil {
-		return nil, fmt.Errorf("fake: create: %w", err)
+		return nil, err
 	}
 	if err := rt.checkSupported(&spec); err != nil {
 		return nil, err
@@ -203,25 +201,25 @@ func (rt *Runtime) Create(ctx context.Context, spec gantry.Spec) (*gantry.Contai
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	if rt.closed {
-		return nil, errClosed("create")
+		return nil, gantry.ErrClosed
 	}
 	if !rt.host {
 		img, ok := rt.images[imageKey(spec.Image)]
 		if !ok {
-			return nil, fmt.Errorf("fake: create: %w: no such image: %s (register it with RegisterImage or WithImage)", gantry.ErrNotFound, spec.Image)
+			return nil, fmt.Errorf("%w: no such image: %s (register it with RegisterImage or WithImage, or make the Runtime with WithHostProcesses to run commands on this host)", gantry.ErrNotFound, spec.Image)
 		}
 		c.image = img
 	}
 	for i, s := range spec.Secrets {
 		if _, ok := rt.secrets[s.Name]; !ok {
-			return nil, fmt.Errorf("fake: create: Secrets[%d]: %w: no such secret: %s (give it with WithSecret)", i, gantry.ErrNotFound, s.Name)
+			return nil, fmt.Errorf("Secrets[%d]: %w: no such secret: %s (give it with WithSecret)", i, gantry.ErrNotFound, s.Name)
 		}
 	}
 	name := spec.Name
 	if name == "" {
 		name = rt.generateName()
 	} else if other, taken := rt.names[name]; taken {
-		return nil, fmt.Errorf("fake: create: %w: the container name %q is already in use by container %s", gantry.ErrConflict, name, other.id)
+		return nil, fmt.Errorf("%w: the container name %q is already in use by container %s", gantry.ErrConflict, name, other.id)
 	}
 	c.name = name
 	c.spec.Name = name
@@ -236,7 +234,7 @@ func (rt *Runtime) Create(ctx context.Context, spec gantry.Spec) (*gantry.Contai
 // None, before anything is created.
 func (rt *Runtime) checkSupported(spec *gantry.Spec) error {
 	refuse := func(field, why string) error {
-		return fmt.Errorf("fake: create: %s: %w: %s", field, gantry.ErrNotSupported, why)
+		return fmt.Errorf("%s: %w: %s", field, gantry.ErrNotSupported, why)
 	}
 	switch {
 	case len(spec.Mounts) > 0:
@@ -293,13 +291,14 @@ func cloneSpec(s gantry.Spec) gantry.Spec {
 }
 
 // Inspect returns the container's current description.
-func (rt *Runtime) Inspect(ctx context.Context, id string) (*gantry.Container, error) {
+func (rt *Runtime) Inspect(ctx context.Context, id string) (_ *gantry.Container, err error) {
+	defer gantry.WrapOp(&err, "fake", "inspect", id)
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
-	c, err := rt.lookup("inspect", id)
+	c, err := rt.lookup(id)
 	if err != nil {
 		return nil, err
 	}
@@ -309,69 +308,31 @@ func (rt *Runtime) Inspect(ctx context.Context, id string) (*gantry.Container, e
 // List returns the containers that match opts, newest first. Without All,
 // Status or Limit it lists running (and paused) containers only, as docker
 // ps does; a positive Limit includes every state, as docker ps -n.
-func (rt *Runtime) List(ctx context.Context, opts gantry.ListOptions) ([]*gantry.Container, error) {
+func (rt *Runtime) List(ctx context.Context, opts gantry.ListOptions) (_ []*gantry.Container, err error) {
+	defer gantry.WrapOp(&err, "fake", "list", "")
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	if err := opts.Validate(); err != nil {
-		return nil, fmt.Errorf("fake: list: %w", err)
-	}
-	labels := make([][2]string, len(opts.Labels))
-	for i, l := range opts.Labels {
-		k, v, hasValue := strings.Cut(l, "=")
-		labels[i] = [2]string{k, v}
-		if !hasValue {
-			labels[i][1] = "\x00"
-		}
+		return nil, err
 	}
 	rt.mu.Lock()
-	defer rt.mu.Unlock()
 	if rt.closed {
-		return nil, errClosed("list")
+		rt.mu.Unlock()
+		return nil, gantry.ErrClosed
 	}
-	var found []*container
+	all := make([]*container, 0, len(rt.containers))
 	for _, c := range rt.containers {
-		if c.matches(&opts, labels) {
-			found = append(found, c)
-		}
+		all = append(all, c)
 	}
-	slices.SortFunc(found, func(a, b *container) int { return int(b.seq - a.seq) })
-	if opts.Limit > 0 && len(found) > opts.Limit {
-		found = found[:opts.Limit]
+	// Creation order breaks ties between equal creation times.
+	slices.SortFunc(all, func(a, b *container) int { return cmp.Compare(b.seq, a.seq) })
+	snaps := make([]*gantry.Container, len(all))
+	for i, c := range all {
+		snaps[i] = c.snapshot()
 	}
-	out := make([]*gantry.Container, len(found))
-	for i, c := range found {
-		out[i] = c.snapshot()
-	}
-	return out, nil
-}
-
-// matches reports whether c passes opts's filters. As in moby's list, a
-// container that is not running is listed only with All, a Status filter
-// or a Limit: docker ps -n N shows the last N created, in any state.
-func (c *container) matches(o *gantry.ListOptions, labels [][2]string) bool {
-	if !o.All && len(o.Status) == 0 && o.Limit <= 0 && !c.state.Running {
-		return false
-	}
-	if len(o.Status) > 0 && !slices.Contains(o.Status, c.state.Status) {
-		return false
-	}
-	if len(o.IDs) > 0 && !slices.ContainsFunc(o.IDs, func(p string) bool { return strings.HasPrefix(c.id, p) }) {
-		return false
-	}
-	if len(o.Names) > 0 && !slices.ContainsFunc(o.Names, func(n string) bool { return strings.Contains(c.name, n) }) {
-		return false
-	}
-	for _, kv := range labels {
-		v, ok := c.spec.Labels[kv[0]]
-		if !ok || (kv[1] != "\x00" && v != kv[1]) {
-			return false
-		}
-	}
-	if o.Image != "" && imageKey(o.Image) != imageKey(c.spec.Image) {
-		return false
-	}
-	return true
+	rt.mu.Unlock()
+	return gantry.SelectContainers(opts, snaps, nil)
 }
 
 // Remove deletes the container and its logs. A running or paused
@@ -382,29 +343,30 @@ func (c *container) matches(o *gantry.ListOptions, labels [][2]string) bool {
 // "removing". The removal does not depend on ctx, as moby's does not on
 // the request: when ctx ends first, Remove returns ctx's error and the
 // container is removed as soon as it has died.
-func (rt *Runtime) Remove(ctx context.Context, id string, opts gantry.RemoveOptions) error {
+func (rt *Runtime) Remove(ctx context.Context, id string, opts gantry.RemoveOptions) (err error) {
+	defer gantry.WrapOp(&err, "fake", "remove", id)
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	rt.mu.Lock()
-	c, err := rt.lookup("remove", id)
+	c, err := rt.lookup(id)
 	switch {
 	case err != nil:
 		rt.mu.Unlock()
 		return err
 	case c.removing:
 		rt.mu.Unlock()
-		return fmt.Errorf("fake: remove %s: %w: removal of container %s is already in progress", id, gantry.ErrConflict, c.id)
+		return fmt.Errorf("%w: removal of container %s is already in progress", gantry.ErrConflict, c.id)
 	case c.run == nil:
 		rt.delete(c)
 		rt.mu.Unlock()
 		return nil
 	case !opts.Force && c.run.paused:
 		rt.mu.Unlock()
-		return fmt.Errorf("fake: remove %s: %w: cannot remove a paused container: unpause and then stop it, or use Force", id, gantry.ErrConflict)
+		return fmt.Errorf("%w: cannot remove a paused container: unpause and then stop it, or use Force", gantry.ErrConflict)
 	case !opts.Force:
 		rt.mu.Unlock()
-		return fmt.Errorf("fake: remove %s: %w: cannot remove a running container: stop it first, or use Force", id, gantry.ErrConflict)
+		return fmt.Errorf("%w: cannot remove a running container: stop it first, or use Force", gantry.ErrConflict)
 	}
 	c.removing = true
 	r := c.run
@@ -446,27 +408,31 @@ func (rt *Runtime) delete(c *container) {
 	c.logs.remove()
 }
 
-// Close kills every running container with SIGKILL and waits until all
-// the goroutines and processes it started have ended. Later calls return
-// ErrUnavailable, except Close, which returns nil.
+// Close runs the functions given to BeforeClose, then kills every running
+// container with SIGKILL and waits until all the goroutines and processes
+// it started have ended. Afterwards every method returns gantry.ErrClosed
+// at once; a second Close returns nil.
 //
 // A Go image that ignores its context after SIGKILL keeps Close waiting:
 // the fake cannot stop a goroutine from outside.
 func (rt *Runtime) Close() error {
-	rt.mu.Lock()
-	if rt.closed {
+	return rt.state.Close(func() error {
+		rt.mu.Lock()
+		rt.closed = true
+		close(rt.done)
+		for _, c := range rt.containers {
+			if c.run != nil {
+				rt.signal(c.run, sigKILL)
+			}
+		}
 		rt.mu.Unlock()
 		rt.wg.Wait()
 		return nil
-	}
-	rt.closed = true
-	close(rt.done)
-	for _, c := range rt.containers {
-		if c.run != nil {
-			rt.signal(c.run, sigKILL)
-		}
-	}
-	rt.mu.Unlock()
-	rt.wg.Wait()
-	return nil
+	})
+}
+
+// BeforeClose arranges for f to run at the start of Close, while the
+// Runtime still works (see gantry.BeforeCloser).
+func (rt *Runtime) BeforeClose(f func()) (stop func() bool, err error) {
+	return rt.state.BeforeClose(f)
 }

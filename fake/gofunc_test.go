@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"regexp"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -161,11 +160,15 @@ func texts(es []gantry.LogEntry) []string {
 	return out
 }
 
-// parked returns once a Wait for cond is parked on the container.
-func parked(rt *fake.Runtime, id string, cond gantry.WaitCondition) {
-	for !rt.Waiting(id, cond) {
-		runtime.Gosched()
+// registered registers a wait for cond and returns once the fake holds
+// it.
+func registered(t *testing.T, ctx context.Context, rt *fake.Runtime, id string, cond gantry.WaitCondition) <-chan gantry.WaitResult {
+	t.Helper()
+	ch, err := rt.RegisterWait(ctx, id, cond)
+	if err != nil {
+		t.Fatalf("RegisterWait(%s, %s): %v", id, cond, err)
 	}
+	return ch
 }
 
 func wantErr(t *testing.T, what string, err, want error) {
@@ -431,23 +434,13 @@ func TestGoRemove(t *testing.T) {
 	if st := state(t, rt, c.ID); !st.Running {
 		t.Fatalf("a refused remove changed the state: %+v", st)
 	}
-	removed := make(chan gantry.ExitStatus, 1)
-	go func() {
-		st, _ := rt.Wait(ctx, c.ID, gantry.WaitRemoved)
-		removed <- st
-	}()
-	nextExit := make(chan gantry.ExitStatus, 1)
+	removed := registered(t, ctx, rt, c.ID, gantry.WaitRemoved)
 	idle := create(t, rt, gantry.Spec{Image: "test/trap"})
-	go func() {
-		st, _ := rt.Wait(ctx, idle.ID, gantry.WaitNextExit)
-		nextExit <- st
-	}()
-	parked(rt, c.ID, gantry.WaitRemoved)
-	parked(rt, idle.ID, gantry.WaitNextExit)
+	nextExit := registered(t, ctx, rt, idle.ID, gantry.WaitNextExit)
 	if err := rt.Remove(ctx, c.ID, gantry.RemoveOptions{Force: true}); err != nil {
 		t.Fatal(err)
 	}
-	if st := <-removed; st.ExitCode != 137 {
+	if st := (<-removed).Status; st.ExitCode != 137 {
 		t.Errorf("removed waiter got %+v, want the forced kill's 137", st)
 	}
 	_, err := rt.Inspect(ctx, c.ID)
@@ -457,7 +450,7 @@ func TestGoRemove(t *testing.T) {
 	if err := rt.Remove(ctx, idle.ID, gantry.RemoveOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if st := <-nextExit; st.ExitCode != 0 {
+	if st := (<-nextExit).Status; st.ExitCode != 0 {
 		t.Errorf("next-exit waiter woken by removal got %+v", st)
 	}
 }
@@ -469,16 +462,11 @@ func TestGoWaitConditions(t *testing.T) {
 	if st, err := rt.Wait(ctx, c.ID, ""); err != nil || st.ExitCode != 0 {
 		t.Errorf("not-running on a created container: %+v, %v; want 0 at once", st, err)
 	}
-	next := make(chan gantry.ExitStatus, 1)
-	go func() {
-		st, _ := rt.Wait(ctx, c.ID, gantry.WaitNextExit)
-		next <- st
-	}()
-	parked(rt, c.ID, gantry.WaitNextExit)
+	next := registered(t, ctx, rt, c.ID, gantry.WaitNextExit)
 	if err := rt.Start(ctx, c.ID); err != nil {
 		t.Fatal(err)
 	}
-	if st := <-next; st.ExitCode != 5 {
+	if st := (<-next).Status; st.ExitCode != 5 {
 		t.Errorf("next-exit %+v, want 5", st)
 	}
 	if st := wait(t, rt, c.ID); st.ExitCode != 5 {
@@ -1004,18 +992,13 @@ func TestGoClose(t *testing.T) {
 	ctx := context.Background()
 	c := start(t, rt, gantry.Spec{Image: "test/ignore:1"})
 	created := create(t, rt, gantry.Spec{Image: "test/echo"})
-	removed := make(chan error, 1)
-	go func() {
-		_, err := rt.Wait(ctx, created.ID, gantry.WaitRemoved)
-		removed <- err
-	}()
-	parked(rt, created.ID, gantry.WaitRemoved)
+	removed := registered(t, ctx, rt, created.ID, gantry.WaitRemoved)
 	if err := rt.Close(); err != nil {
 		t.Fatal(err)
 	}
-	wantErr(t, "removed waiter at Close", <-removed, gantry.ErrUnavailable)
+	wantErr(t, "removed waiter at Close", (<-removed).Err, gantry.ErrClosed)
 	_, err := rt.Inspect(ctx, c.ID)
-	wantErr(t, "inspect after close", err, gantry.ErrUnavailable)
+	wantErr(t, "inspect after close", err, gantry.ErrClosed)
 	if err := rt.Close(); err != nil {
 		t.Errorf("second close: %v", err)
 	}

@@ -164,7 +164,7 @@ func (rt *Runtime) startFailed(c *container, err error) error {
 	}
 	c.state.ExitCode = code
 	c.state.Error = err.Error()
-	return fmt.Errorf("fake: start %s: %w: %v", c.name, kind, err)
+	return fmt.Errorf("%w: %v", kind, err)
 }
 
 // readOutput turns one output of a host container into log lines.

@@ -256,8 +256,8 @@ func TestHostCloseLeavesNoProcess(t *testing.T) {
 			t.Errorf("process %d survived Close", pid)
 		}
 	}
-	if _, err := rt.Create(context.Background(), gantry.Spec{Image: "alpine", Cmd: []string{"true"}}); !errors.Is(err, gantry.ErrUnavailable) {
-		t.Errorf("create after close: %v, want ErrUnavailable", err)
+	if _, err := rt.Create(context.Background(), gantry.Spec{Image: "alpine", Cmd: []string{"true"}}); !errors.Is(err, gantry.ErrClosed) {
+		t.Errorf("create after close: %v, want ErrClosed", err)
 	}
 }
 

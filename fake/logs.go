@@ -171,7 +171,8 @@ func (w *streamWriter) flush() { w.r.c.logs.flush(w.stream, &w.partial) }
 // run that was going on when Logs was called ends; on a container that is
 // not running, Follow changes nothing. A container marked for removal is
 // an ErrConflict, as in moby.
-func (rt *Runtime) Logs(ctx context.Context, id string, opts gantry.LogsOptions) (gantry.LogReader, error) {
+func (rt *Runtime) Logs(ctx context.Context, id string, opts gantry.LogsOptions) (_ gantry.LogReader, err error) {
+	defer gantry.WrapOp(&err, "fake", "logs", id)
 	if err := opts.Validate(); err != nil {
 		return nil, fmt.Errorf("fake: %w", err)
 	}
@@ -179,9 +180,9 @@ func (rt *Runtime) Logs(ctx context.Context, id string, opts gantry.LogsOptions)
 		return nil, err
 	}
 	rt.mu.Lock()
-	c, err := rt.lookup("logs", id)
+	c, err := rt.lookup(id)
 	if err == nil && c.removing {
-		err = fmt.Errorf("fake: logs %s: %w: cannot get logs from a container marked for removal", id, gantry.ErrConflict)
+		err = fmt.Errorf("%w: cannot get logs from a container marked for removal", gantry.ErrConflict)
 	}
 	rt.mu.Unlock()
 	if err != nil {

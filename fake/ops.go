@@ -17,24 +17,25 @@ import (
 
 // Rename gives the container a new name under Docker's rules: a valid name
 // not used by another container, and not the current one.
-func (rt *Runtime) Rename(ctx context.Context, id, name string) error {
+func (rt *Runtime) Rename(ctx context.Context, id, name string) (err error) {
+	defer gantry.WrapOp(&err, "fake", "rename", id)
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	if !gantry.ValidName(name) {
-		return fmt.Errorf("fake: rename %s: %w", id, &gantry.FieldError{Field: "Name", Value: name, Reason: "must match [a-zA-Z0-9][a-zA-Z0-9_.-]+ (Docker's rule)"})
+		return fmt.Errorf("%w", &gantry.FieldError{Field: "Name", Value: name, Reason: "must match [a-zA-Z0-9][a-zA-Z0-9_.-]+ (Docker's rule)"})
 	}
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
-	c, err := rt.lookup("rename", id)
+	c, err := rt.lookup(id)
 	if err != nil {
 		return err
 	}
 	if c.name == name {
-		return fmt.Errorf("fake: rename %s: %w: the container is already called %q", id, gantry.ErrInvalidArgument, name)
+		return fmt.Errorf("%w: the container is already called %q", gantry.ErrInvalidArgument, name)
 	}
 	if other, taken := rt.names[name]; taken {
-		return fmt.Errorf("fake: rename %s: %w: the container name %q is already in use by container %s", id, gantry.ErrConflict, name, other.id)
+		return fmt.Errorf("%w: the container name %q is already in use by container %s", gantry.ErrConflict, name, other.id)
 	}
 	delete(rt.names, c.name)
 	rt.names[name] = c
@@ -45,20 +46,21 @@ func (rt *Runtime) Rename(ctx context.Context, id, name string) error {
 
 // Update replaces the container's resources after validating them as
 // Create does. The fake records them; it does not enforce them.
-func (rt *Runtime) Update(ctx context.Context, id string, res gantry.Resources) error {
+func (rt *Runtime) Update(ctx context.Context, id string, res gantry.Resources) (err error) {
+	defer gantry.WrapOp(&err, "fake", "update", id)
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	probe := gantry.Spec{Image: "probe", Resources: res}
 	if err := probe.Validate(); err != nil {
-		return fmt.Errorf("fake: update %s: %w", id, err)
+		return err
 	}
 	if res.GPUs > 0 {
-		return fmt.Errorf("fake: update %s: Resources.GPUs: %w: %s", id, gantry.ErrNotSupported, noteGPU)
+		return fmt.Errorf("Resources.GPUs: %w: %s", gantry.ErrNotSupported, noteGPU)
 	}
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
-	c, err := rt.lookup("update", id)
+	c, err := rt.lookup(id)
 	if err != nil {
 		return err
 	}
@@ -73,12 +75,13 @@ func (rt *Runtime) Update(ctx context.Context, id string, res gantry.Resources) 
 // A container that is not running, or is paused, is an ErrConflict, as in
 // moby.
 // Output is passed on line by line, as the logs keep it.
-func (rt *Runtime) Attach(ctx context.Context, id string, opts gantry.AttachOptions) error {
+func (rt *Runtime) Attach(ctx context.Context, id string, opts gantry.AttachOptions) (err error) {
+	defer gantry.WrapOp(&err, "fake", "attach", id)
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	rt.mu.Lock()
-	c, err := rt.lookup("attach", id)
+	c, err := rt.lookup(id)
 	if err != nil {
 		rt.mu.Unlock()
 		return err
@@ -87,13 +90,13 @@ func (rt *Runtime) Attach(ctx context.Context, id string, opts gantry.AttachOpti
 	switch {
 	case r == nil:
 		rt.mu.Unlock()
-		return fmt.Errorf("fake: attach %s: %w: you cannot attach to a stopped container, start it first", id, gantry.ErrConflict)
+		return fmt.Errorf("%w: you cannot attach to a stopped container, start it first", gantry.ErrConflict)
 	case r.paused:
 		rt.mu.Unlock()
-		return fmt.Errorf("fake: attach %s: %w: container %s is paused, unpause it before attaching", id, gantry.ErrConflict, c.id)
+		return fmt.Errorf("%w: container %s is paused, unpause it before attaching", gantry.ErrConflict, c.id)
 	case opts.Stdin != nil && !c.spec.OpenStdin:
 		rt.mu.Unlock()
-		return fmt.Errorf("fake: attach %s: Stdin: %w: the container was created without OpenStdin", id, gantry.ErrInvalidArgument)
+		return fmt.Errorf("Stdin: %w: the container was created without OpenStdin", gantry.ErrInvalidArgument)
 	}
 	logs := c.logs.reader(ctx, gantry.LogsOptions{Follow: true, Tail: gantry.TailNone})
 	if opts.Stdin != nil && r.stdin != nil {
@@ -134,12 +137,13 @@ func (rt *Runtime) Attach(ctx context.Context, id string, opts gantry.AttachOpti
 // Top lists the container's processes. In host-process mode these are the
 // processes of its group (and of its terminal execs), read from /proc; in
 // Go-function mode the one logical process of the image's Run function.
-func (rt *Runtime) Top(ctx context.Context, id string) (gantry.TopResult, error) {
+func (rt *Runtime) Top(ctx context.Context, id string) (_ gantry.TopResult, err error) {
+	defer gantry.WrapOp(&err, "fake", "top", id)
 	if err := ctx.Err(); err != nil {
 		return gantry.TopResult{}, err
 	}
 	rt.mu.Lock()
-	c, err := rt.lookup("top", id)
+	c, err := rt.lookup(id)
 	if err != nil {
 		rt.mu.Unlock()
 		return gantry.TopResult{}, err
@@ -147,7 +151,7 @@ func (rt *Runtime) Top(ctx context.Context, id string) (gantry.TopResult, error)
 	r := c.run
 	if r == nil {
 		rt.mu.Unlock()
-		return gantry.TopResult{}, fmt.Errorf("fake: top %s: %w: container %s is not running", id, gantry.ErrConflict, c.id)
+		return gantry.TopResult{}, fmt.Errorf("%w: container %s is not running", gantry.ErrConflict, c.id)
 	}
 	if r.h == nil {
 		stat := "R"
@@ -162,7 +166,7 @@ func (rt *Runtime) Top(ctx context.Context, id string) (gantry.TopResult, error)
 	rt.mu.Unlock()
 	procs, err := readProcs(groups)
 	if err != nil {
-		return gantry.TopResult{}, fmt.Errorf("fake: top %s: %w: %v", id, gantry.ErrUnavailable, err)
+		return gantry.TopResult{}, fmt.Errorf("%w: %v", gantry.ErrUnavailable, err)
 	}
 	res := gantry.TopResult{Titles: []string{"PID", "PPID", "STAT", "TIME", "CMD"}}
 	for _, p := range procs {
@@ -181,12 +185,13 @@ func (rt *Runtime) Top(ctx context.Context, id string) (gantry.TopResult, error)
 // Go-function mode it reports one process and no CPU time or memory,
 // which a goroutine does not have of its own. A container that is not
 // running reports zeros, as docker stats does.
-func (rt *Runtime) Stats(ctx context.Context, id string) (gantry.Stats, error) {
+func (rt *Runtime) Stats(ctx context.Context, id string) (_ gantry.Stats, err error) {
+	defer gantry.WrapOp(&err, "fake", "stats", id)
 	if err := ctx.Err(); err != nil {
 		return gantry.Stats{}, err
 	}
 	rt.mu.Lock()
-	c, err := rt.lookup("stats", id)
+	c, err := rt.lookup(id)
 	if err != nil {
 		rt.mu.Unlock()
 		return gantry.Stats{}, err
@@ -206,7 +211,7 @@ func (rt *Runtime) Stats(ctx context.Context, id string) (gantry.Stats, error) {
 	rt.mu.Unlock()
 	procs, err := readProcs(groups)
 	if err != nil {
-		return gantry.Stats{}, fmt.Errorf("fake: stats %s: %w: %v", id, gantry.ErrUnavailable, err)
+		return gantry.Stats{}, fmt.Errorf("%w: %v", gantry.ErrUnavailable, err)
 	}
 	for _, p := range procs {
 		st.CPUTime += time.Duration(p.ticks) * time.Second / clockTicks

@@ -57,13 +57,14 @@ func waitDone(ctx context.Context, r *run) error {
 
 // Start runs a created or exited container. A running container is left
 // alone; a paused one is an ErrConflict, as in Docker.
-func (rt *Runtime) Start(ctx context.Context, id string) error {
+func (rt *Runtime) Start(ctx context.Context, id string) (err error) {
+	defer gantry.WrapOp(&err, "fake", "start", id)
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
-	c, err := rt.lookup("start", id)
+	c, err := rt.lookup(id)
 	if err != nil {
 		return err
 	}
@@ -74,12 +75,12 @@ func (rt *Runtime) Start(ctx context.Context, id string) error {
 func (rt *Runtime) start(c *container) error {
 	if r := c.run; r != nil {
 		if r.paused {
-			return fmt.Errorf("fake: start %s: %w: cannot start a paused container, unpause it instead", c.name, gantry.ErrConflict)
+			return fmt.Errorf("%w: cannot start a paused container, unpause it instead", gantry.ErrConflict)
 		}
 		return nil
 	}
 	if c.removing {
-		return fmt.Errorf("fake: start %s: %w: the container is marked for removal and cannot be started", c.name, gantry.ErrConflict)
+		return fmt.Errorf("%w: the container is marked for removal and cannot be started", gantry.ErrConflict)
 	}
 	r := &run{c: c, done: make(chan struct{})}
 	var err error
@@ -114,7 +115,7 @@ func (rt *Runtime) start(c *container) error {
 func (rt *Runtime) startImage(r *run) error {
 	c := r.c
 	if c.image.Run == nil {
-		return fmt.Errorf("fake: start %s: %w: image %s has no Run function", c.name, gantry.ErrNotSupported, c.spec.Image)
+		return fmt.Errorf("%w: image %s has no Run function", gantry.ErrNotSupported, c.spec.Image)
 	}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	r.signals = make(chan syscall.Signal, signalBuffer)
@@ -305,12 +306,13 @@ func (rt *Runtime) killAfter(r *run, timeout time.Duration) {
 
 // Stop sends the stop signal, waits for the timeout, then kills the
 // container with SIGKILL. A container that is not running is left alone.
-func (rt *Runtime) Stop(ctx context.Context, id string, opts gantry.StopOptions) error {
+func (rt *Runtime) Stop(ctx context.Context, id string, opts gantry.StopOptions) (err error) {
+	defer gantry.WrapOp(&err, "fake", "stop", id)
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	rt.mu.Lock()
-	c, err := rt.lookup("stop", id)
+	c, err := rt.lookup(id)
 	if err != nil {
 		rt.mu.Unlock()
 		return err
@@ -345,7 +347,8 @@ func (rt *Runtime) enforceTimeout(r *run, d time.Duration) {
 // Kill sends signal (default SIGKILL) to the container. A container that
 // is not running is an ErrConflict. With SIGKILL, Kill returns once the
 // container has exited, as Docker's does.
-func (rt *Runtime) Kill(ctx context.Context, id string, signal string) error {
+func (rt *Runtime) Kill(ctx context.Context, id string, signal string) (err error) {
+	defer gantry.WrapOp(&err, "fake", "kill", id)
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -353,12 +356,12 @@ func (rt *Runtime) Kill(ctx context.Context, id string, signal string) error {
 	if signal != "" {
 		n, err := gantry.ParseSignal(signal)
 		if err != nil {
-			return fmt.Errorf("fake: kill %s: %w", id, err)
+			return err
 		}
 		sig = n
 	}
 	rt.mu.Lock()
-	c, err := rt.lookup("kill", id)
+	c, err := rt.lookup(id)
 	if err != nil {
 		rt.mu.Unlock()
 		return err
@@ -366,7 +369,7 @@ func (rt *Runtime) Kill(ctx context.Context, id string, signal string) error {
 	r := c.run
 	if r == nil {
 		rt.mu.Unlock()
-		return fmt.Errorf("fake: kill %s: %w: container %s is not running", id, gantry.ErrConflict, c.id)
+		return fmt.Errorf("%w: container %s is not running", gantry.ErrConflict, c.id)
 	}
 	rt.signal(r, sig)
 	rt.mu.Unlock()
@@ -378,12 +381,13 @@ func (rt *Runtime) Kill(ctx context.Context, id string, signal string) error {
 
 // Restart stops the container as Stop does (if it runs), then starts it.
 // It keeps its ID, name and logs, and its RestartCount grows by one.
-func (rt *Runtime) Restart(ctx context.Context, id string, opts gantry.StopOptions) error {
+func (rt *Runtime) Restart(ctx context.Context, id string, opts gantry.StopOptions) (err error) {
+	defer gantry.WrapOp(&err, "fake", "restart", id)
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	rt.mu.Lock()
-	c, err := rt.lookup("restart", id)
+	c, err := rt.lookup(id)
 	if err != nil {
 		rt.mu.Unlock()
 		return err
@@ -402,9 +406,9 @@ func (rt *Runtime) Restart(ctx context.Context, id string, opts gantry.StopOptio
 	defer rt.mu.Unlock()
 	switch {
 	case rt.closed:
-		return errClosed("restart")
+		return gantry.ErrClosed
 	case c.removed:
-		return fmt.Errorf("fake: restart: %w: container %s was removed while stopping", gantry.ErrNotFound, id)
+		return fmt.Errorf("%w: container %s was removed while stopping", gantry.ErrNotFound, id)
 	}
 	return rt.start(c)
 }
@@ -414,37 +418,77 @@ func (rt *Runtime) Restart(ctx context.Context, id string, opts gantry.StopOptio
 // created one reports exit code 0); WaitNextExit waits for the next exit,
 // even of a container not yet started; WaitRemoved waits for removal, and
 // removal also ends the other two waits.
-func (rt *Runtime) Wait(ctx context.Context, id string, cond gantry.WaitCondition) (gantry.ExitStatus, error) {
-	switch cond {
-	case "", gantry.WaitNotRunning, gantry.WaitNextExit, gantry.WaitRemoved:
-	default:
-		return gantry.ExitStatus{}, fmt.Errorf("fake: wait %s: condition %q: %w: want not-running, next-exit or removed", id, cond, gantry.ErrInvalidArgument)
+func (rt *Runtime) Wait(ctx context.Context, id string, cond gantry.WaitCondition) (_ gantry.ExitStatus, err error) {
+	defer gantry.WrapOp(&err, "fake", "wait", id)
+	w, now, err := rt.registerWait(ctx, id, cond, false)
+	if err != nil || w == nil {
+		return now, err
+	}
+	return rt.await(ctx, w)
+}
+
+// RegisterWait registers a wait as Wait does and returns once it is in
+// place (see gantry.WaitRegisterer).
+func (rt *Runtime) RegisterWait(ctx context.Context, id string, cond gantry.WaitCondition) (_ <-chan gantry.WaitResult, err error) {
+	defer gantry.WrapOp(&err, "fake", "wait", id)
+	w, now, err := rt.registerWait(ctx, id, cond, true)
+	if err != nil {
+		return nil, err
+	}
+	ch := make(chan gantry.WaitResult, 1)
+	if w == nil {
+		ch <- gantry.WaitResult{Status: now}
+		close(ch)
+		return ch, nil
+	}
+	go func() {
+		defer rt.wg.Done()
+		var res gantry.WaitResult
+		res.Status, res.Err = rt.await(ctx, w)
+		gantry.WrapOp(&res.Err, "fake", "wait", id)
+		ch <- res
+		close(ch)
+	}()
+	return ch, nil
+}
+
+// registerWait returns the wait point that cond on container id waits
+// for, or, when the condition holds already, no point and the status to
+// return now. With hold it counts a waiting goroutine in rt.wg (for the
+// caller to start) whenever it returns a point.
+func (rt *Runtime) registerWait(ctx context.Context, id string, cond gantry.WaitCondition, hold bool) (*waitPoint, gantry.ExitStatus, error) {
+	if err := cond.Validate(); err != nil {
+		return nil, gantry.ExitStatus{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, gantry.ExitStatus{}, err
 	}
 	rt.mu.Lock()
-	c, err := rt.lookup("wait", id)
+	defer rt.mu.Unlock()
+	c, err := rt.lookup(id)
 	if err != nil {
-		rt.mu.Unlock()
-		return gantry.ExitStatus{}, err
+		return nil, gantry.ExitStatus{}, err
 	}
-	var w *waitPoint
-	switch cond {
-	case gantry.WaitRemoved:
-		if c.removedWait == nil {
-			c.removedWait = &waitPoint{ch: make(chan struct{})}
-		}
-		w = c.removedWait
-	case gantry.WaitNextExit, gantry.WaitNotRunning, "":
-		if cond != gantry.WaitNextExit && c.run == nil {
-			st := c.exitStatus()
-			rt.mu.Unlock()
-			return st, nil
-		}
-		if c.exitWait == nil {
-			c.exitWait = &waitPoint{ch: make(chan struct{})}
-		}
-		w = c.exitWait
+	var w **waitPoint
+	switch {
+	case cond == gantry.WaitRemoved:
+		w = &c.removedWait
+	case cond != gantry.WaitNextExit && c.run == nil:
+		return nil, c.exitStatus(), nil
+	default:
+		w = &c.exitWait
 	}
-	rt.mu.Unlock()
+	if *w == nil {
+		*w = &waitPoint{ch: make(chan struct{})}
+	}
+	if hold {
+		rt.wg.Add(1)
+	}
+	return *w, gantry.ExitStatus{}, nil
+}
+
+// await waits for w to be woken, ctx to end or the Runtime to close.
+func (rt *Runtime) await(ctx context.Context, w *waitPoint) (gantry.ExitStatus, error) {
 	select {
 	case <-w.ch:
 		return w.status, nil
@@ -455,7 +499,7 @@ func (rt *Runtime) Wait(ctx context.Context, id string, cond gantry.WaitConditio
 		case <-w.ch:
 			return w.status, nil
 		default:
-			return gantry.ExitStatus{}, errClosed("wait")
+			return gantry.ExitStatus{}, gantry.ErrClosed
 		}
 	}
 }
@@ -464,22 +508,23 @@ func (rt *Runtime) Wait(ctx context.Context, id string, cond gantry.WaitConditio
 // gets SIGSTOP, and Pause returns once every process has stopped, as
 // docker pause returns once the cgroup is frozen; in Go-function mode its
 // writes to stdout and stderr block until Unpause.
-func (rt *Runtime) Pause(ctx context.Context, id string) error {
+func (rt *Runtime) Pause(ctx context.Context, id string) (err error) {
+	defer gantry.WrapOp(&err, "fake", "pause", id)
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
-	c, err := rt.lookup("pause", id)
+	c, err := rt.lookup(id)
 	if err != nil {
 		return err
 	}
 	r := c.run
 	switch {
 	case r == nil:
-		return fmt.Errorf("fake: pause %s: %w: container %s is not running", id, gantry.ErrConflict, c.id)
+		return fmt.Errorf("%w: container %s is not running", gantry.ErrConflict, c.id)
 	case r.paused:
-		return fmt.Errorf("fake: pause %s: %w: container %s is already paused", id, gantry.ErrConflict, c.id)
+		return fmt.Errorf("%w: container %s is already paused", gantry.ErrConflict, c.id)
 	}
 	if r.h != nil {
 		r.h.signal(sigSTOP)
@@ -497,18 +542,19 @@ func (rt *Runtime) Pause(ctx context.Context, id string) error {
 
 // Unpause resumes a paused container. A container that is not paused is an
 // ErrConflict.
-func (rt *Runtime) Unpause(ctx context.Context, id string) error {
+func (rt *Runtime) Unpause(ctx context.Context, id string) (err error) {
+	defer gantry.WrapOp(&err, "fake", "unpause", id)
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
-	c, err := rt.lookup("unpause", id)
+	c, err := rt.lookup(id)
 	if err != nil {
 		return err
 	}
 	if c.run == nil || !c.run.paused {
-		return fmt.Errorf("fake: unpause %s: %w: container %s is not paused", id, gantry.ErrConflict, c.id)
+		return fmt.Errorf("%w: container %s is not paused", gantry.ErrConflict, c.id)
 	}
 	rt.resume(c.run)
 	return nil

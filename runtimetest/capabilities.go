@@ -174,7 +174,7 @@ func (s *suite) createRefused(t *testing.T) {
 	rt := s.runtime(t)
 	c, err := rt.Create(s.ctx(t), s.spec(newTag(), "exit 0"))
 	if err == nil {
-		removeLater(t, rt, c.ID, c.Name)
+		removeLater(t, rt, c)
 	}
 	if !errors.Is(err, gantry.ErrNotSupported) {
 		t.Errorf("Create, declared none: %v, want ErrNotSupported", err)
@@ -190,7 +190,7 @@ func (s *suite) specRefused(t *testing.T, f gantry.Feature) {
 	specFeatures[f](s.h, &spec)
 	c, err := rt.Create(s.ctx(t), spec)
 	if err == nil {
-		removeLater(t, rt, c.ID, c.Name)
+		removeLater(t, rt, c)
 	}
 	if !errors.Is(err, gantry.ErrNotSupported) {
 		t.Fatalf("Create using %q, declared none (%s): %v, want ErrNotSupported", f, s.caps[f].Note, err)

@@ -19,35 +19,54 @@ const cleanupTimeout = 2 * time.Minute
 // lastKept is how many recent lines a failed wait reports.
 const lastKept = 10
 
-// Create creates a container from spec and registers a cleanup with t that
-// force-removes it (after logging its last lines, when t has failed). It
-// fails t if Create fails.
+// Create creates a container from spec and arranges for it to be
+// force-removed when t ends (after logging its last lines, when t has
+// failed). The removal happens whichever comes first: t's cleanup, or the
+// Close of rt that a test may defer (through gantry.BeforeClose), so that
+// `defer rt.Close()` leaves nothing running. It fails t if Create fails.
 func Create(t testing.TB, rt gantry.Runtime, spec gantry.Spec) *gantry.Container {
 	t.Helper()
 	c, err := rt.Create(t.Context(), spec)
 	if err != nil {
 		t.Fatalf("Create(%s %q): %v", spec.Image, spec.Name, err)
 	}
-	removeLater(t, rt, c.ID, spec.Name)
+	removeLater(t, rt, c)
 	return c
 }
 
-// removeLater registers a cleanup with t that force-removes container id,
-// logging its last lines first when t has failed.
-func removeLater(t testing.TB, rt gantry.Runtime, id string, name string) {
-	t.Cleanup(func() {
+// removeLater arranges for container c to be force-removed when t ends or
+// when rt is closed, whichever comes first, logging its last lines first
+// when t has failed.
+func removeLater(t testing.TB, rt gantry.Runtime, c *gantry.Container) {
+	remove := func() {
 		ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
 		defer cancel()
 		if t.Failed() {
-			if es, err := readLogs(ctx, rt, id, gantry.LogsOptions{Tail: 20}); err == nil && len(es) > 0 {
-				t.Logf("container %s (%s), last lines: %s", id, name, formatEntries(es))
+			if es, err := readLogs(ctx, rt, c.ID, gantry.LogsOptions{Tail: 20}); err == nil && len(es) > 0 {
+				t.Logf("container %s (%s), last lines: %s", c.Name, shortID(c.ID), formatEntries(es))
 			}
 		}
-		err := rt.Remove(ctx, id, gantry.RemoveOptions{Force: true, RemoveVolumes: true})
+		err := rt.Remove(ctx, c.ID, gantry.RemoveOptions{Force: true, RemoveVolumes: true})
 		if err != nil && !errors.Is(err, gantry.ErrNotFound) {
-			t.Errorf("cleanup: Remove(%s, Force): %v", id, err)
+			t.Errorf("cleanup: Remove(%s, Force): %v", c.Name, err)
+		}
+	}
+	stop, err := gantry.BeforeClose(rt, remove)
+	t.Cleanup(func() {
+		// Without a hook (a backend without BeforeClose) or with one that
+		// has not run, the removal is this cleanup's to do.
+		if err != nil || stop() {
+			remove()
 		}
 	})
+}
+
+// shortID is the 12-character form of a container ID that docker ps shows.
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
 }
 
 // Start creates a container from spec, starts it, and registers a cleanup

@@ -110,6 +110,41 @@ func (s *suite) testHelpers(t *testing.T) {
 			t.Errorf("containers left after cleanup: %q", ids)
 		}
 	})
+	t.Run("DeferredCloseRemoves", func(t *testing.T) {
+		// The pattern the docs show: a test defers rt.Close(), which runs
+		// before t's cleanups; the helpers must still remove what they
+		// made. The check below is given to BeforeClose first, so it runs
+		// last, once the helpers' removals have.
+		t.Parallel()
+		rt := s.runtime(t)
+		tag := newTag()
+		var left []string
+		var listErr error
+		if _, err := gantry.BeforeClose(rt, func() {
+			left, listErr = s.listErr(rt, tag)
+		}); err != nil {
+			t.Fatalf("BeforeClose: %v", err)
+		}
+		rec := &recorder{TB: t}
+		rec.run(func() {
+			defer rt.Close()
+			Start(rec, rt, s.spec(tag, scriptForever))
+			Create(rec, rt, s.spec(tag, "exit 0"))
+		})
+		if rec.fatal != "" {
+			t.Fatalf("helpers failed: %s", rec.fatal)
+		}
+		rec.cleanup()
+		if len(rec.errs) > 0 {
+			t.Errorf("cleanup after a deferred Close reported %q", rec.errs)
+		}
+		if listErr != nil || len(left) != 0 {
+			t.Errorf("containers left when the deferred Close released the Runtime: %q (%v)", left, listErr)
+		}
+		if ids := s.list(t, s.runtime(t), tag, gantry.ListOptions{All: true}); len(ids) != 0 {
+			t.Errorf("a new Runtime sees containers left after a deferred Close: %q", ids)
+		}
+	})
 	t.Run("CleanupToleratesRemoved", func(t *testing.T) {
 		t.Parallel()
 		rt := s.runtime(t)

@@ -434,63 +434,30 @@ func (s *suite) testRemove(t *testing.T) {
 	})
 }
 
-// asyncWait is a Wait running in the background.
+// asyncWait is a wait registered with the backend, running in the
+// background.
 type asyncWait struct {
-	rt   gantry.Runtime
-	id   string
-	cond gantry.WaitCondition
-	ch   chan waitResult
+	ch <-chan gantry.WaitResult
 }
 
-// waitAsync runs Wait(cond) in the background; the result arrives on the
-// returned wait's channel.
+// waitAsync registers a wait for cond with gantry.RegisterWait, which
+// returns once the backend holds it: whatever the test does next is seen
+// by the wait. The result arrives on the returned wait's channel.
 func (s *suite) waitAsync(t *testing.T, rt gantry.Runtime, id string, cond gantry.WaitCondition) *asyncWait {
-	w := &asyncWait{rt: rt, id: id, cond: cond, ch: make(chan waitResult, 1)}
-	ctx := s.ctx(t)
-	go func() {
-		st, err := rt.Wait(ctx, id, cond)
-		w.ch <- waitResult{st, err}
-	}()
-	return w
+	t.Helper()
+	ch, err := gantry.RegisterWait(s.ctx(t), rt, id, cond)
+	if err != nil {
+		t.Fatalf("RegisterWait(%s, %q): %v", id, cond, err)
+	}
+	return &asyncWait{ch: ch}
 }
 
-type waitResult struct {
-	st  gantry.ExitStatus
-	err error
-}
-
-// pending fails t if the wait has returned, and returns once the wait is
-// registered with the backend, so that the event it waits for can follow.
-// With Harness.Waiting that is when the backend says the wait is parked;
-// without it, after a grace period (200 ms plus Latency) that a loaded
-// machine may outrun.
+// pending fails t if the wait has already returned.
 func (s *suite) pending(t *testing.T, w *asyncWait, what string) {
 	t.Helper()
-	early := func(r waitResult) {
-		t.Helper()
-		t.Fatalf("%s returned early: %+v, %v", what, r.st, r.err)
-	}
-	if s.h.Waiting == nil {
-		select {
-		case r := <-w.ch:
-			early(r)
-		case <-time.After(200*time.Millisecond + s.h.Latency):
-		}
-		return
-	}
-	deadline := time.After(s.patience)
-	for !s.h.Waiting(w.rt, w.id, w.cond) {
-		select {
-		case r := <-w.ch:
-			early(r)
-		case <-deadline:
-			t.Fatalf("%s was not parked within %v (Harness.Waiting never reported it)", what, s.patience)
-		case <-time.After(time.Millisecond):
-		}
-	}
 	select {
 	case r := <-w.ch:
-		early(r)
+		t.Fatalf("%s returned early: %+v, %v", what, r.Status, r.Err)
 	default:
 	}
 }
@@ -500,10 +467,10 @@ func (s *suite) result(t *testing.T, w *asyncWait, what string) gantry.ExitStatu
 	t.Helper()
 	select {
 	case r := <-w.ch:
-		if r.err != nil {
-			t.Fatalf("%s: %v", what, r.err)
+		if r.Err != nil {
+			t.Fatalf("%s: %v", what, r.Err)
 		}
-		return r.st
+		return r.Status
 	case <-time.After(s.patience):
 		t.Fatalf("%s did not return within %v", what, s.patience)
 	}
@@ -586,10 +553,10 @@ func (s *suite) testWait(t *testing.T) {
 		select {
 		case r := <-ch.ch:
 			switch {
-			case r.err == nil && r.st.ExitCode == 0:
-				t.Errorf("%s (partial: %s): exit status %+v, want a non-zero exit code or ErrNotFound", what, s.caps[gantry.FeatureWait].Note, r.st)
-			case r.err != nil && !errors.Is(r.err, gantry.ErrNotFound):
-				t.Errorf("%s (partial: %s): %v, want an exit status or ErrNotFound", what, s.caps[gantry.FeatureWait].Note, r.err)
+			case r.Err == nil && r.Status.ExitCode == 0:
+				t.Errorf("%s (partial: %s): exit status %+v, want a non-zero exit code or ErrNotFound", what, s.caps[gantry.FeatureWait].Note, r.Status)
+			case r.Err != nil && !errors.Is(r.Err, gantry.ErrNotFound):
+				t.Errorf("%s (partial: %s): %v, want an exit status or ErrNotFound", what, s.caps[gantry.FeatureWait].Note, r.Err)
 			}
 		case <-time.After(s.patience):
 			t.Fatalf("%s did not return within %v", what, s.patience)

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/distribution/reference"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
@@ -133,6 +134,30 @@ func (s *suite) testList(t *testing.T) {
 			}
 		})
 	}
+	t.Run("ImageSpellings", func(t *testing.T) {
+		// One image, three spellings: each lists all three containers.
+		t.Parallel()
+		spellings, err := imageSpellings(s.h.Image)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tag := newTag()
+		var want []string
+		for _, img := range spellings {
+			spec := s.spec(tag, "exit 0")
+			spec.Image = img
+			want = append([]string{Create(t, rt, spec).ID}, want...)
+		}
+		for _, img := range spellings {
+			if got := s.list(t, rt, tag, gantry.ListOptions{All: true, Image: img}); !slices.Equal(got, want) {
+				t.Errorf("List(Image: %q) = %q, want the containers made as %q: %q", img, got, spellings, want)
+			}
+		}
+		other := strings.TrimSuffix(spellings[1], ":latest") + ":runtimetest-other"
+		if got := s.list(t, rt, tag, gantry.ListOptions{All: true, Image: other}); len(got) != 0 {
+			t.Errorf("List(Image: %q) = %q, want none: another tag is another image", other, got)
+		}
+	})
 	t.Run("Contents", func(t *testing.T) {
 		t.Parallel()
 		cs, err := rt.List(s.ctx(t), gantry.ListOptions{All: true, Labels: []string{labelKey + "=" + tag, "tier=db"}})
@@ -185,7 +210,7 @@ func (s *suite) testValidate(t *testing.T) {
 			tc.edit(&spec)
 			c, err := rt.Create(s.ctx(t), spec)
 			if err == nil {
-				removeLater(t, rt, c.ID, c.Name)
+				removeLater(t, rt, c)
 			}
 			if !errors.Is(err, gantry.ErrInvalidArgument) {
 				t.Fatalf("Create with a bad %s: %v, want ErrInvalidArgument", tc.field, err)
@@ -282,4 +307,20 @@ func (s *suite) lifecycle(rt gantry.Runtime, tag string, i int) (err error) {
 		return fmt.Errorf("remove: %w", err)
 	}
 	return nil
+}
+
+// imageSpellings returns three spellings of the harness's image that Docker
+// takes for one image: as the harness gives it with no tag, with
+// ":latest", and fully qualified (for busybox: "busybox",
+// "busybox:latest", "docker.io/library/busybox:latest").
+func imageSpellings(image string) ([]string, error) {
+	full, err := gantry.ParseImage(image)
+	if err != nil {
+		return nil, fmt.Errorf("Harness.Image: %w", err)
+	}
+	if _, tagged := full.(reference.Tagged); !tagged || full.(reference.Tagged).Tag() != "latest" {
+		return nil, fmt.Errorf("Harness.Image %q: the suite needs an image it can name without a tag (its latest)", image)
+	}
+	short := reference.FamiliarName(full)
+	return []string{short, short + ":latest", full.String()}, nil
 }

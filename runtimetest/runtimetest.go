@@ -80,13 +80,6 @@ type Harness struct {
 	// Inspect; it skips only the observation, quoting the reason. It must
 	// not name a feature the environment can show.
 	Unobservable map[gantry.Feature]string
-	// Waiting, when set, reports whether a Wait for cond is parked on
-	// container id of rt. The suite uses it to start, stop or remove a
-	// container only once a Wait for that event is registered, which
-	// makes the tests of next-exit and removed waits deterministic.
-	// Without it, the suite gives each such Wait a grace period of 200 ms
-	// plus Latency to register, which a loaded machine may outrun.
-	Waiting func(rt gantry.Runtime, id string, cond gantry.WaitCondition) bool
 }
 
 // labelKey marks every container the suite creates with the ID of the test
@@ -129,7 +122,14 @@ func Run(t *testing.T, h Harness) {
 		patience:    30*time.Second + 20*h.Latency,
 		stopTimeout: time.Second + 2*h.Latency,
 	}
-	s.caps = s.runtime(t).Capabilities()
+	rt := s.runtime(t)
+	s.caps = rt.Capabilities()
+	if _, ok := rt.(gantry.WaitRegisterer); !ok {
+		t.Fatalf("runtimetest: %T does not implement gantry.WaitRegisterer: the contract needs a wait that can be registered before Start", rt)
+	}
+	if _, ok := rt.(gantry.BeforeCloser); !ok {
+		t.Fatalf("runtimetest: %T does not implement gantry.BeforeCloser: the helpers need it to remove containers when a deferred Close comes before t.Cleanup", rt)
+	}
 
 	t.Run("Create", s.testCreate)
 	t.Run("Start", s.testStart)
@@ -154,6 +154,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("Top", s.testTop)
 	t.Run("Stats", s.testStats)
 	t.Run("Helpers", s.testHelpers)
+	t.Run("Close", s.testClose)
 }
 
 // runtime returns a fresh Runtime that is closed when t ends. Because
@@ -397,6 +398,20 @@ func (s *suite) list(t *testing.T, rt gantry.Runtime, tag string, opts gantry.Li
 		ids[i] = c.ID
 	}
 	return ids
+}
+
+// listErr lists every container of rt labelled tag, in any state, and
+// returns their IDs; it reports instead of failing, for callers that run
+// outside the test's goroutine.
+func (s *suite) listErr(rt gantry.Runtime, tag string) ([]string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.patience)
+	defer cancel()
+	cs, err := rt.List(ctx, gantry.ListOptions{All: true, Labels: []string{labelKey + "=" + tag}})
+	ids := make([]string, len(cs))
+	for i, c := range cs {
+		ids[i] = c.ID
+	}
+	return ids, err
 }
 
 // lastLines describes the last few log lines of id, for failure messages.
