@@ -188,7 +188,9 @@ type Container struct {
 	// Resource is the backend's name for the thing that runs the
 	// container, such as a Cloud Run job's full resource name.
 	Resource string
-	// URL is where a served container answers, when it has one.
+	// URL is where a served container answers. No backend serves
+	// containers yet (cloudrun runs jobs, which take no inbound traffic),
+	// so it is empty everywhere today.
 	URL string
 	// RestartCount counts the runs after the first, however they were
 	// started (Docker counts only its restart policy's restarts; gantry

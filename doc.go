@@ -2,12 +2,13 @@
 // start, stop, kill, remove, wait, logs, exec, inspect, list) on Google
 // Cloud, with no daemon in between.
 //
-// Programs use the Runtime interface; a backend implements it:
-// cloudrun on Cloud Run, cloudfunctions on Cloud Functions, and fake in
-// memory for tests. The semantics are Docker's to the letter, including
-// its status values, wait conditions, stop timeouts and exit codes
-// (128+N for a container killed by signal N). What a backend cannot do, it
-// refuses with ErrNotSupported and declares in its Capabilities.
+// Programs use the Runtime interface; a backend implements it: cloudrun
+// runs each container as a Cloud Run job, and fake runs containers in
+// memory (Go functions, or processes of this host) for tests. The
+// semantics are Docker's, including its status values, wait conditions,
+// stop timeouts and exit codes (128+N for a container killed by signal
+// N). What a backend cannot do, it refuses with ErrNotSupported and
+// declares in its Capabilities.
 //
 // A complete program, on the in-memory fake:
 //
@@ -37,7 +38,51 @@
 //	fmt.Println("exit code", status.ExitCode) // exit code 3
 //	rt.Remove(ctx, c.ID, gantry.RemoveOptions{})
 //
-// Errors are classified by the sentinels ErrNotFound, ErrConflict,
-// ErrInvalidArgument, ErrNotSupported, ErrPermissionDenied,
-// ErrResourceExhausted and ErrUnavailable; test them with errors.Is.
+// # Waiting for the next exit
+//
+// Wait blocks, which leaves no moment at which a caller knows the wait is
+// in place. RegisterWait returns once the backend holds the wait, as
+// moby's ContainerWait does, so "wait for the next exit, then start"
+// cannot miss a fast run:
+//
+//	done, err := gantry.RegisterWait(ctx, rt, c.ID, gantry.WaitNextExit)
+//	if err != nil {
+//		return err
+//	}
+//	if err := rt.Start(ctx, c.ID); err != nil {
+//		return err
+//	}
+//	res := <-done // res.Status is the exit of the run Start began
+//
+// # Errors
+//
+// Every error a Runtime method returns is an *OpError that reads
+// `backend: op "id": reason`, and is classified by the sentinels
+// ErrNotFound, ErrConflict, ErrInvalidArgument, ErrNotSupported,
+// ErrPermissionDenied, ErrResourceExhausted, ErrUnavailable and ErrClosed;
+// test them with errors.Is. A call that ends because its context did still
+// satisfies errors.Is(err, context.Canceled) (or DeadlineExceeded).
+//
+// # Closing
+//
+// Close is idempotent; afterwards every method returns ErrClosed at once.
+// Functions given to BeforeClose run first, while the Runtime still works:
+// runtimetest's helpers use this to remove their containers even when a
+// test's deferred Close runs before its t.Cleanup functions.
+//
+// # One contract, and where it lives
+//
+// The contract is written once, in this package, and every backend calls
+// it: Spec.Validate and the other option checks, image references
+// (ParseImage and NormalizeImage, with the distribution project's grammar
+// that Docker uses), list filtering and ordering (SelectContainers), the
+// closed state (CloseState) and the error shape (OpError, WrapOp). A
+// backend maps and does I/O. gantry offers these as helpers rather than as
+// a concrete type over a driver interface (gocloud.dev's shape) because
+// the backends differ in what they can do cheaply: cloudrun resolves a
+// container with one read and filters a list before it pays for exit
+// codes, and the fake answers under one lock; a driver interface narrow
+// enough to share would force the same round trips on both. Runtime stays
+// the one interface applications embed, and the conformance suite in
+// runtimetest holds every backend to it.
 package gantry

@@ -14,11 +14,13 @@
 // Harness.Unobservable; the suite then skips only that observation.
 //
 // Every workload is an `sh -c` script in the harness's image, so the suite
-// runs unchanged on the in-memory fake, on Cloud Run and on Cloud
-// Functions. Waits are bounded by deadlines that a slow backend can stretch
-// (Harness.Latency), never by sleeps that assume speed. Everything a test
-// creates is force-removed when it ends, so a run against a real cloud
-// leaves nothing behind.
+// runs unchanged on every backend: the in-memory fake and cloudrun on the
+// gcptest emulator run it in this repository. Waits are bounded by
+// deadlines that a slow backend can stretch (Harness.Latency), never by
+// sleeps that assume speed, and a wait that must precede an event is
+// registered first with gantry.RegisterWait. Everything a test creates is
+// force-removed when it ends (or when its Runtime is closed, if that comes
+// first), so a run against a real cloud leaves nothing behind.
 //
 // A backend's test calls Run with a harness:
 //

@@ -10,7 +10,8 @@
 //	var ae *apierror.APIError
 //	errors.As(err, &ae)                    // the provider's detail
 //
-// Context errors are returned untouched, as DESIGN.md section 3 asks.
+// Context errors are returned untouched, so errors.Is(err, context.Canceled)
+// holds; the backend's gantry.WrapOp names the call they ended.
 package gcperr
 
 import (
