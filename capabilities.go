@@ -33,6 +33,11 @@ func (l Level) String() string {
 	return fmt.Sprintf("level(%d)", int(l))
 }
 
+// With returns a Capability of level l that says note, for the rows of a
+// backend's table: gantry.Partial.With("resources are recorded, not
+// enforced").
+func (l Level) With(note string) Capability { return Capability{Level: l, Note: note} }
+
 // Feature names an operation or a Spec feature in the capability table.
 type Feature string
 
