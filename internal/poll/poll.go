@@ -43,8 +43,6 @@ const MaxBackoff = 16
 type Poller[S any] struct {
 	interval time.Duration
 	fetch    func(context.Context) (S, error)
-	// sleep waits between fetches; tests replace it to see the delays.
-	sleep func(context.Context, time.Duration) error
 
 	mu       sync.Mutex
 	watchers map[*watcher[S]]struct{}
@@ -77,7 +75,6 @@ func New[S any](interval time.Duration, fetch func(context.Context) (S, error)) 
 		interval: interval,
 		fetch:    fetch,
 		watchers: map[*watcher[S]]struct{}{},
-		sleep:    gax.Sleep,
 		ctx:      ctx,
 		cancel:   cancel,
 	}
@@ -196,7 +193,7 @@ func (p *Poller[S]) loop(done chan struct{}) {
 		} else {
 			failures = 0
 		}
-		if p.sleep(p.ctx, wait) != nil {
+		if gax.Sleep(p.ctx, wait) != nil {
 			return
 		}
 	}
