@@ -10,6 +10,18 @@
 // and the sweeper), with an escaping that is reversible and never produces
 // a character Google refuses.
 //
+// The JSON outlives the gantry that wrote it, so it is a versioned type of
+// this package's own with explicit field names, never gantry.Spec
+// marshalled as it is: renaming a Spec field changes the conversion code,
+// not what is stored. Version 2, which gantry writes, uses lower-camel
+// names, leaves out fields at their zero value and stores durations as Go
+// duration strings ("1m30s"). Version 1, gantry.Spec's Go field names with
+// durations in nanoseconds, is frozen in its own type and still read.
+// Decode refuses a field it does not know and a version it does not read,
+// rather than rebuild a container that differs from the one created.
+// testdata holds a golden record of every version: a change to the format
+// is a new version with a new golden, and the old goldens keep decoding.
+//
 //	rec := meta.Record{ID: id, Name: "web", Created: time.Now(), Spec: spec}
 //	labels := rec.Labels(meta.System{Session: "s1"})
 //	annotations, err := rec.Annotations()
@@ -25,6 +37,7 @@ import (
 	"reflect"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -142,16 +155,18 @@ type System struct {
 	Labels  map[string]string
 }
 
-// record is the JSON form, versioned so a later gantry can read it.
-type record struct {
-	V       int         `json:"v"`
-	ID      string      `json:"id"`
-	Name    string      `json:"name"`
-	Created time.Time   `json:"created"`
-	Spec    gantry.Spec `json:"spec"`
-}
+// recordVersion is the version of the record Annotations writes. A change
+// to what it writes, even a field added, is a new version: an older gantry
+// refuses fields it does not know, and the version is how it says why.
+// Every version gantry has written stays in readers.
+const recordVersion = 2
 
-const recordVersion = 1
+// readers reads each version of the record gantry has written: a container
+// outlives the release of gantry that created it.
+var readers = map[int]func(raw string) (Record, error){
+	1: readV1,
+	2: readV2,
+}
 
 // Labels returns the labels for r's resource: sys.Labels, the managed-by,
 // session, ID and name labels, and as many user labels as fit Google's
@@ -202,7 +217,7 @@ func (r Record) Annotations() (map[string]string, error) {
 	if field, ok := notText(reflect.ValueOf(r.Spec), "Spec"); ok {
 		return nil, fmt.Errorf("store container record: %s: %w: not valid UTF-8, which Google Cloud resources cannot hold", field, gantry.ErrInvalidArgument)
 	}
-	b, err := json.Marshal(record{V: recordVersion, ID: r.ID, Name: r.Name, Created: r.Created.UTC(), Spec: r.Spec})
+	b, err := json.Marshal(toV2(r))
 	if err != nil {
 		return nil, fmt.Errorf("encode container record: %w", err)
 	}
@@ -271,25 +286,69 @@ func Decode(labels, annotations map[string]string) (Record, error) {
 	if !ok {
 		return Record{}, fmt.Errorf("gantry resource has no %s annotation", AnnotationRecord)
 	}
-	var rec record
-	dec := json.NewDecoder(strings.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&rec); err != nil {
+	rec, err := decodeRecord(raw)
+	if err != nil {
 		return Record{}, fmt.Errorf("decode %s annotation: %w", AnnotationRecord, err)
-	}
-	if dec.More() {
-		return Record{}, fmt.Errorf("decode %s annotation: trailing data", AnnotationRecord)
-	}
-	if rec.V != recordVersion {
-		return Record{}, fmt.Errorf("%s annotation has version %d; this gantry reads version %d", AnnotationRecord, rec.V, recordVersion)
 	}
 	if rec.ID == "" {
 		return Record{}, fmt.Errorf("%s annotation has no container ID", AnnotationRecord)
 	}
+	// Annotations stores the time in UTC, as RFC 3339, which has four-digit
+	// years: an offset can carry a time that reads past either end, and the
+	// record could not be stored again.
+	if y := rec.Created.UTC().Year(); y < 0 || y > 9999 {
+		return Record{}, fmt.Errorf("%s annotation has creation time %s, which is out of range in UTC", AnnotationRecord, rec.Created.Format(time.RFC3339Nano))
+	}
 	if got := labels[LabelID]; got != idLabel(rec.ID) {
 		return Record{}, fmt.Errorf("label %s=%q disagrees with the annotated container ID %q", LabelID, got, rec.ID)
 	}
-	return Record{ID: rec.ID, Name: rec.Name, Created: rec.Created, Spec: rec.Spec}, nil
+	return rec, nil
+}
+
+// decodeRecord reads raw with the reader of the version it declares.
+func decodeRecord(raw string) (Record, error) {
+	// Unmarshal, unlike a Decoder, refuses anything after the JSON value, so
+	// the readers need not check for trailing data.
+	var head struct {
+		V *int `json:"v"`
+	}
+	if err := json.Unmarshal([]byte(raw), &head); err != nil {
+		return Record{}, err
+	}
+	if head.V == nil {
+		return Record{}, errors.New("no record version")
+	}
+	read, ok := readers[*head.V]
+	if !ok {
+		var known []string
+		for _, v := range slices.Sorted(maps.Keys(readers)) {
+			known = append(known, strconv.Itoa(v))
+		}
+		return Record{}, fmt.Errorf("record version %d; this gantry reads versions %s (a later version comes from a newer gantry)", *head.V, strings.Join(known, ", "))
+	}
+	return read(raw)
+}
+
+// decodeStrict decodes raw into v, refusing fields v does not have: a
+// field this gantry does not know may hold what the container needs, and
+// dropping it would rebuild a different container.
+func decodeStrict(raw string, v any) error {
+	dec := json.NewDecoder(strings.NewReader(raw))
+	dec.DisallowUnknownFields()
+	return dec.Decode(v)
+}
+
+// convert maps every element of in with f, returning nil for an empty in
+// (the record stores no empty lists).
+func convert[T, U any](in []T, f func(T) U) []U {
+	if len(in) == 0 {
+		return nil
+	}
+	out := make([]U, len(in))
+	for i, v := range in {
+		out[i] = f(v)
+	}
+	return out
 }
 
 // SameContainer reports whether a resource's labels carry the ID label of
