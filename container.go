@@ -192,8 +192,8 @@ type Container struct {
 	// containers yet (cloudrun runs jobs, which take no inbound traffic),
 	// so it is empty everywhere today.
 	URL string
-	// RestartCount counts the runs after the first, however they were
-	// started (Docker counts only its restart policy's restarts; gantry
-	// has no restart policy).
+	// RestartCount counts the restarts a restart policy made, as Docker's
+	// does: a Restart, or a Stop then a Start, does not count. No backend
+	// has a restart policy yet, so it is 0.
 	RestartCount int
 }

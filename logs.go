@@ -38,6 +38,30 @@ type LogEntry struct {
 	Time time.Time
 	// Line is the text, without its trailing newline.
 	Line string
+	// Partial reports that the container wrote no newline after Line:
+	// Line is a part of a longer line (see MaxLogLine) or the last output
+	// of a run that did not end with a newline. The log writers then
+	// write no newline either, so the bytes come out as they went in.
+	Partial bool
+}
+
+// MaxLogLine is the longest Line a LogEntry holds. As Docker's log drivers
+// do, a longer line is split into parts of MaxLogLine bytes, each but the
+// last marked Partial.
+const MaxLogLine = 16 << 10
+
+// SplitLogLine calls yield with e, or with the parts of e when its Line is
+// longer than MaxLogLine, in order, until yield returns false.
+func SplitLogLine(e LogEntry, yield func(LogEntry) bool) bool {
+	for len(e.Line) > MaxLogLine {
+		part := e
+		part.Line, part.Partial = e.Line[:MaxLogLine], true
+		if !yield(part) {
+			return false
+		}
+		e.Line = e.Line[MaxLogLine:]
+	}
+	return yield(e)
 }
 
 // TailNone, as LogsOptions.Tail, returns no past lines: with Follow, only
@@ -55,16 +79,18 @@ type LogsOptions struct {
 	Since time.Time
 	Until time.Time
 	// Tail, when positive, returns only the last Tail lines before
-	// following. Zero returns all; TailNone returns none. Tail counts
-	// the lines the other options select (Docker counts before it selects
-	// streams), so Tail: 5 with Stderr gives five stderr lines.
+	// following. Zero returns all; TailNone returns none. As Docker does,
+	// the last Tail lines are taken from both streams and the stream is
+	// chosen afterwards, so Tail: 5 with Stderr gives the stderr lines
+	// among the last five.
 	Tail int
 	// Follow keeps the reader open for new lines until the container
 	// stops (or Until passes, or the context ends).
 	Follow bool
 	// Timestamps asks the log writers (CopyLogs, WriteMultiplexed) to
-	// prefix each line with its time in RFC 3339 with nanoseconds, as
-	// docker logs --timestamps does. Entries always carry their time.
+	// prefix each line with its time in UTC, in RFC 3339 with nine
+	// fractional digits always, as docker logs --timestamps does
+	// (TimestampFormat). Entries always carry their time.
 	Timestamps bool
 }
 
@@ -159,9 +185,17 @@ func WriteMultiplexed(w io.Writer, r LogReader) error {
 
 func appendLine(buf []byte, e LogEntry, timestamps bool) []byte {
 	if timestamps {
-		buf = e.Time.UTC().AppendFormat(buf, time.RFC3339Nano)
+		buf = e.Time.UTC().AppendFormat(buf, TimestampFormat)
 		buf = append(buf, ' ')
 	}
 	buf = append(buf, e.Line...)
+	if e.Partial {
+		return buf
+	}
 	return append(buf, '\n')
 }
+
+// TimestampFormat is the layout of docker logs --timestamps: RFC 3339 with
+// nine fractional digits, trailing zeros kept, so every prefix has the
+// same width (time.RFC3339Nano drops them).
+const TimestampFormat = "2006-01-02T15:04:05.000000000Z07:00"

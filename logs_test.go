@@ -135,3 +135,45 @@ func TestLogsOptionsWants(t *testing.T) {
 		}
 	}
 }
+
+func TestTimestampsKeepNineDigits(t *testing.T) {
+	loc := time.FixedZone("CET", 3600)
+	for at, want := range map[time.Time]string{
+		time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC):         "2026-01-02T03:04:05.000000000Z a\n",
+		time.Date(2026, 1, 2, 3, 4, 5, 120000000, time.UTC): "2026-01-02T03:04:05.120000000Z a\n",
+		time.Date(2026, 1, 2, 4, 4, 5, 7, loc):              "2026-01-02T03:04:05.000000007Z a\n",
+	} {
+		var out bytes.Buffer
+		r := &sliceReader{entries: []gantry.LogEntry{{Stream: gantry.Stdout, Time: at, Line: "a"}}, timestamps: true}
+		if err := gantry.CopyLogs(&out, nil, r); err != nil {
+			t.Fatal(err)
+		}
+		if out.String() != want {
+			t.Errorf("CopyLogs of a line at %v = %q, want %q", at, out.String(), want)
+		}
+	}
+}
+
+func TestPartialLinesGetNoNewline(t *testing.T) {
+	long := strings.Repeat("x", gantry.MaxLogLine) + "tail"
+	var parts []gantry.LogEntry
+	gantry.SplitLogLine(gantry.LogEntry{Stream: gantry.Stderr, Line: long}, func(e gantry.LogEntry) bool {
+		parts = append(parts, e)
+		return true
+	})
+	if len(parts) != 2 || !parts[0].Partial || parts[1].Partial || len(parts[0].Line) != gantry.MaxLogLine || parts[1].Line != "tail" {
+		t.Fatalf("SplitLogLine of %d bytes gave %d parts: partial %v/%v", len(long), len(parts), parts[0].Partial, parts[len(parts)-1].Partial)
+	}
+	parts = append(parts, gantry.LogEntry{Stream: gantry.Stderr, Line: "no newline at the end", Partial: true})
+	var out, errb bytes.Buffer
+	if err := gantry.CopyLogs(&out, &errb, &sliceReader{entries: parts}); err != nil {
+		t.Fatal(err)
+	}
+	if want := long + "\nno newline at the end"; errb.String() != want {
+		t.Errorf("CopyLogs wrote %d bytes ending %q, want the %d bytes as written", errb.Len(), errb.String()[max(0, errb.Len()-30):], len(want))
+	}
+	n := 0
+	if gantry.SplitLogLine(gantry.LogEntry{Line: long + long}, func(gantry.LogEntry) bool { n++; return n < 2 }) || n != 2 {
+		t.Errorf("SplitLogLine did not stop when yield returned false (%d calls)", n)
+	}
+}
