@@ -168,7 +168,7 @@ func TestGoRestartPaused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if in.State.Status != gantry.StatusRunning || in.State.Paused || in.RestartCount != 1 {
+	if in.State.Status != gantry.StatusRunning || in.State.Paused || in.RestartCount != 0 {
 		t.Errorf("after restarting a paused container: state %+v, RestartCount %d", in.State, in.RestartCount)
 	}
 	waitForLine(t, rt, c.ID, "got TERM")

@@ -2,7 +2,6 @@ package fake
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -169,11 +168,19 @@ func (rt *Runtime) execHost(ctx context.Context, r *run, cfg gantry.ExecConfig, 
 	}
 	if err != nil {
 		rt.mu.Unlock()
-		kind := gantry.ErrUnavailable
-		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) || errors.Is(err, os.ErrPermission) {
-			kind = gantry.ErrInvalidArgument
+		// As Docker does, a command that cannot be executed completes the
+		// exec with 127 or 126 and says why on its output.
+		if code := cannotExec(err); code != 0 {
+			w := cfg.Stderr
+			if cfg.Tty {
+				w = cfg.Stdout
+			}
+			if w != nil {
+				fmt.Fprintln(w, err)
+			}
+			return gantry.ExecResult{ExitCode: code}, nil
 		}
-		return gantry.ExecResult{}, fmt.Errorf("%w: %v", kind, err)
+		return gantry.ExecResult{}, fmt.Errorf("%w: %v", gantry.ErrUnavailable, err)
 	}
 	pid := cmd.Process.Pid
 	if cfg.Tty {

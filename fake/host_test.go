@@ -86,7 +86,7 @@ func TestHostLifecycle(t *testing.T) {
 		t.Errorf("exit status (-want +got):\n%s", diff)
 	}
 	o, e := output(t, rt, c.ID, gantry.LogsOptions{})
-	if o != "out\npartial\n" || e != "err\n" {
+	if o != "out\npartial" || e != "err\n" {
 		t.Errorf("stdout %q, stderr %q", o, e)
 	}
 	in, err := rt.Inspect(ctx, c.Name)
@@ -123,12 +123,20 @@ func TestHostMissingCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := rt.Start(ctx, c.ID); !errors.Is(err, gantry.ErrInvalidArgument) {
-		t.Fatalf("start of a missing command: %v, want ErrInvalidArgument", err)
+	// Under an init the start succeeds and the container exits 127, with
+	// the reason on stderr.
+	if err := rt.Start(ctx, c.ID); err != nil {
+		t.Fatalf("start of a missing command: %v", err)
+	}
+	if st, err := rt.Wait(ctx, c.ID, gantry.WaitNotRunning); err != nil || st.ExitCode != 127 {
+		t.Fatalf("wait: %+v, %v; want exit 127", st, err)
 	}
 	in, _ := rt.Inspect(ctx, c.ID)
-	if in.State.Status != gantry.StatusCreated || in.State.ExitCode != 127 || in.State.Error == "" {
-		t.Errorf("state after failed start: %+v", in.State)
+	if in.State.Status != gantry.StatusExited || in.State.ExitCode != 127 || in.State.Error == "" {
+		t.Errorf("state after a command that could not run: %+v", in.State)
+	}
+	if _, e := output(t, rt, c.ID, gantry.LogsOptions{}); !strings.Contains(e, "/no/such/command") {
+		t.Errorf("stderr %q does not name the command", e)
 	}
 }
 
@@ -336,8 +344,15 @@ func TestHostExec(t *testing.T) {
 	if err != nil || res.ExitCode != 137 || res.Signal != "SIGKILL" {
 		t.Errorf("exec killed by a signal: %+v, %v", res, err)
 	}
-	_, err = rt.Exec(ctx, c.ID, gantry.ExecConfig{Cmd: []string{"/no/such/thing"}})
-	wantErr(t, "exec of a missing command", err, gantry.ErrInvalidArgument)
+	var missing bytes.Buffer
+	res, err = rt.Exec(ctx, c.ID, gantry.ExecConfig{Cmd: []string{"/no/such/thing"}, Stderr: &missing})
+	if err != nil || res.ExitCode != 127 || !strings.Contains(missing.String(), "/no/such/thing") {
+		t.Errorf("exec of a missing command: %+v, %v, stderr %q; want 127 and the reason", res, err, missing.String())
+	}
+	res, err = rt.Exec(ctx, c.ID, gantry.ExecConfig{Cmd: []string{"/"}})
+	if err != nil || res.ExitCode != 126 {
+		t.Errorf("exec of a directory: %+v, %v; want 126", res, err)
+	}
 }
 
 func TestHostExecTTY(t *testing.T) {

@@ -12,9 +12,6 @@ import (
 )
 
 const (
-	// maxLine is where a line without a newline is cut, as Docker's
-	// log drivers cut at 16 KiB.
-	maxLine = 16 << 10
 	// entryOverhead is what one kept line costs beyond its text, for the
 	// log limit.
 	entryOverhead = 48
@@ -67,15 +64,15 @@ func (b *logBuffer) remove() {
 	b.mu.Unlock()
 }
 
-// add keeps one line, dropping the oldest ones beyond the limit. Call with
-// b.mu held.
-func (b *logBuffer) add(s gantry.Stream, line []byte) {
+// add keeps one line (a part of one, when partial), dropping the oldest
+// ones beyond the limit. Call with b.mu held.
+func (b *logBuffer) add(s gantry.Stream, line []byte, partial bool) {
 	now := time.Now()
 	if now.Before(b.last) {
 		now = b.last
 	}
 	b.last = now
-	b.entries = append(b.entries, gantry.LogEntry{Stream: s, Time: now, Line: string(line)})
+	b.entries = append(b.entries, gantry.LogEntry{Stream: s, Time: now, Line: string(line), Partial: partial})
 	b.bytes += len(line) + entryOverhead
 	for b.bytes > b.limit && len(b.entries) > 0 {
 		b.bytes -= len(b.entries[0].Line) + entryOverhead
@@ -86,8 +83,10 @@ func (b *logBuffer) add(s gantry.Stream, line []byte) {
 }
 
 // write keeps the complete lines of *partial followed by p and leaves the
-// rest in *partial. With cr, a carriage return before the newline (as a
-// terminal writes) is dropped too.
+// rest in *partial. As Docker's log drivers do, a line is cut into parts of
+// gantry.MaxLogLine bytes, each but the last marked partial. With cr, a
+// carriage return before the newline (as a terminal writes) is dropped
+// too.
 func (b *logBuffer) write(s gantry.Stream, partial *[]byte, p []byte, cr bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -98,14 +97,14 @@ func (b *logBuffer) write(s gantry.Stream, partial *[]byte, p []byte, cr bool) {
 	for len(p) > 0 {
 		i := bytes.IndexByte(p, '\n')
 		if i < 0 {
-			room := maxLine - len(*partial)
+			room := gantry.MaxLogLine - len(*partial)
 			if len(p) < room {
 				*partial = append(*partial, p...)
 				break
 			}
 			*partial = append(*partial, p[:room]...)
 			p = p[room:]
-			b.add(s, *partial)
+			b.add(s, *partial, true)
 			*partial = (*partial)[:0]
 			added = true
 			continue
@@ -118,7 +117,11 @@ func (b *logBuffer) write(s gantry.Stream, partial *[]byte, p []byte, cr bool) {
 		if cr && len(line) > 0 && line[len(line)-1] == '\r' {
 			line = line[:len(line)-1]
 		}
-		b.add(s, line)
+		for len(line) > gantry.MaxLogLine {
+			b.add(s, line[:gantry.MaxLogLine], true)
+			line = line[gantry.MaxLogLine:]
+		}
+		b.add(s, line, false)
 		*partial = (*partial)[:0]
 		p = p[i+1:]
 		added = true
@@ -128,14 +131,15 @@ func (b *logBuffer) write(s gantry.Stream, partial *[]byte, p []byte, cr bool) {
 	}
 }
 
-// flush keeps what is left in *partial as a last line.
+// flush keeps what is left in *partial as a last line, partial since no
+// newline ended it.
 func (b *logBuffer) flush(s gantry.Stream, partial *[]byte) {
 	if len(*partial) == 0 {
 		return
 	}
 	b.mu.Lock()
 	if !b.removed {
-		b.add(s, *partial)
+		b.add(s, *partial, true)
 		b.notify()
 	}
 	b.mu.Unlock()
@@ -167,14 +171,15 @@ func (w *streamWriter) Write(p []byte) (int, error) {
 func (w *streamWriter) flush() { w.r.c.logs.flush(w.stream, &w.partial) }
 
 // Logs returns the container's output across all its runs. Tail counts
-// the entries the other options select. A following reader ends when the
+// the lines of both streams from Since on, as Docker's does, and the
+// streams are chosen afterwards. A following reader ends when the
 // run that was going on when Logs was called ends; on a container that is
 // not running, Follow changes nothing. A container marked for removal is
 // an ErrConflict, as in moby.
 func (rt *Runtime) Logs(ctx context.Context, id string, opts gantry.LogsOptions) (_ gantry.LogReader, err error) {
 	defer gantry.WrapOp(&err, "fake", "logs", id)
 	if err := opts.Validate(); err != nil {
-		return nil, fmt.Errorf("fake: %w", err)
+		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -205,7 +210,7 @@ func (b *logBuffer) reader(ctx context.Context, opts gantry.LogsOptions) *logRea
 	case opts.Tail > 0:
 		r.next = b.first
 		for i, n := len(b.entries)-1, 0; i >= 0; i-- {
-			if r.selects(&b.entries[i]) {
+			if r.since(&b.entries[i]) {
 				n++
 				if n == opts.Tail {
 					r.next = b.first + i
@@ -237,7 +242,11 @@ type logReader struct {
 }
 
 func (r *logReader) selects(e *gantry.LogEntry) bool {
-	return r.opts.Wants(e.Stream) && (r.opts.Since.IsZero() || !e.Time.Before(r.opts.Since))
+	return r.opts.Wants(e.Stream) && r.since(e)
+}
+
+func (r *logReader) since(e *gantry.LogEntry) bool {
+	return r.opts.Since.IsZero() || !e.Time.Before(r.opts.Since)
 }
 
 // Next returns the next selected entry, io.EOF at the end (for a follower,

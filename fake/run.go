@@ -2,6 +2,7 @@ package fake
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -83,19 +84,22 @@ func (rt *Runtime) start(c *container) error {
 		return fmt.Errorf("%w: the container is marked for removal and cannot be started", gantry.ErrConflict)
 	}
 	r := &run{c: c, done: make(chan struct{})}
+	// The start time is taken before the process starts, so that no line
+	// it writes is older than StartedAt.
+	started := time.Now()
 	var err error
+	var notRun *execFailure
 	if rt.host {
 		err = rt.startHost(r)
 	} else {
 		err = rt.startImage(r)
 	}
+	if errors.As(err, &notRun) {
+		err = nil
+	}
 	if err != nil {
 		return err
 	}
-	if c.started {
-		c.restartCount++
-	}
-	c.started = true
 	c.run = r
 	c.state.Status = gantry.StatusRunning
 	c.state.Running = true
@@ -103,7 +107,18 @@ func (rt *Runtime) start(c *container) error {
 	c.state.ExitCode = 0
 	c.state.Signal = ""
 	c.state.Error = ""
-	c.state.StartedAt = time.Now()
+	c.state.StartedAt = started
+	if notRun != nil {
+		// Under an init, as gantry's semantics are, a command that cannot
+		// be executed does not fail Start: the init reports it on stderr
+		// and the container exits 127 (126 when not executable).
+		c.logs.begin()
+		var partial []byte
+		c.logs.write(gantry.Stderr, &partial, []byte(notRun.err.Error()+"\n"), false)
+		r.h = &hostRun{}
+		rt.finish(r, gantry.ExitStatus{ExitCode: notRun.code, Error: notRun.err.Error()})
+		return nil
+	}
 	if c.spec.Timeout > 0 {
 		rt.wg.Add(1)
 		go rt.enforceTimeout(r, c.spec.Timeout)
@@ -215,7 +230,7 @@ func (rt *Runtime) signal(r *run, sig int) {
 		}
 	}
 	if r.h != nil {
-		r.h.signal(sig)
+		r.h.signalMain(sig)
 	} else if sig == sigKILL {
 		rt.finish(r, gantry.ExitStatus{ExitCode: 128 + sigKILL, Signal: "SIGKILL"})
 		return
