@@ -67,11 +67,31 @@ func (r *runner) run(ctx context.Context, w workload, stop <-chan struct{}, onSt
 	} else {
 		go func() {
 			defer close(logsDone)
+			// Cloud Run's logging agent makes one entry of each line the
+			// container writes, however long, and one of output that ends
+			// without a newline: the parts the embedded runtime splits a
+			// long line into are joined again, and the flag is lost.
+			var pending [3]*gantry.LogEntry
 			for {
 				e, err := lr.Next()
 				if err != nil {
+					for _, p := range pending {
+						if p != nil {
+							r.ingest(w, *p)
+						}
+					}
 					return
 				}
+				if p := pending[e.Stream]; p != nil {
+					p.Line += e.Line
+					e.Line, e.Time = p.Line, p.Time
+				}
+				if e.Partial {
+					e.Partial = false
+					pending[e.Stream] = &e
+					continue
+				}
+				pending[e.Stream] = nil
 				r.ingest(w, e)
 			}
 		}()

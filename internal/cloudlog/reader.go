@@ -99,8 +99,10 @@ func Open(ctx context.Context, src Source, opts gantry.LogsOptions) (gantry.LogR
 		timestamps: opts.Timestamps,
 	}
 	p := &producer{src: src, opts: opts, out: r.out, seen: newDedup(DedupWindow)}
+	// Docker takes a tail of both streams and chooses the stream
+	// afterwards, so a tail reads both.
 	for _, s := range []gantry.Stream{gantry.Stdout, gantry.Stderr} {
-		if opts.Wants(s) {
+		if opts.Wants(s) || opts.Tail > 0 {
 			p.logNames = append(p.logNames, LogName(src.Project, p.logID(s)))
 		}
 	}
@@ -477,7 +479,9 @@ func signal(c chan<- struct{}) {
 	}
 }
 
-// emit converts and sends e unless it was sent before.
+// emit converts and sends e unless it was sent before or is of a stream
+// the options do not select; a line longer than gantry.MaxLogLine goes
+// out in parts, as Docker's log drivers split it.
 func (p *producer) emit(ctx context.Context, e *loggingpb.LogEntry) error {
 	if !p.seen.fresh(e.GetLogName(), e.GetInsertId()) {
 		return nil
@@ -489,12 +493,20 @@ func (p *producer) emit(ctx context.Context, e *loggingpb.LogEntry) error {
 	if le.Time.After(p.last) {
 		p.last = le.Time
 	}
-	select {
-	case p.out <- le:
+	if !p.opts.Wants(le.Stream) {
 		return nil
-	case <-ctx.Done():
-		return ctx.Err()
 	}
+	var err error
+	gantry.SplitLogLine(le, func(part gantry.LogEntry) bool {
+		select {
+		case p.out <- part:
+			return true
+		case <-ctx.Done():
+			err = ctx.Err()
+			return false
+		}
+	})
+	return err
 }
 
 func (p *producer) convert(e *loggingpb.LogEntry) (gantry.LogEntry, bool) {

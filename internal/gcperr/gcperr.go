@@ -103,6 +103,21 @@ func Wrap(ctx context.Context, err error, format string, args ...any) error {
 	if ctx != nil && ctx.Err() != nil {
 		return ctx.Err()
 	}
+	if ctx != nil && Code(err) == codes.DeadlineExceeded {
+		// gRPC sends the caller's deadline to the server, whose timer may
+		// fire a moment before the caller's: that is the caller's
+		// deadline, not an unavailable service.
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < deadlineSkew {
+			t := time.NewTimer(time.Until(dl))
+			defer t.Stop()
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-t.C:
+				return context.DeadlineExceeded
+			}
+		}
+	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
@@ -122,6 +137,10 @@ func Wrap(ctx context.Context, err error, format string, args ...any) error {
 	}
 	return &wrapped{msg: what + ": " + OneLine(err.Error()), errs: []error{err}}
 }
+
+// deadlineSkew bounds how far ahead of the caller's deadline a server may
+// report it exceeded for Wrap to take it for the caller's.
+const deadlineSkew = time.Second
 
 // wrapped is the error Wrap returns: a one-line message over the errors
 // that errors.Is and errors.As reach.

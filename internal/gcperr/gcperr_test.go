@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gantryhq/gantry"
 	"github.com/googleapis/gax-go/v2"
@@ -170,4 +171,20 @@ func retryerOf(t *testing.T, o gax.CallOption) gax.Retryer {
 		t.Fatal("the call option sets no retry")
 	}
 	return s.Retry()
+}
+
+// TestWrapServerSideDeadline: a DEADLINE_EXCEEDED that the server reports
+// a moment before the caller's own deadline is the caller's deadline.
+func TestWrapServerSideDeadline(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	err := Wrap(ctx, status.Error(codes.DeadlineExceeded, "stream terminated by RST_STREAM"), "tail")
+	if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, gantry.ErrUnavailable) {
+		t.Errorf("Wrap = %v, want context.DeadlineExceeded", err)
+	}
+	far, cancelFar := context.WithTimeout(context.Background(), time.Hour)
+	defer cancelFar()
+	if err := Wrap(far, status.Error(codes.DeadlineExceeded, "backend timeout"), "get"); !errors.Is(err, gantry.ErrUnavailable) {
+		t.Errorf("Wrap with a far deadline = %v, want ErrUnavailable (the service timed out)", err)
+	}
 }
