@@ -14,12 +14,12 @@ const (
 func (r *Runtime) Capabilities() gantry.Capabilities {
 	return gantry.Capabilities{
 		gantry.FeatureCreate:      gantry.Full.With("CreateJob: one task, no retries; ID, name, spec, labels and creation time are stored on the job"),
-		gantry.FeatureStart:       gantry.Full.With("RunJob: every start is a new execution of the same job"),
+		gantry.FeatureStart:       gantry.Partial.With("RunJob: every start is a new execution of the same job; an entrypoint that cannot be executed ends the run as Cloud Run reports it (125 and its message), not with an init's 127 or 126"),
 		gantry.FeatureStop:        gantry.Partial.With("CancelExecution: SIGTERM, then SIGKILL after Cloud Run's fixed 10 s grace; a timeout of 0 does not kill at once, and only SIGTERM can be the stop signal"),
 		gantry.FeatureKill:        gantry.Partial.With(noteKill),
 		gantry.FeatureRemove:      gantry.Full.With("DeleteJob; Force cancels the running execution first"),
 		gantry.FeatureWait:        gantry.Partial.With("one poller per Runtime (one ListExecutions per tick for all waiters); exact exit code from the task's last attempt, 128+N for signal N; a Wait across a forced Remove fails with ErrNotFound, as the exit status is deleted with the job"),
-		gantry.FeatureLogs:        gantry.Partial.With("Cloud Logging, stdout and stderr by log name; a line that is a JSON object comes back as Cloud Logging re-encodes it (keys sorted, spacing normalised)"),
+		gantry.FeatureLogs:        gantry.Partial.With("Cloud Logging, stdout and stderr by log name; a line that is a JSON object comes back as Cloud Logging re-encodes it (keys sorted, spacing normalised); Cloud Logging keeps lines, not bytes, so a last line written without a newline comes back with one"),
 		gantry.FeatureLogsFollow:  gantry.Partial.With("TailLogEntries; following ends LogGrace (default 5 s) after the container stops, to cover Cloud Logging's ingestion lag"),
 		gantry.FeatureExec:        gantry.None.With(noteExec),
 		gantry.FeatureExecTTY:     gantry.None.With(noteExec),

@@ -507,8 +507,11 @@ func TestFaults(t *testing.T) {
 				t.Fatalf("Stop: %v", err)
 			}
 			got, err := rt.Inspect(ctx, c.ID)
-			if err != nil || got.State.ExitCode != 143 || got.RestartCount != 1 {
-				t.Fatalf("Inspect = %+v, %v; want exited 143 after two runs", got, err)
+			if err != nil || got.State.ExitCode != 143 || got.RestartCount != 0 {
+				t.Fatalf("Inspect = %+v, %v; want exited 143 and no restart-policy restarts", got, err)
+			}
+			if j, err := rt.resolve(ctx, c.ID); err != nil || j.pb.GetExecutionCount() != 2 {
+				t.Fatalf("the job has %d executions (%v), want 2", j.pb.GetExecutionCount(), err)
 			}
 			want = map[gantry.Stream][]string{gantry.Stdout: {"to-stdout", "to-stdout"}, gantry.Stderr: {"to-stderr", "to-stderr"}}
 			if diff := cmp.Diff(want, byStream(readAll(t, rt, c.ID, gantry.LogsOptions{}))); diff != "" {

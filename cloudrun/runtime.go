@@ -286,6 +286,10 @@ func (r *Runtime) resolve(ctx context.Context, id string) (*job, error) {
 	if id == "" {
 		return nil, fmt.Errorf("%w: empty container ID or name", gantry.ErrInvalidArgument)
 	}
+	// Docker's names carry a leading slash, which lookups accept.
+	if name, ok := strings.CutPrefix(id, "/"); ok && gantry.ValidName(name) {
+		id = name
+	}
 	try := func(jobID string, match func(meta.Record) bool) (*job, error) {
 		j, err := r.getJob(ctx, jobID)
 		var corrupt *corruptError

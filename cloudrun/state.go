@@ -38,9 +38,6 @@ func (r *Runtime) describe(j *job) *gantry.Container {
 		Resource: j.pb.GetName(),
 		State:    gantry.State{Status: gantry.StatusCreated},
 	}
-	if n := j.pb.GetExecutionCount(); n > 1 {
-		c.RestartCount = int(n - 1)
-	}
 	l := j.latest()
 	if l == nil {
 		return c
@@ -55,10 +52,19 @@ func (r *Runtime) describe(j *job) *gantry.Container {
 	return c
 }
 
-// completeState fills in the exit status of c, which describe made from
-// j, when its last run has ended.
+// completeState fills in what describe could not from j alone: the exit
+// status of a last run that has ended, and, while a later run runs, the
+// previous run's FinishedAt, which Docker keeps until the next exit (one
+// listing of the job's executions).
 func (r *Runtime) completeState(ctx context.Context, c *gantry.Container, j *job) error {
 	l := j.latest()
+	if c.State.Running && j.pb.GetExecutionCount() > 1 {
+		at, err := r.previousFinish(ctx, j)
+		if err != nil {
+			return err
+		}
+		c.State.FinishedAt = at
+	}
 	if c.State.Status != gantry.StatusExited || l == nil {
 		return nil
 	}
@@ -68,6 +74,25 @@ func (r *Runtime) completeState(ctx context.Context, c *gantry.Container, j *job
 	}
 	c.State.ExitCode, c.State.Signal, c.State.Error = st.ExitCode, st.Signal, st.Error
 	return nil
+}
+
+// previousFinish returns when the newest completed execution of j
+// finished, or zero when none has.
+func (r *Runtime) previousFinish(ctx context.Context, j *job) (time.Time, error) {
+	var last time.Time
+	it := r.execs.ListExecutions(ctx, &runpb.ListExecutionsRequest{Parent: j.pb.GetName(), PageSize: 100}, gcperr.Retry())
+	for {
+		ex, err := it.Next()
+		if isDone(err) {
+			return last, nil
+		}
+		if err != nil {
+			return time.Time{}, gcperr.Wrap(ctx, err, "list executions of %s", j.pb.GetName())
+		}
+		if at := timeOf(ex.GetCompletionTime()); at.After(last) {
+			last = at
+		}
+	}
 }
 
 func timeOf(ts *timestamppb.Timestamp) time.Time {

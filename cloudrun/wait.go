@@ -292,7 +292,15 @@ func (r *Runtime) registerWait(ctx context.Context, id string, cond gantry.WaitC
 	}
 	switch cond {
 	case gantry.WaitNextExit:
-		return func(ctx context.Context) (gantry.ExitStatus, error) { return r.waitNextExit(ctx, j) }, nil
+		// A removal ends the wait with the last run's status, which is
+		// read now, while the job (and its tasks) still exist.
+		var last gantry.ExitStatus
+		if l := j.latest(); l != nil && l.GetCompletionTime() != nil {
+			if last, err = r.waitNotRunning(ctx, j); err != nil {
+				return nil, err
+			}
+		}
+		return func(ctx context.Context) (gantry.ExitStatus, error) { return r.waitNextExit(ctx, j, last) }, nil
 	case gantry.WaitRemoved:
 		return func(ctx context.Context) (gantry.ExitStatus, error) { return r.waitRemoved(ctx, j) }, nil
 	}
@@ -323,8 +331,10 @@ func (r *Runtime) waitNotRunning(ctx context.Context, j *job) (gantry.ExitStatus
 }
 
 // waitNextExit waits for the running execution, or for the first one
-// created after the call, to complete.
-func (r *Runtime) waitNextExit(ctx context.Context, j *job) (gantry.ExitStatus, error) {
+// created after the call, to complete. When the job is removed first, it
+// returns last, the status of the run before the call, as moby wakes a
+// next-exit wait at removal.
+func (r *Runtime) waitNextExit(ctx context.Context, j *job, last gantry.ExitStatus) (gantry.ExitStatus, error) {
 	if j.running() {
 		st, err := r.waitNotRunning(ctx, j)
 		if errors.Is(err, errVanished) {
@@ -340,7 +350,11 @@ func (r *Runtime) waitNextExit(ctx context.Context, j *job) (gantry.ExitStatus, 
 		horizon = after
 	}
 	defer r.horizons.add(horizon)()
+	r.removedWaiters.add(1)
+	defer r.removedWaiters.add(-1)
+	idLabel := j.pb.GetLabels()[meta.LabelID]
 	var done *runpb.Execution
+	removed := false
 	err := r.watch(ctx, func(s snapshot) (bool, error) {
 		list := s.execs[j.id()]
 		// Oldest first: the first run after the baseline to complete.
@@ -351,10 +365,17 @@ func (r *Runtime) waitNextExit(ctx context.Context, j *job) (gantry.ExitStatus, 
 				return true, nil
 			}
 		}
+		if s.jobs != nil && s.jobs[j.id()] != idLabel {
+			removed = true
+			return true, nil
+		}
 		return false, nil
 	})
-	if err != nil {
+	switch {
+	case err != nil:
 		return gantry.ExitStatus{}, err
+	case removed:
+		return last, nil
 	}
 	return r.execStatus(ctx, j.id(), done)
 }

@@ -45,6 +45,15 @@ func (s *suite) testExec(t *testing.T) {
 			}
 		})
 	}
+	t.Run("CommandNotFound", func(t *testing.T) {
+		// Docker completes the exec with 127 and says why on its output;
+		// the call itself succeeds.
+		t.Parallel()
+		res, stdout, stderr := s.execOut(t, rt, c.ID, gantry.ExecConfig{Cmd: []string{"no-such-command-runtimetest"}})
+		if res.ExitCode != 127 || !strings.Contains(stdout+stderr, "no-such-command-runtimetest") {
+			t.Errorf("exec of a missing command: %+v, output %q; want exit 127 and output naming the command", res, stdout+stderr)
+		}
+	})
 	t.Run("KilledBySignal", func(t *testing.T) {
 		t.Parallel()
 		res, _, _ := s.execOut(t, rt, c.ID, gantry.ExecConfig{Cmd: sh("kill -KILL $$")})

@@ -146,8 +146,8 @@ func (s *suite) testStart(t *testing.T) {
 		if second.State.StartedAt.Before(first.State.FinishedAt) {
 			t.Errorf("second run StartedAt %v is before the first run's FinishedAt %v", second.State.StartedAt, first.State.FinishedAt)
 		}
-		if second.RestartCount != 1 {
-			t.Errorf("RestartCount after two runs = %d, want 1 (runs after the first)", second.RestartCount)
+		if second.RestartCount != 0 {
+			t.Errorf("RestartCount after a second Start = %d, want 0: Docker counts only a restart policy's restarts", second.RestartCount)
 		}
 		wantLines(t, "logs of two runs", lines(s.logs(t, rt, c.ID, gantry.LogsOptions{}), 0), []string{"run", "run"})
 	})
@@ -560,6 +560,31 @@ func (s *suite) testWait(t *testing.T) {
 			}
 		case <-time.After(s.patience):
 			t.Fatalf("%s did not return within %v", what, s.patience)
+		}
+	})
+	t.Run("NextExitEndsAtRemoval", func(t *testing.T) {
+		// Removal wakes a next-exit wait on a container that is not
+		// running, with its last exit status (0 if it never ran).
+		for _, ran := range []bool{false, true} {
+			t.Run(fmt.Sprintf("Ran=%v", ran), func(t *testing.T) {
+				t.Parallel()
+				rt := s.runtime(t)
+				c := s.create(t, rt, newTag(), "exit 3")
+				want := 0
+				if ran {
+					if err := rt.Start(s.ctx(t), c.ID); err != nil {
+						t.Fatalf("Start: %v", err)
+					}
+					wantExit(t, s.wait(t, rt, c.ID, gantry.WaitNotRunning), 3, "")
+					want = 3
+				}
+				ch := s.waitAsync(t, rt, c.ID, gantry.WaitNextExit)
+				s.pending(t, ch, "Wait(next-exit)")
+				if err := rt.Remove(s.ctx(t), c.ID, gantry.RemoveOptions{}); err != nil {
+					t.Fatalf("Remove: %v", err)
+				}
+				wantExit(t, s.result(t, ch, "Wait(next-exit) across a removal"), want, "")
+			})
 		}
 	})
 	t.Run("RemovedRunning", func(t *testing.T) {

@@ -132,7 +132,14 @@ func (s *suite) testLogs(t *testing.T) {
 		if err := gantry.CopyLogs(&stdout, &stderr, r); err != nil {
 			t.Fatalf("CopyLogs: %v", err)
 		}
-		if got, want := stdout.String(), "a b  c\n\tx y\nno newline\n"; got != want {
+		// A last line without a newline stays without one, as Docker
+		// keeps it; a backend whose logs are partial may add one (its
+		// note says so).
+		want := "a b  c\n\tx y\nno newline"
+		if s.caps.Level(gantry.FeatureLogs) != gantry.Full && stdout.String() == want+"\n" {
+			want += "\n"
+		}
+		if got := stdout.String(); got != want {
 			t.Errorf("stdout %q, want %q", got, want)
 		}
 		if got, want := stderr.String(), "ünï\n"; got != want {

@@ -36,6 +36,7 @@ func (s *suite) testLookup(t *testing.T) {
 		{"FullID", func(c *gantry.Container) string { return c.ID }},
 		{"UniquePrefix", func(c *gantry.Container) string { return shortPrefix(c.ID) }},
 		{"Name", func(c *gantry.Container) string { return c.Name }},
+		{"SlashName", func(c *gantry.Container) string { return "/" + c.Name }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s.require(t, gantry.FeatureStop)

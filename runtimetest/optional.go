@@ -27,8 +27,8 @@ func (s *suite) testRestart(t *testing.T) {
 		if after.ID != before.ID || after.Name != before.Name {
 			t.Errorf("Restart changed identity: %s %q -> %s %q", before.ID, before.Name, after.ID, after.Name)
 		}
-		if !after.State.StartedAt.After(before.State.StartedAt) || after.RestartCount != before.RestartCount+1 {
-			t.Errorf("Restart: StartedAt %v -> %v, RestartCount %d -> %d; want a later start and one more restart",
+		if !after.State.StartedAt.After(before.State.StartedAt) || after.RestartCount != before.RestartCount {
+			t.Errorf("Restart: StartedAt %v -> %v, RestartCount %d -> %d; want a later start and the same count (Docker counts only a restart policy's restarts)",
 				before.State.StartedAt, after.State.StartedAt, before.RestartCount, after.RestartCount)
 		}
 		if err := s.poll(s.ctx(t), func() (bool, error) {

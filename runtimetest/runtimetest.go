@@ -156,6 +156,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("Top", s.testTop)
 	t.Run("Stats", s.testStats)
 	t.Run("Helpers", s.testHelpers)
+	t.Run("DockerDetails", s.testDockerDetails)
 	t.Run("Close", s.testClose)
 }
 
