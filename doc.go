@@ -10,6 +10,16 @@
 // N). What a backend cannot do, it refuses with ErrNotSupported and
 // declares in its Capabilities.
 //
+// The semantics are those of Docker with an init (docker run --init) on
+// every backend: a signal from Stop or Kill reaches the container's main
+// process only, never its other processes, which end with it; an
+// untrapped SIGTERM ends it with 143; and a command that cannot be
+// executed does not fail Start: the container exits 127 (126 when the file
+// is not executable), with the reason on stderr. The docker backend runs
+// containers with an init, the fake delivers signals so, and on Cloud Run
+// an agent is to be that init (until it is, cloudrun's Capabilities say
+// what differs).
+//
 // A complete program, on the in-memory fake:
 //
 //	rt := fake.New(fake.WithHostProcesses())
