@@ -169,14 +169,12 @@ func (rt *Runtime) execHost(ctx context.Context, r *run, cfg gantry.ExecConfig, 
 	if err != nil {
 		rt.mu.Unlock()
 		// As Docker does, a command that cannot be executed completes the
-		// exec with 127 or 126 and says why on its output.
+		// exec with 127 (126 when not executable, as moby's current daemon
+		// tells them apart; Docker 20.10 says 126 for both), and why is
+		// written on the exec's stdout, where the daemon writes it.
 		if code := cannotExec(err); code != 0 {
-			w := cfg.Stderr
-			if cfg.Tty {
-				w = cfg.Stdout
-			}
-			if w != nil {
-				fmt.Fprintln(w, err)
+			if cfg.Stdout != nil {
+				fmt.Fprintln(cfg.Stdout, err)
 			}
 			return gantry.ExecResult{ExitCode: code}, nil
 		}

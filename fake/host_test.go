@@ -345,9 +345,9 @@ func TestHostExec(t *testing.T) {
 		t.Errorf("exec killed by a signal: %+v, %v", res, err)
 	}
 	var missing bytes.Buffer
-	res, err = rt.Exec(ctx, c.ID, gantry.ExecConfig{Cmd: []string{"/no/such/thing"}, Stderr: &missing})
+	res, err = rt.Exec(ctx, c.ID, gantry.ExecConfig{Cmd: []string{"/no/such/thing"}, Stdout: &missing})
 	if err != nil || res.ExitCode != 127 || !strings.Contains(missing.String(), "/no/such/thing") {
-		t.Errorf("exec of a missing command: %+v, %v, stderr %q; want 127 and the reason", res, err, missing.String())
+		t.Errorf("exec of a missing command: %+v, %v, stdout %q; want 127 and the reason", res, err, missing.String())
 	}
 	res, err = rt.Exec(ctx, c.ID, gantry.ExecConfig{Cmd: []string{"/"}})
 	if err != nil || res.ExitCode != 126 {
