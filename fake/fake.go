@@ -119,14 +119,14 @@ type container struct {
 	image   Image
 	logs    logBuffer
 
-	name         string
-	spec         gantry.Spec
-	state        gantry.State
-	removing     bool // a Remove is under way, as moby's RemovalInProgress
-	removed      bool
-	run          *run
-	exitWait     *waitPoint // woken at the next exit or at removal
-	removedWait  *waitPoint // woken at removal
+	name        string
+	spec        gantry.Spec
+	state       gantry.State
+	removing    bool // a Remove is under way, as moby's RemovalInProgress
+	removed     bool
+	run         *run
+	exitWait    *waitPoint // woken at the next exit or at removal
+	removedWait *waitPoint // woken at removal
 }
 
 // waitPoint is a one-shot broadcast carrying the status it was woken with.
@@ -260,14 +260,14 @@ func (rt *Runtime) checkSupported(spec *gantry.Spec) error {
 func (c *container) snapshot() *gantry.Container {
 	spec := cloneSpec(c.spec)
 	return &gantry.Container{
-		ID:           c.id,
-		Name:         c.name,
-		Image:        c.spec.Image,
-		Created:      c.created,
-		Spec:         spec,
-		Labels:       spec.Labels,
-		State:        c.state,
-		Resource:     "fake/containers/" + c.id,
+		ID:       c.id,
+		Name:     c.name,
+		Image:    c.spec.Image,
+		Created:  c.created,
+		Spec:     spec,
+		Labels:   spec.Labels,
+		State:    c.state,
+		Resource: "fake/containers/" + c.id,
 	}
 }
 
