@@ -543,23 +543,36 @@ func (c *agentConn) refuse(id uint32, e *startError) error {
 
 // attach registers s as an attached session of the main command.
 func (a *Agent) attach(s *session) *startError {
-	if s.stdin != nil && a.mainStdin == nil {
+	if s.stdin != nil && !a.cfg.OpenStdin {
 		return startErrorf(errKindInvalidArgument, "attach with input: the main command was not started with open stdin")
 	}
 	a.mu.Lock()
-	if a.mainDone {
-		a.mu.Unlock()
+	done := a.mainDone
+	a.mu.Unlock()
+	if done {
 		return startErrorf(errKindConflict, "attach: the main command is not running (exit code %d)", a.status.ExitCode)
 	}
 	s.c.mu.Lock()
 	s.c.sessions[s.id] = s
 	s.c.mu.Unlock()
-	a.attachers[s] = struct{}{}
-	a.mu.Unlock()
+	// STARTED goes out before the session can receive the main command's
+	// output or exit status: a controller refuses either before STARTED.
 	if err := s.c.m.send(&frame{header: header{typ: frameStarted, session: s.id}, amount: defaultWindow}); err != nil {
 		s.abort(err)
 		return nil
 	}
+	a.mu.Lock()
+	switch {
+	case s.isAborted():
+		a.mu.Unlock()
+		return nil
+	case a.mainDone:
+		a.mu.Unlock()
+		s.finish(a.status)
+		return nil
+	}
+	a.attachers[s] = struct{}{}
+	a.mu.Unlock()
 	if s.stdin != nil {
 		go s.pumpStdin(&mainStdinWriter{a: a}, false)
 	}

@@ -176,6 +176,9 @@ func (c *Client) data(h header, r io.Reader) error {
 		_, err := io.CopyN(io.Discard, r, int64(h.length))
 		return shortPayload(err)
 	}
+	if !s.running {
+		return protoErr("output before STARTED for session %d", h.session)
+	}
 	if h.typ == frameStdout {
 		return s.out[0].receive(r, int(h.length))
 	}
@@ -195,17 +198,20 @@ func (c *Client) handle(f *frame) error {
 	if s == nil {
 		return nil
 	}
+	// A session answers OPEN with STARTED or ERROR; anything else first
+	// would let a peer end a session the caller still treats as starting.
+	if !s.running && f.typ != frameStarted && f.typ != frameError {
+		return protoErr("frame 0x%02x before STARTED for session %d", f.typ, f.session)
+	}
 	switch f.typ {
 	case frameStarted:
-		if s.stdin != nil {
+		if s.running {
 			return protoErr("second STARTED for session %d", f.session)
 		}
-		s.stdin = newCredit(int(f.amount))
+		s.running = true
+		s.stdin.open(int(f.amount))
 		close(s.started)
 	case frameCredit:
-		if s.stdin == nil {
-			return protoErr("CREDIT before STARTED for session %d", f.session)
-		}
 		return s.stdin.grant(int(f.amount))
 	case frameExit:
 		c.remove(f.session)
@@ -236,7 +242,8 @@ type clientSession struct {
 	what    string // "exec \"sh\"" or "attach", for errors
 	out     [2]*inbox
 	started chan struct{}
-	stdin   *credit // set by STARTED, read after started is closed
+	running bool    // STARTED has arrived; only the read loop uses it
+	stdin   *credit // window 0 until STARTED opens it; failed when the session ends
 
 	endOnce sync.Once
 	ended   chan struct{}
@@ -250,6 +257,9 @@ func (s *clientSession) end(e sessionEnd) {
 			s.out[0].abort(e.err)
 			s.out[1].abort(e.err)
 		}
+		// Input has nowhere to go once the session is over; a copyIn
+		// waiting for credit that will never come returns.
+		s.stdin.fail(errSessionOver)
 		close(s.ended)
 	})
 }
@@ -260,6 +270,7 @@ func (c *Client) open(req *openRequest, what string) (*clientSession, error) {
 		c:       c,
 		what:    what,
 		out:     [2]*inbox{newInbox(int(req.Window)), newInbox(int(req.Window))},
+		stdin:   newCredit(0),
 		started: make(chan struct{}),
 		ended:   make(chan struct{}),
 	}
@@ -349,8 +360,9 @@ func (c *Client) startSession(ctx context.Context, req *openRequest, what string
 	select {
 	case <-s.started:
 	case <-s.ended:
-		// A quick process may have started and exited already; only an
-		// error means it never ran.
+		// A quick process may have started and exited already (the read
+		// loop refuses EXIT before STARTED); only an error means it never
+		// ran. Input and resizes sent now find the session over and stop.
 		if s.how.err != nil {
 			sess.outs.Wait()
 			cancel()
@@ -500,6 +512,8 @@ func (sess *Session) Wait() (gantry.ExecResult, error) {
 }
 
 var errSessionAbandoned = errors.New("session abandoned")
+
+var errSessionOver = errors.New("session over")
 
 // Close abandons the session: the agent signals the process (SIGHUP, then
 // SIGKILL) and Wait returns an error.

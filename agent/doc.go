@@ -84,8 +84,9 @@
 // Sessions. The controller picks session IDs (non-zero, not in use on the
 // connection) and sends OPEN. The agent answers STARTED once the process
 // runs (or the attach is registered), or ERROR if it cannot start; ERROR
-// ends the session. After the last output the agent sends EXIT, which
-// ends the session. CLOSE ends it from the controller's side: the agent
+// ends the session. Nothing else for the session comes before STARTED:
+// output, CREDIT or EXIT first is a violation. After the last output the
+// agent sends EXIT, which ends the session. CLOSE ends it from the controller's side: the agent
 // sends SIGHUP to the process group, SIGKILL 2 s later if it lingers, and
 // sends no EXIT. Frames for a session ID that is not live are ignored (they
 // race with the session's end), except OPEN, which starts one; a frame the

@@ -158,6 +158,15 @@ func newCredit(window int) *credit {
 	return &credit{window: window, avail: window, wake: make(chan struct{}, 1)}
 }
 
+// open sets the window of a credit made with newCredit(0), once the
+// receiver has announced it; until then take waits.
+func (c *credit) open(window int) {
+	c.mu.Lock()
+	c.window, c.avail = window, window
+	c.mu.Unlock()
+	c.poke()
+}
+
 // take waits until some credit is available and takes up to max bytes
 // of it.
 func (c *credit) take(max int) (int, error) {

@@ -3,11 +3,15 @@ package agent
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"io"
+	"net"
+	"strings"
 	"sync"
 	"testing"
 
+	"github.com/gantryhq/gantry"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -134,4 +138,251 @@ func FuzzHandshake(f *testing.F) {
 
 func isVersionErr(err error) bool {
 	return bytes.Contains([]byte(err.Error()), []byte("protocol version"))
+}
+
+// pipeTransport is the controller's end of an in-memory connection whose
+// other end is a test playing the agent.
+type pipeTransport struct {
+	in        chan []byte // to the controller; closed when the agent hangs up
+	out       chan []byte // from the controller
+	closed    chan struct{}
+	closeOnce sync.Once
+}
+
+func newPipeTransport() *pipeTransport {
+	return &pipeTransport{in: make(chan []byte), out: make(chan []byte, 64), closed: make(chan struct{})}
+}
+
+func (p *pipeTransport) next(ctx context.Context) (io.Reader, error) {
+	select {
+	case m, ok := <-p.in:
+		if !ok {
+			return nil, io.EOF
+		}
+		return bytes.NewReader(m), nil
+	case <-p.closed:
+		return nil, net.ErrClosed
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// write hands the controller's message to the agent, dropping it when the
+// agent's queue is full: a script that never reads must not stall the
+// controller's writers, which a real peer could do only by not reading.
+func (p *pipeTransport) write(_ context.Context, msg []byte) error {
+	select {
+	case <-p.closed:
+		return net.ErrClosed
+	default:
+	}
+	select {
+	case p.out <- append([]byte(nil), msg...):
+	default:
+	}
+	return nil
+}
+
+func (p *pipeTransport) close(bool) error {
+	p.closeOnce.Do(func() { close(p.closed) })
+	return nil
+}
+
+// toController sends one message to the controller, or reports that it
+// has closed the connection.
+func (p *pipeTransport) toController(msg []byte) bool {
+	select {
+	case p.in <- msg:
+		return true
+	case <-p.closed:
+		return false
+	}
+}
+
+// fromController waits for the controller's next message of type typ,
+// skipping others.
+func (p *pipeTransport) fromController(typ byte) ([]byte, bool) {
+	for {
+		select {
+		case m := <-p.out:
+			if len(m) >= headerLen && m[0] == typ {
+				return m, true
+			}
+		case <-p.closed:
+			return nil, false
+		}
+	}
+}
+
+// agentScript decodes a fuzz input into what a malicious agent does once
+// the controller has opened its sessions: frames to send, in order, and
+// cancellations of the controller's own sessions between them.
+type scriptStep struct {
+	msg    []byte // a message to send, or nil
+	cancel int    // with msg nil: the session whose context to cancel
+}
+
+// fuzzFrameTypes are the frame types a script picks from: every defined
+// type, in either direction, and an undefined one.
+var fuzzFrameTypes = []byte{
+	frameHello, frameAuth, frameAuthOK, frameOpen, frameStarted, frameStdin, frameStdout,
+	frameStderr, frameStdinClose, frameCredit, frameResize, frameSignal, frameExit, frameError, frameClose, 0x7f,
+}
+
+func agentScript(data []byte) []scriptStep {
+	var steps []scriptStep
+	take := func(n int) []byte {
+		n = min(n, len(data))
+		b := data[:n]
+		data = data[n:]
+		return b
+	}
+	for len(data) > 0 {
+		op := take(1)[0]
+		switch op % 4 {
+		case 0:
+			// A frame with a payload from the input, its header's length
+			// true to it: the decoder is covered elsewhere, this is about
+			// order and meaning.
+			hdr := take(3)
+			if len(hdr) < 3 {
+				return steps
+			}
+			payload := take(int(hdr[2]))
+			msg := make([]byte, headerLen+len(payload))
+			putHeader(msg, fuzzFrameTypes[int(hdr[0])%len(fuzzFrameTypes)], uint32(hdr[1]%5), len(payload))
+			copy(msg[headerLen:], payload)
+			steps = append(steps, scriptStep{msg: msg})
+		case 1:
+			// Output of a size the input chooses, up to the largest
+			// frame, so that windows can be overrun.
+			b := take(4)
+			if len(b) < 4 {
+				return steps
+			}
+			size := (int(b[1])<<16 | int(b[2])<<8 | int(b[3])) % (MaxDataPayload + 1)
+			typ := frameStdout
+			if b[0]&0x80 != 0 {
+				typ = frameStderr
+			}
+			msg := make([]byte, headerLen+size)
+			putHeader(msg, typ, uint32(b[0]%5), size)
+			steps = append(steps, scriptStep{msg: msg})
+		case 2:
+			// A well-formed control frame with fields from the input.
+			b := take(6)
+			if len(b) < 6 {
+				return steps
+			}
+			f := frame{header: header{session: uint32(b[1] % 5)}}
+			switch b[0] % 4 {
+			case 0:
+				f.typ, f.amount = frameStarted, MinWindow+binary.BigEndian.Uint32(b[2:])%(MaxWindow-MinWindow+1)
+			case 1:
+				f.typ, f.stream, f.amount = frameCredit, b[2]%3, 1+binary.BigEndian.Uint32(b[2:])%MaxWindow
+			case 2:
+				f.typ, f.code, f.killSig = frameExit, int32(b[2]), b[3]%65
+			case 3:
+				f.typ, f.kind, f.text = frameError, errorKind(b[2])%(maxErrKind+1), "refused"
+			}
+			msg, err := encodeControl(&f)
+			if err != nil {
+				panic(err)
+			}
+			steps = append(steps, scriptStep{msg: msg})
+		case 3:
+			steps = append(steps, scriptStep{cancel: int(op>>2) % 3})
+		}
+	}
+	return steps
+}
+
+// FuzzControllerAgainstAgent plays a malicious agent, authenticated with
+// the container's secret as root in the container could be, against a
+// controller running an exec with input, an attach with input and a TTY
+// exec with resizes: whatever the agent sends, in whatever order, the
+// controller must not crash or hang, and every call must return once the
+// agent hangs up.
+func FuzzControllerAgainstAgent(f *testing.F) {
+	started := func(id byte) []byte { return []byte{2, 0, id, 0, 0, 0, 0} }
+	exit := func(id byte) []byte { return []byte{2, 2, id, 3, 0, 0, 0} }
+	credit := func(id byte) []byte { return []byte{2, 1, id, 0, 0, 1, 0} }
+	out := func(id byte) []byte { return []byte{1, id, 0, 0x10, 0} }
+	seq := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
+	f.Add(seq(exit(1), exit(2), exit(3)))
+	f.Add(seq(started(1), started(2), started(3), out(1), credit(1), out(2), exit(1), exit(2), exit(3)))
+	f.Add(seq(started(2), []byte{3}, out(2), out(2), credit(2), credit(2), exit(2)))
+	f.Add(seq(out(1), credit(3), started(3), started(3)))
+	f.Add(seq([]byte{0, 13, 1, 1, 0}, started(1), []byte{0, 12, 1, 0}))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		steps := agentScript(data)
+		p := newPipeTransport()
+		handshakeDone := make(chan error, 1)
+		go func() {
+			_, err := controllerHandshake(context.Background(), p, func(string) []byte { return testSecret }, modeReverse)
+			handshakeDone <- err
+		}()
+		nonceA := newNonce()
+		hello, _ := encodeControl(&frame{header: header{typ: frameHello}, version: protocolVersion, mode: modeReverse, nonce: nonceA, id: "c1"})
+		p.toController(hello)
+		authMsg, _ := p.fromController(frameAuth)
+		auth, err := readFrame(bytes.NewReader(authMsg), make([]byte, maxHandshakePayload), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ok, _ := encodeControl(&frame{header: header{typ: frameAuthOK}, mac: transcriptMAC(testSecret, labelAgent, modeReverse, "c1", nonceA, auth.nonce)})
+		p.toController(ok)
+		if err := <-handshakeDone; err != nil {
+			t.Fatal(err)
+		}
+
+		cl := newClient(p, "c1", nil)
+		go cl.run()
+		var calls sync.WaitGroup
+		var cancels [3]context.CancelFunc
+		resize := make(chan gantry.TerminalSize, 1)
+		resize <- gantry.TerminalSize{Rows: 10, Cols: 20}
+		sessions := []func(ctx context.Context){
+			func(ctx context.Context) {
+				cl.Exec(ctx, gantry.ExecConfig{Cmd: []string{"cat"}, Stdin: strings.NewReader("input"), Stdout: io.Discard, Stderr: io.Discard})
+			},
+			func(ctx context.Context) {
+				cl.Attach(ctx, gantry.AttachOptions{Stdin: io.LimitReader(zeroReader{}, 1<<20), Stdout: io.Discard})
+			},
+			func(ctx context.Context) {
+				cl.Exec(ctx, gantry.ExecConfig{Cmd: []string{"sh"}, Tty: true, Resize: resize, Stdout: io.Discard})
+			},
+		}
+		for i, run := range sessions {
+			ctx, cancel := context.WithCancel(context.Background())
+			cancels[i] = cancel
+			calls.Go(func() { run(ctx) })
+			// Session IDs follow the order of the OPENs.
+			if _, ok := p.fromController(frameOpen); !ok {
+				t.Fatal("the controller closed the connection before opening its sessions")
+			}
+		}
+		for _, s := range steps {
+			if s.msg == nil {
+				cancels[s.cancel]()
+				continue
+			}
+			if !p.toController(s.msg) {
+				break
+			}
+		}
+		close(p.in)
+		calls.Wait()
+		<-cl.Done()
+		for _, cancel := range cancels {
+			cancel()
+		}
+	})
+}
+
+type zeroReader struct{}
+
+func (zeroReader) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
 }
