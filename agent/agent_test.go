@@ -285,7 +285,7 @@ func TestAuthFailures(t *testing.T) {
 	}
 
 	// Reverse mode: a wrong secret or an unknown ID gets no client.
-	core, logs := observer.New(zap.InfoLevel)
+	core, logs := observer.New(zap.DebugLevel)
 	hub := NewHub(func(id string) []byte {
 		if id == "c1" {
 			return testSecret

@@ -115,13 +115,18 @@ func TestConnectRetriesAHubThatNeverAnswers(t *testing.T) {
 }
 
 // TestRefusedPeersDoNotFillTheLog: an unauthenticated peer can connect as
-// often as it likes, so the agent's refusals stay below Info, where a
-// production logger would write them.
+// often as it likes, so the refusals of the agent and of the Hub stay
+// below Info, where a production logger would write them.
 func TestRefusedPeersDoNotFillTheLog(t *testing.T) {
-	core, logs := observer.New(zap.InfoLevel)
+	const peers = 20
+	infoOrAbove := func(logs *observer.ObservedLogs) []observer.LoggedEntry {
+		return logs.Filter(func(e observer.LoggedEntry) bool { return e.Level >= zap.InfoLevel }).All()
+	}
+
+	core, logs := observer.New(zap.DebugLevel)
 	a := startAgent(t, Config{Logger: zap.New(core)})
 	srv := httptestServer(t, a)
-	for range 3 {
+	for range peers {
 		if _, err := Dial(context.Background(), wsURL(srv), []byte("wrong-secret-wrong-secret"), nil); err == nil {
 			t.Fatal("Dial with a wrong secret succeeded")
 		}
@@ -129,7 +134,30 @@ func TestRefusedPeersDoNotFillTheLog(t *testing.T) {
 	// The refusal is logged before the agent closes, and Close waits for
 	// every connection's handler.
 	a.Close()
-	if n := logs.Len(); n != 0 {
-		t.Fatalf("%d log entries at Info or above for refused peers: %v", n, logs.All()[0].Message)
+	if n := logs.FilterMessage("agent connection refused").Len(); n != peers {
+		t.Errorf("agent logged %d refusals at Debug, want %d", n, peers)
+	}
+	if e := infoOrAbove(logs); len(e) != 0 {
+		t.Errorf("agent: %d log entries at Info or above for refused peers, first %q", len(e), e[0].Message)
+	}
+
+	hcore, hlogs := observer.New(zap.DebugLevel)
+	hub := NewHub(func(id string) []byte { return testSecret }, zap.New(hcore))
+	hsrv := httptestServer(t, hub)
+	t.Cleanup(func() { hub.Close() })
+	impostor := startAgent(t, Config{ID: "c1", Secret: []byte("wrong-secret-wrong-secret")})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		impostor.Connect(ctx, wsURL(hsrv), &ConnectOptions{MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond})
+	}()
+	waitFor(t, "the Hub to refuse the impostor repeatedly", func() bool {
+		return hlogs.FilterMessage("agent refused").Len() >= peers
+	})
+	cancel()
+	<-done
+	if e := infoOrAbove(hlogs); len(e) != 0 {
+		t.Errorf("hub: %d log entries at Info or above for refused agents, first %q", len(e), e[0].Message)
 	}
 }

@@ -57,7 +57,9 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return nil
 	}, modeReverse)
 	if err != nil {
-		h.log.Info("agent refused", zap.String("peer", r.RemoteAddr), zap.Error(err))
+		// Debug, not Info: anyone who can reach the Hub can make this
+		// happen, as often as they like.
+		h.log.Debug("agent refused", zap.String("peer", r.RemoteAddr), zap.Error(err))
 		t.close(true)
 		return
 	}
