@@ -5,7 +5,9 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -164,5 +166,43 @@ func TestAttachRacingMainExitNeverExitsBeforeStarted(t *testing.T) {
 		if err != nil && !errors.Is(err, gantry.ErrConflict) || err == nil && res.ExitCode != 0 {
 			t.Fatalf("attach %d racing the main command's exit: %+v, %v; want exit 0 or ErrConflict", i, res, err)
 		}
+	}
+}
+
+// TestRedirectsAreNotFollowed: a redirect from a wss:// URL used to take
+// the handshake and the caller's HTTPHeader over plain ws:// to another
+// host, around the loopback-only rule. Dial and Connect now follow no
+// redirect, so nothing reaches the redirect's target.
+func TestRedirectsAreNotFollowed(t *testing.T) {
+	var reached atomic.Int64
+	target := httptestServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reached.Add(1)
+	}))
+	var redirected atomic.Int64
+	redirector := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		redirected.Add(1)
+		http.Redirect(w, r, wsURL(target)+"/agent", http.StatusTemporaryRedirect)
+	}))
+	t.Cleanup(redirector.Close)
+	url := "wss" + strings.TrimPrefix(redirector.URL, "https")
+	header := http.Header{"Authorization": {"Bearer identity-token"}}
+
+	_, err := Dial(context.Background(), url, testSecret, &DialOptions{HTTPClient: redirector.Client(), HTTPHeader: header})
+	if !errors.Is(err, gantry.ErrUnavailable) || !strings.Contains(err.Error(), "redirect") {
+		t.Errorf("Dial of a redirecting URL: %v, want ErrUnavailable naming the redirect", err)
+	}
+
+	a := startAgent(t, Config{ID: "c1"})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		a.Connect(ctx, url, &ConnectOptions{HTTPClient: redirector.Client(), HTTPHeader: header, MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond})
+	}()
+	waitFor(t, "the agent to try the redirecting Hub URL three times", func() bool { return redirected.Load() >= 4 })
+	cancel()
+	<-done
+	if n := reached.Load(); n != 0 {
+		t.Errorf("%d requests followed the redirect to plain ws://", n)
 	}
 }

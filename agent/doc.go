@@ -139,8 +139,9 @@
 //     active attacker on the path could take over an authenticated
 //     connection. So wherever the connection leaves the machine it must run
 //     over TLS (wss://); Dial and Connect refuse ws:// to anything but a
-//     loopback address unless told Insecure. On Cloud Run, Google's front
-//     end terminates TLS for the service URL.
+//     loopback address unless told Insecure, and follow no redirect, which
+//     could lead them elsewhere. On Cloud Run, Google's front end
+//     terminates TLS for the service URL.
 //   - Resource exhaustion by an authenticated peer is bounded (frame sizes,
 //     windows, 1024 sessions per connection); the agent's handshake times
 //     out after 10 s. Before authenticating, a peer can make either side

@@ -277,7 +277,8 @@ func (t *gatherTransport) upgraded() *frameGatherer {
 // gatheringClient returns a copy of hc (nil means http.DefaultClient)
 // whose transport puts a frameGatherer on the connection it upgrades;
 // Dial and Connect, the two places this package is the WebSocket client,
-// use one per handshake and hand the gatherer to newWSTransport.
+// use one per handshake and hand the gatherer to newWSTransport. The copy
+// follows no redirect, whatever hc does.
 func gatheringClient(hc *http.Client) (*http.Client, *gatherTransport) {
 	if hc == nil {
 		hc = http.DefaultClient
@@ -289,5 +290,14 @@ func gatheringClient(hc *http.Client) (*http.Client, *gatherTransport) {
 	}
 	t := &gatherTransport{base: base}
 	c.Transport = t
+	c.CheckRedirect = refuseRedirect
 	return &c, t
+}
+
+// refuseRedirect stops the WebSocket handshake at a redirect. Following
+// one would carry the handshake, and the caller's HTTPHeader, to a URL
+// that checkSecure never saw (a wss:// URL can redirect to plain ws://
+// on another host) and that is not the endpoint the handshake binds.
+func refuseRedirect(req *http.Request, _ []*http.Request) error {
+	return fmt.Errorf("the server redirects to %s; redirects are not followed, dial the final URL", req.URL.Redacted())
 }
