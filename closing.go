@@ -47,7 +47,6 @@ type CloseState struct {
 	done    chan struct{} // closed when the first Close has finished
 	ended   chan struct{} // closed when Close begins
 	hooks   []*closeHook
-	err     error
 }
 
 type closeHook struct {

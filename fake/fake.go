@@ -216,7 +216,7 @@ func (rt *Runtime) Create(ctx context.Context, spec gantry.Spec) (_ *gantry.Cont
 	}
 	for i, s := range spec.Secrets {
 		if _, ok := rt.secrets[s.Name]; !ok {
-			return nil, fmt.Errorf("Secrets[%d]: %w: no such secret: %s (give it with WithSecret)", i, gantry.ErrNotFound, s.Name)
+			return nil, fmt.Errorf("%w: Secrets[%d] names no such secret: %s (give it with WithSecret)", gantry.ErrNotFound, i, s.Name)
 		}
 	}
 	name := spec.Name

@@ -96,7 +96,7 @@ func (rt *Runtime) Attach(ctx context.Context, id string, opts gantry.AttachOpti
 		return fmt.Errorf("%w: container %s is paused, unpause it before attaching", gantry.ErrConflict, c.id)
 	case opts.Stdin != nil && !c.spec.OpenStdin:
 		rt.mu.Unlock()
-		return fmt.Errorf("Stdin: %w: the container was created without OpenStdin", gantry.ErrInvalidArgument)
+		return &gantry.FieldError{Field: "Stdin", Value: "set", Reason: "the container was created without OpenStdin"}
 	}
 	logs := c.logs.reader(ctx, gantry.LogsOptions{Follow: true, Tail: gantry.TailNone})
 	if opts.Stdin != nil && r.stdin != nil {

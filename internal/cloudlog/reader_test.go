@@ -138,8 +138,6 @@ func (f *fakeLogging) write(es ...*loggingpb.LogEntry) {
 	f.entries = append(f.entries, es...)
 }
 
-func (f *fakeLogging) since(t time.Time) time.Duration { return t.Sub(f.start) }
-
 // listTimes returns the instants of the ListLogEntries calls so far.
 func (f *fakeLogging) listTimes() []time.Duration {
 	f.mu.Lock()
