@@ -34,6 +34,13 @@ type Config struct {
 	// ID names the container to a Hub in reverse mode; it travels in the
 	// clear before authentication.
 	ID string
+	// Endpoints are the URLs controllers dial to reach the agent in
+	// forward mode, such as the service URL in front of it; a controller
+	// that dialled any other URL is refused, so that a relay it was
+	// tricked into dialling cannot pass its proof on to the agent (see
+	// the package documentation). Empty means the agent's own loopback
+	// address and port, dialled directly.
+	Endpoints []string
 	// Stdin, Stdout and Stderr are the main command's standard streams (for
 	// the binary: the agent's own). Output is copied to them byte for byte
 	// and to every attached session. Nil discards output and gives the
@@ -89,14 +96,15 @@ const maxSessions = 1024
 // Agent runs a container's main command and serves exec and attach
 // sessions into the container. Its methods are safe for concurrent use.
 type Agent struct {
-	cfg    Config
-	log    *zap.Logger
-	sp     *spawner
-	env    []string
-	main   *proc
-	closed chan struct{}
-	exited chan struct{} // main exited and its output is drained
-	status gantry.ExecResult
+	cfg       Config
+	endpoints []string // Config.Endpoints in endpoint form
+	log       *zap.Logger
+	sp        *spawner
+	env       []string
+	main      *proc
+	closed    chan struct{}
+	exited    chan struct{} // main exited and its output is drained
+	status    gantry.ExecResult
 
 	stdinMu   sync.Mutex
 	mainStdin *os.File // write end when OpenStdin, else nil
@@ -123,8 +131,13 @@ func Start(cfg Config) (*Agent, error) {
 	if len(cfg.ID) > maxIDLen {
 		return nil, fmt.Errorf("agent: %w: ID longer than %d bytes", gantry.ErrInvalidArgument, maxIDLen)
 	}
+	eps, err := endpoints(cfg.Endpoints)
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
 	a := &Agent{
 		cfg:       cfg,
+		endpoints: eps,
 		log:       cfg.Logger,
 		sp:        newSpawner(cfg.Reap),
 		closed:    make(chan struct{}),
@@ -378,12 +391,16 @@ func (a *Agent) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c.Close(websocket.StatusPolicyViolation, "")
 		return
 	}
-	a.serve(r.Context(), newWSTransport(c, nil), modeForward, r.RemoteAddr)
+	serves := servesLoopback(r)
+	if len(a.endpoints) > 0 {
+		serves = servesListed(a.endpoints)
+	}
+	a.serve(r.Context(), newWSTransport(c, nil), modeForward, r.RemoteAddr, binding{serves: serves})
 }
 
 // serve authenticates one connection and runs its sessions. It returns
 // whether the peer authenticated.
-func (a *Agent) serve(ctx context.Context, t transport, mode byte, peer string) bool {
+func (a *Agent) serve(ctx context.Context, t transport, mode byte, peer string, ep binding) bool {
 	m := newMux(t, a.log)
 	a.mu.Lock()
 	if a.closing {
@@ -408,7 +425,7 @@ func (a *Agent) serve(ctx context.Context, t transport, mode byte, peer string) 
 	// The connection ends with ctx (reverse mode: Connect returning).
 	stop := context.AfterFunc(ctx, func() { m.shutdown(ctx.Err(), false) })
 	defer stop()
-	err := agentHandshake(m.ctx, t, a.cfg.Secret, mode, id)
+	err := agentHandshake(m.ctx, t, a.cfg.Secret, mode, id, ep)
 	if err != nil {
 		// Debug, not Info: anyone who can reach the agent can make this
 		// happen, as often as they like.

@@ -286,12 +286,7 @@ func TestAuthFailures(t *testing.T) {
 
 	// Reverse mode: a wrong secret or an unknown ID gets no client.
 	core, logs := observer.New(zap.DebugLevel)
-	hub := NewHub(func(id string) []byte {
-		if id == "c1" {
-			return testSecret
-		}
-		return nil
-	}, zap.New(core))
+	hub := mustHub(t, testSecrets, &HubOptions{Logger: zap.New(core)})
 	hsrv := httptestServer(t, hub)
 	t.Cleanup(func() { hub.Close() })
 	bad := startAgent(t, Config{Secret: []byte("wrong-secret-wrong-secret"), ID: "c1"})

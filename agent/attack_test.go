@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -41,7 +42,7 @@ func impostorAgentServer(t *testing.T, script func(tr transport, open frame)) st
 		}
 		tr := newWSTransport(c, nil)
 		defer tr.close(true)
-		if agentHandshake(context.Background(), tr, testSecret, modeForward, "") != nil {
+		if agentHandshake(context.Background(), tr, testSecret, modeForward, "", binding{serves: servesLoopback(r)}) != nil {
 			return
 		}
 		playImpostor(tr, script)
@@ -58,7 +59,7 @@ func impostorAgentConnect(t *testing.T, hubURL string, script func(tr transport,
 	}
 	tr := newWSTransport(c, nil)
 	t.Cleanup(func() { tr.close(true) })
-	if err := agentHandshake(context.Background(), tr, testSecret, modeReverse, "c1"); err != nil {
+	if err := agentHandshake(context.Background(), tr, testSecret, modeReverse, "c1", binding{dialled: mustEndpoint(t, hubURL)}); err != nil {
 		t.Fatal(err)
 	}
 	go playImpostor(tr, script)
@@ -205,4 +206,275 @@ func TestRedirectsAreNotFollowed(t *testing.T) {
 	if n := reached.Load(); n != 0 {
 		t.Errorf("%d requests followed the redirect to plain ws://", n)
 	}
+}
+
+// acceptPeer upgrades a request to a WebSocket with this package's
+// subprotocol, for test servers that play a party of their own.
+func acceptPeer(w http.ResponseWriter, r *http.Request) (transport, error) {
+	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{subprotocol}})
+	if err != nil {
+		return nil, err
+	}
+	return newWSTransport(c, nil), nil
+}
+
+func dialPeer(url string) (transport, error) {
+	c, _, err := websocket.Dial(context.Background(), url, &websocket.DialOptions{Subprotocols: []string{subprotocol}})
+	if err != nil {
+		return nil, err
+	}
+	return newWSTransport(c, nil), nil
+}
+
+// nextMessage reads one whole message.
+func nextMessage(tr transport) ([]byte, error) {
+	r, err := tr.next(context.Background())
+	if err != nil {
+		return nil, err
+	}
+	return io.ReadAll(r)
+}
+
+// withEndpoint rewrites the endpoint a HELLO or AUTH message names.
+func withEndpoint(t *testing.T, msg []byte, endpoint string) []byte {
+	f, err := readFrame(bytes.NewReader(msg), make([]byte, maxHandshakePayload), nil)
+	if err != nil {
+		t.Error(err)
+		return msg
+	}
+	f.endpoint = endpoint
+	b, err := encodeControl(&f)
+	if err != nil {
+		t.Error(err)
+	}
+	return b
+}
+
+// takeOver plays the controller on an agent connection the impostor has
+// got past the handshake, and reports whether the agent started a
+// process for it.
+func takeOver(tr transport) bool {
+	sendFrame(tr, frame{header: header{typ: frameOpen, session: 1}, open: &openRequest{Kind: "exec", Cmd: []string{"true"}, Window: MinWindow}})
+	f, err := readControlFrame(tr)
+	return err == nil && f.typ == frameStarted
+}
+
+// relayHandshake copies the three handshake messages between the side
+// that dialled (from) and the side the impostor dialled (to), starting
+// with the agent's HELLO, which comes from agentSide. rewrite, when set,
+// changes the endpoint named in the dialer's message. It reports the
+// first failure, or "" when the handshake got through.
+func relayHandshake(t *testing.T, agentSide, ctlSide transport, rewrite func([]byte) []byte) string {
+	steps := []struct {
+		from, to transport
+		name     string
+	}{{agentSide, ctlSide, "HELLO"}, {ctlSide, agentSide, "AUTH"}, {agentSide, ctlSide, "AUTH_OK"}}
+	for _, s := range steps {
+		msg, err := nextMessage(s.from)
+		if err != nil {
+			return "no " + s.name
+		}
+		if rewrite != nil {
+			msg = rewrite(msg)
+		}
+		s.to.write(context.Background(), msg)
+	}
+	return ""
+}
+
+// TestImpostorCannotRelayTheHandshake: a party that a controller or an
+// agent was led to dial (a wrong URL, a DNS takeover, a hostile proxy)
+// used to relay the handshake to the real peer and then run commands in
+// the container without knowing the secret. The endpoint each side
+// dialled is now bound into both proofs: relayed as it is, the endpoint
+// is one the real peer does not serve; rewritten, the two sides' proofs
+// no longer match.
+func TestImpostorCannotRelayTheHandshake(t *testing.T) {
+	for _, rewrite := range []bool{false, true} {
+		name := map[bool]string{false: "verbatim", true: "rewritten"}[rewrite]
+
+		t.Run("forward/"+name, func(t *testing.T) {
+			a := startAgent(t, Config{})
+			agentURL := wsURL(httptestServer(t, a))
+			outcome := make(chan string, 1)
+			impostor := httptestServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				ctl, err := acceptPeer(w, r)
+				if err != nil {
+					return
+				}
+				defer ctl.close(true)
+				ag, err := dialPeer(agentURL)
+				if err != nil {
+					outcome <- "could not reach the agent"
+					return
+				}
+				defer ag.close(true)
+				var rw func([]byte) []byte
+				if rewrite {
+					rw = func(msg []byte) []byte {
+						if msg[0] == frameAuth {
+							return withEndpoint(t, msg, mustEndpoint(t, agentURL))
+						}
+						return msg
+					}
+				}
+				if failed := relayHandshake(t, ag, ctl, rw); failed != "" {
+					outcome <- failed
+					return
+				}
+				if takeOver(ag) {
+					outcome <- "took over"
+					return
+				}
+				outcome <- "no session"
+			}))
+			if _, err := Dial(context.Background(), wsURL(impostor), testSecret, nil); err == nil {
+				t.Error("the controller authenticated a relayed agent")
+			}
+			if got := <-outcome; got != "no AUTH_OK" {
+				t.Errorf("impostor relaying %s: %s, want the agent to refuse the relayed AUTH (no AUTH_OK)", name, got)
+			}
+		})
+
+		t.Run("reverse/"+name, func(t *testing.T) {
+			hub, hubSrv := newHub(t)
+			hubURL := wsURL(hubSrv)
+			outcome := make(chan string, 1)
+			impostor := httptestServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				ag, err := acceptPeer(w, r)
+				if err != nil {
+					return
+				}
+				defer ag.close(true)
+				h, err := dialPeer(hubURL)
+				if err != nil {
+					outcome <- "could not reach the hub"
+					return
+				}
+				defer h.close(true)
+				var rw func([]byte) []byte
+				if rewrite {
+					rw = func(msg []byte) []byte {
+						if msg[0] == frameHello {
+							return withEndpoint(t, msg, mustEndpoint(t, hubURL))
+						}
+						return msg
+					}
+				}
+				failed := relayHandshake(t, ag, h, rw)
+				if failed == "" && takeOver(ag) {
+					failed = "took over"
+				}
+				select {
+				case outcome <- failed:
+				default:
+				}
+			}))
+			a := startAgent(t, Config{ID: "c1"})
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				a.Connect(ctx, wsURL(impostor), &ConnectOptions{MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond})
+			}()
+			got := <-outcome
+			cancel()
+			<-done
+			want := map[bool]string{false: "no AUTH", true: "no AUTH_OK"}[rewrite]
+			if got != want {
+				t.Errorf("impostor relaying %s: %s, want %s", name, got, want)
+			}
+			short, cancelShort := context.WithTimeout(context.Background(), 50*time.Millisecond)
+			defer cancelShort()
+			if _, err := hub.Client(short, "c1"); err == nil {
+				t.Error("the Hub holds a client for the relayed agent")
+			}
+		})
+	}
+}
+
+// wsRelay copies messages between whoever dials it and upstream without
+// reading them, as a relay that pairs a controller with an agent does.
+// Its URL is known before it starts, so that the side it relays to can be
+// configured with it.
+type wsRelay struct {
+	srv *httptest.Server
+	URL string
+}
+
+func newRelay(t *testing.T) *wsRelay {
+	srv := httptest.NewUnstartedServer(nil)
+	t.Cleanup(srv.Close)
+	return &wsRelay{srv: srv, URL: "ws://" + srv.Listener.Addr().String() + "/relay"}
+}
+
+func (rl *wsRelay) start(upstream string) {
+	rl.srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		down, err := acceptPeer(w, r)
+		if err != nil {
+			return
+		}
+		defer down.close(true)
+		up, err := dialPeer(upstream)
+		if err != nil {
+			return
+		}
+		defer up.close(true)
+		copyMessages := func(from, to transport) {
+			for {
+				msg, err := nextMessage(from)
+				if err != nil || to.write(context.Background(), msg) != nil {
+					from.close(true)
+					to.close(true)
+					return
+				}
+			}
+		}
+		go copyMessages(up, down)
+		copyMessages(down, up)
+	})
+	rl.srv.Start()
+}
+
+// TestRelayThatBothSidesNameWorks: binding the endpoint leaves room for a
+// relay that copies frames without reading them, as long as the side
+// that accepts is configured with the relay's URL, the endpoint the
+// dialer dials.
+func TestRelayThatBothSidesNameWorks(t *testing.T) {
+	ctx := context.Background()
+	t.Run("forward", func(t *testing.T) {
+		relay := newRelay(t)
+		a := startAgent(t, Config{Endpoints: []string{relay.URL}})
+		agentSrv := httptestServer(t, a)
+		relay.start(wsURL(agentSrv))
+		cl, err := Dial(ctx, relay.URL, testSecret, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		if res, err := cl.Exec(ctx, gantry.ExecConfig{Cmd: []string{"true"}}); err != nil || res.ExitCode != 0 {
+			t.Fatalf("Exec through the relay = %+v, %v", res, err)
+		}
+		// With endpoints configured, only they are served.
+		if _, err := Dial(ctx, wsURL(agentSrv), testSecret, nil); !errors.Is(err, gantry.ErrPermissionDenied) {
+			t.Errorf("Dial of the agent's own address, not configured: %v, want ErrPermissionDenied", err)
+		}
+	})
+	t.Run("reverse", func(t *testing.T) {
+		relay := newRelay(t)
+		hub := mustHub(t, testSecrets, &HubOptions{Endpoints: []string{relay.URL}})
+		hubSrv := httptestServer(t, hub)
+		t.Cleanup(func() { hub.Close() })
+		relay.start(wsURL(hubSrv))
+		connectURL(t, startAgent(t, Config{ID: "c1"}), relay.URL)
+		wait, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		cl, err := hub.Client(wait, "c1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res, err := cl.Exec(ctx, gantry.ExecConfig{Cmd: []string{"true"}}); err != nil || res.ExitCode != 0 {
+			t.Fatalf("Exec through the relay = %+v, %v", res, err)
+		}
+	})
 }

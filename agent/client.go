@@ -48,6 +48,10 @@ func Dial(ctx context.Context, rawURL string, secret []byte, opts *DialOptions) 
 	if err := checkSecure(rawURL, o.Insecure); err != nil {
 		return nil, fmt.Errorf("agent: dial %s: %w", rawURL, err)
 	}
+	endpoint, err := endpointOf(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("agent: dial %s: %w", rawURL, err)
+	}
 	hc, gt := gatheringClient(o.HTTPClient)
 	c, _, err := websocket.Dial(ctx, rawURL, &websocket.DialOptions{
 		HTTPClient:   hc,
@@ -65,13 +69,13 @@ func Dial(ctx context.Context, rawURL string, secret []byte, opts *DialOptions) 
 		return nil, fmt.Errorf("agent: dial %s: %w: the server is not a gantry agent", rawURL, gantry.ErrUnavailable)
 	}
 	t := newWSTransport(c, gt.upgraded())
-	_, err = controllerHandshake(ctx, t, func(string) []byte { return secret }, modeForward)
+	_, err = controllerHandshake(ctx, t, func(string) []byte { return secret }, modeForward, binding{dialled: endpoint})
 	if err != nil {
 		t.close(true)
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		return nil, fmt.Errorf("agent: dial %s: %w: authentication failed (wrong secret, or not this container's agent): %v", rawURL, gantry.ErrPermissionDenied, err)
+		return nil, fmt.Errorf("agent: dial %s: %w: authentication failed (wrong secret, not this container's agent, or an agent not configured to be reached at %s): %v", rawURL, gantry.ErrPermissionDenied, endpoint, err)
 	}
 	cl := newClient(t, "", o.Logger)
 	go cl.run()

@@ -41,9 +41,13 @@
 //
 //	type  name         direction     payload
 //	0x01  HELLO        agent → ctl   version u8 (1), mode u8 (1 forward, 2 reverse),
-//	                                 nonceA [32], id (UTF-8, 0..256 bytes; empty
-//	                                 in forward mode)
-//	0x02  AUTH         ctl → agent   nonceC [32], macC [32]
+//	                                 nonceA [32], id length u16, id (UTF-8,
+//	                                 0..256 bytes; empty in forward mode),
+//	                                 endpoint (the rest: in reverse mode the
+//	                                 endpoint the agent dialled, else empty)
+//	0x02  AUTH         ctl → agent   nonceC [32], macC [32], endpoint (the rest:
+//	                                 in forward mode the endpoint the controller
+//	                                 dialled, else empty)
 //	0x03  AUTH_OK      agent → ctl   macA [32]
 //	0x10  OPEN         ctl → agent   JSON object: kind ("exec" or "attach"), cmd,
 //	                                 env, dir, user, tty, rows, cols (initial
@@ -68,18 +72,49 @@
 //
 // Handshake. On every connection the agent sends HELLO first; the
 // controller answers AUTH, the agent answers AUTH_OK, and only then may
-// OPEN be sent. With secret K, mode m and id as sent in HELLO:
+// OPEN be sent. With secret K, mode m, id as sent in HELLO and endpoint E:
 //
 //	macC = HMAC-SHA256(K, "gantry-agent/1 controller proof" || 0x01 || m ||
-//	                      uint16be(len(id)) || id || nonceA || nonceC)
+//	                      uint16be(len(id)) || id || uint16be(len(E)) || E ||
+//	                      nonceA || nonceC)
 //	macA = HMAC-SHA256(K, "gantry-agent/1 agent proof" || 0x01 || m ||
-//	                      uint16be(len(id)) || id || nonceA || nonceC)
+//	                      uint16be(len(id)) || id || uint16be(len(E)) || E ||
+//	                      nonceA || nonceC)
 //
 // Each side checks the other's MAC in constant time. An agent that
 // receives a wrong macC closes the connection without a word; a controller
 // that receives a wrong macA does the same. A controller that does not
 // know the id proceeds with a random key, so that it behaves exactly as
 // for a wrong secret.
+//
+// Endpoint. E is the URL the dialing side dialled (the controller in
+// forward mode, the agent in reverse mode) in endpoint form: scheme ws or
+// wss (http and https count as those), host in lower case, no default
+// port, the path ("/" if empty), and no user information, query or
+// fragment, which carry credentials or per-request parameters rather than
+// the identity of the server. The dialer names E in its first handshake
+// frame and computes its MACs over it. The side that accepted the
+// connection refuses an E it does not serve (Config.Endpoints for the
+// agent, HubOptions.Endpoints for a Hub; when none are configured, the
+// loopback address and port the connection arrived on, dialled directly,
+// with wss exactly when the connection uses TLS) and computes its MACs
+// over the E it accepted. Neither side computes a MAC over an E it has
+// not checked: the dialer uses its own, the acceptor only one it serves.
+//
+// This is what stops a relay. A party that the agent or the controller
+// was led to dial (a wrong URL, a DNS takeover, a hostile proxy) could
+// otherwise pass each side's messages to the other, as both sides saw
+// proofs made for this very exchange, and then speak on the
+// authenticated connection itself. Relayed as it is, the E in the
+// messages names the relay, which the other side does not serve;
+// rewritten to an E it serves, the two sides' MACs are over different
+// bytes and do not match. A relay that both sides mean to use (one that
+// pairs a controller with a container's agent and copies frames without
+// reading them) works when the side that accepts lists the relay's URL,
+// the URL the dialer dials, among its endpoints: the agent in forward
+// mode, the Hub, or a controller that takes a reverse-mode agent's
+// connection from the relay. TLS channel binding would not serve here:
+// TLS ends at Google's front end on Cloud Run, and at such a relay.
 //
 // Sessions. The controller picks session IDs (non-zero, not in use on the
 // connection) and sends OPEN. The agent answers STARTED once the process
@@ -132,9 +167,13 @@
 //     a random nonce, and in reverse mode the container ID the agent sends
 //     (which the Hub operator already knows). It gets no session and no
 //     reason for the refusal.
-//   - Authentication is mutual: in reverse mode an impostor Hub cannot make
-//     the agent serve it, and an impostor agent cannot make a backend trust
-//     its output.
+//   - Authentication is mutual and bound to the endpoint the dialer
+//     dialled (see Endpoint above): an impostor Hub or controller that the
+//     agent or a backend was led to dial cannot make the agent serve it,
+//     even by relaying the handshake to the real peer, and an impostor
+//     agent cannot make a backend trust its output. A peer that dialled
+//     an endpoint the accepting side does not serve is refused before any
+//     MAC is made for it.
 //   - The handshake authenticates the peer, not the bytes that follow: an
 //     active attacker on the path could take over an authenticated
 //     connection. So wherever the connection leaves the machine it must run
@@ -145,7 +184,7 @@
 //   - Resource exhaustion by an authenticated peer is bounded (frame sizes,
 //     windows, 1024 sessions per connection); the agent's handshake times
 //     out after 10 s. Before authenticating, a peer can make either side
-//     read or buffer at most one handshake frame (at most 290 bytes of
+//     read or buffer at most one handshake frame (at most 1316 bytes of
 //     payload), and a longer one is refused from its header. An
 //     unauthenticated flood of connections is not rate limited by the
 //     agent; that is left to the platform's front end.

@@ -151,6 +151,9 @@ type frame struct {
 	mode    byte
 	nonce   []byte
 	id      string
+	// hello (reverse mode), auth (forward mode): the endpoint the dialing
+	// side dialled
+	endpoint string
 	// auth, authOK
 	mac []byte
 	// open
@@ -221,6 +224,13 @@ func readFrame(r io.Reader, buf []byte, sink dataSink) (frame, error) {
 	return f, decodeControl(&f, p)
 }
 
+func checkEndpointField(ep string) error {
+	if len(ep) > maxEndpointLen || !utf8.ValidString(ep) {
+		return protoErr("endpoint of %d bytes, or not UTF-8", len(ep))
+	}
+	return nil
+}
+
 func expectEOF(r io.Reader) error {
 	var one [1]byte
 	for {
@@ -258,28 +268,35 @@ func decodeControl(f *frame, p []byte) error {
 		if err := needSession(false); err != nil {
 			return err
 		}
-		if len(p) < 2+nonceLen || len(p) > 2+nonceLen+maxIDLen {
+		const fixed = 2 + nonceLen + 2
+		if len(p) < fixed {
 			return protoErr("HELLO payload of %d bytes", len(p))
 		}
 		f.version, f.mode = p[0], p[1]
 		f.nonce = p[2 : 2+nonceLen]
-		f.id = string(p[2+nonceLen:])
+		idLen := int(binary.BigEndian.Uint16(p[2+nonceLen:]))
+		if idLen > maxIDLen || idLen > len(p)-fixed {
+			return protoErr("HELLO id of %d bytes", idLen)
+		}
+		f.id = string(p[fixed : fixed+idLen])
+		f.endpoint = string(p[fixed+idLen:])
 		if !utf8.ValidString(f.id) {
 			return protoErr("HELLO id is not UTF-8")
 		}
 		if f.mode != modeForward && f.mode != modeReverse {
 			return protoErr("HELLO mode %d", f.mode)
 		}
-		return nil
+		return checkEndpointField(f.endpoint)
 	case frameAuth:
 		if err := needSession(false); err != nil {
 			return err
 		}
-		if err := exact(nonceLen + macLen); err != nil {
-			return err
+		if len(p) < nonceLen+macLen {
+			return protoErr("AUTH payload of %d bytes", len(p))
 		}
-		f.nonce, f.mac = p[:nonceLen], p[nonceLen:]
-		return nil
+		f.nonce, f.mac = p[:nonceLen], p[nonceLen:nonceLen+macLen]
+		f.endpoint = string(p[nonceLen+macLen:])
+		return checkEndpointField(f.endpoint)
 	case frameAuthOK:
 		if err := needSession(false); err != nil {
 			return err
@@ -374,10 +391,13 @@ func encodeControl(f *frame) ([]byte, error) {
 	case frameHello:
 		b = append(b, f.version, f.mode)
 		b = append(b, f.nonce...)
+		b = binary.BigEndian.AppendUint16(b, uint16(len(f.id)))
 		b = append(b, f.id...)
+		b = append(b, f.endpoint...)
 	case frameAuth:
 		b = append(b, f.nonce...)
 		b = append(b, f.mac...)
+		b = append(b, f.endpoint...)
 	case frameAuthOK:
 		b = append(b, f.mac...)
 	case frameOpen:

@@ -42,11 +42,20 @@ func (m *memTransport) write(_ context.Context, msg []byte) error {
 
 func (m *memTransport) close(bool) error { return nil }
 
+// The endpoints the handshakes in these tests dial and serve.
+const (
+	testAgentEndpoint = "ws://agent.test/"
+	testHubEndpoint   = "ws://hub.test/"
+)
+
+// servesTest serves both test endpoints.
+var servesTest = binding{serves: servesListed([]string{testAgentEndpoint, testHubEndpoint})}
+
 func seedFrames() [][]byte {
 	var seeds [][]byte
 	for _, f := range []frame{
-		{header: header{typ: frameHello}, version: 1, mode: modeReverse, nonce: make([]byte, nonceLen), id: "c1"},
-		{header: header{typ: frameAuth}, nonce: make([]byte, nonceLen), mac: make([]byte, macLen)},
+		{header: header{typ: frameHello}, version: 1, mode: modeReverse, nonce: make([]byte, nonceLen), id: "c1", endpoint: testHubEndpoint},
+		{header: header{typ: frameAuth}, nonce: make([]byte, nonceLen), mac: make([]byte, macLen), endpoint: testAgentEndpoint},
 		{header: header{typ: frameAuthOK}, mac: make([]byte, macLen)},
 		{header: header{typ: frameOpen, session: 1}, open: &openRequest{Kind: "exec", Cmd: []string{"sh"}, TTY: true, Rows: 2, Cols: 3, Window: MinWindow}},
 		{header: header{typ: frameStarted, session: 1}, amount: MinWindow},
@@ -120,7 +129,7 @@ func FuzzHandshake(f *testing.F) {
 	f.Add(seeds[1], seeds[0], seeds[2])
 	f.Fuzz(func(t *testing.T, auth, hello, authOK []byte) {
 		mt := &memTransport{in: [][]byte{auth}}
-		err := agentHandshake(context.Background(), mt, testSecret, modeForward, "")
+		err := agentHandshake(context.Background(), mt, testSecret, modeForward, "", servesTest)
 		if err == nil {
 			t.Fatal("agent accepted a peer that does not know the secret")
 		}
@@ -128,9 +137,9 @@ func FuzzHandshake(f *testing.F) {
 			t.Fatalf("agent sent %d messages to an unauthenticated peer", len(mt.out))
 		}
 		ct := &memTransport{in: [][]byte{hello, authOK}}
-		if _, err := controllerHandshake(context.Background(), ct, func(string) []byte { return testSecret }, modeReverse); err == nil {
+		if _, err := controllerHandshake(context.Background(), ct, func(string) []byte { return testSecret }, modeReverse, servesTest); err == nil {
 			t.Fatal("controller accepted an agent that does not know the secret")
-		} else if !errors.Is(err, errAuth) && !errors.Is(err, errProtocol) && !errors.Is(err, io.EOF) && !isVersionErr(err) {
+		} else if !errors.Is(err, errAuth) && !errors.Is(err, errProtocol) && !errors.Is(err, errNotServed) && !errors.Is(err, io.EOF) && !isVersionErr(err) {
 			t.Fatalf("unexpected handshake error: %v", err)
 		}
 	})
@@ -319,18 +328,18 @@ func FuzzControllerAgainstAgent(f *testing.F) {
 		p := newPipeTransport()
 		handshakeDone := make(chan error, 1)
 		go func() {
-			_, err := controllerHandshake(context.Background(), p, func(string) []byte { return testSecret }, modeReverse)
+			_, err := controllerHandshake(context.Background(), p, func(string) []byte { return testSecret }, modeReverse, servesTest)
 			handshakeDone <- err
 		}()
 		nonceA := newNonce()
-		hello, _ := encodeControl(&frame{header: header{typ: frameHello}, version: protocolVersion, mode: modeReverse, nonce: nonceA, id: "c1"})
+		hello, _ := encodeControl(&frame{header: header{typ: frameHello}, version: protocolVersion, mode: modeReverse, nonce: nonceA, id: "c1", endpoint: testHubEndpoint})
 		p.toController(hello)
 		authMsg, _ := p.fromController(frameAuth)
 		auth, err := readFrame(bytes.NewReader(authMsg), make([]byte, maxHandshakePayload), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		ok, _ := encodeControl(&frame{header: header{typ: frameAuthOK}, mac: transcriptMAC(testSecret, labelAgent, modeReverse, "c1", nonceA, auth.nonce)})
+		ok, _ := encodeControl(&frame{header: header{typ: frameAuthOK}, mac: transcriptMAC(testSecret, labelAgent, modeReverse, "c1", testHubEndpoint, nonceA, auth.nonce)})
 		p.toController(ok)
 		if err := <-handshakeDone; err != nil {
 			t.Fatal(err)

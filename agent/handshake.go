@@ -18,9 +18,9 @@ const (
 	macLen          = sha256.Size
 	maxIDLen        = 256
 	// maxHandshakePayload is the largest handshake payload (a HELLO with
-	// the longest id); it bounds what an unauthenticated peer can make
-	// either side read or allocate.
-	maxHandshakePayload = 2 + nonceLen + maxIDLen
+	// the longest id and endpoint); it bounds what an unauthenticated peer
+	// can make either side read or allocate.
+	maxHandshakePayload = 2 + nonceLen + 2 + maxIDLen + maxEndpointLen
 	// MinSecretLen is the shortest secret Start, Dial and NewHub accept.
 	MinSecretLen = 16
 	// handshakeTimeout bounds the whole handshake; a peer that stalls is
@@ -40,15 +40,17 @@ const (
 var errAuth = errors.New("agent: peer failed authentication")
 
 // transcriptMAC computes HMAC-SHA256(secret, label || version || mode ||
-// len(id) || id || nonceA || nonceC).
-func transcriptMAC(secret []byte, label string, mode byte, id string, nonceA, nonceC []byte) []byte {
+// len(id) || id || len(endpoint) || endpoint || nonceA || nonceC).
+func transcriptMAC(secret []byte, label string, mode byte, id, endpoint string, nonceA, nonceC []byte) []byte {
 	m := hmac.New(sha256.New, secret)
 	m.Write([]byte(label))
 	m.Write([]byte{protocolVersion, mode})
-	var l [2]byte
-	binary.BigEndian.PutUint16(l[:], uint16(len(id)))
-	m.Write(l[:])
-	m.Write([]byte(id))
+	for _, field := range []string{id, endpoint} {
+		var l [2]byte
+		binary.BigEndian.PutUint16(l[:], uint16(len(field)))
+		m.Write(l[:])
+		m.Write([]byte(field))
+	}
 	m.Write(nonceA)
 	m.Write(nonceC)
 	return m.Sum(nil)
@@ -96,12 +98,17 @@ func writeFrame(ctx context.Context, t transport, f *frame) error {
 
 // agentHandshake runs the agent's side: it challenges the controller, checks
 // its proof, and proves its own knowledge of the secret. id is sent in the
-// clear and bound into both proofs.
-func agentHandshake(ctx context.Context, t transport, secret []byte, mode byte, id string) error {
+// clear and bound into both proofs, and so is the endpoint: in reverse
+// mode the one the agent dialled (ep.dialled), which it names in HELLO; in
+// forward mode the one the controller names in AUTH, if ep.serves it.
+func agentHandshake(ctx context.Context, t transport, secret []byte, mode byte, id string, ep binding) error {
 	ctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
 	defer cancel()
 	nonceA := newNonce()
 	hello := frame{header: header{typ: frameHello}, version: protocolVersion, mode: mode, nonce: nonceA, id: id}
+	if mode == modeReverse {
+		hello.endpoint = ep.dialled
+	}
 	if err := writeFrame(ctx, t, &hello); err != nil {
 		return err
 	}
@@ -109,19 +116,31 @@ func agentHandshake(ctx context.Context, t transport, secret []byte, mode byte, 
 	if err != nil {
 		return err
 	}
-	want := transcriptMAC(secret, labelController, mode, id, nonceA, auth.nonce)
+	endpoint := ep.dialled
+	if mode == modeForward {
+		endpoint = auth.endpoint
+		if err := ep.serves(endpoint); err != nil {
+			return err
+		}
+	} else if auth.endpoint != "" {
+		return protoErr("AUTH names an endpoint on a connection the agent dialled")
+	}
+	want := transcriptMAC(secret, labelController, mode, id, endpoint, nonceA, auth.nonce)
 	if !hmac.Equal(want, auth.mac) {
 		return errAuth
 	}
-	ok := frame{header: header{typ: frameAuthOK}, mac: transcriptMAC(secret, labelAgent, mode, id, nonceA, auth.nonce)}
+	ok := frame{header: header{typ: frameAuthOK}, mac: transcriptMAC(secret, labelAgent, mode, id, endpoint, nonceA, auth.nonce)}
 	return writeFrame(ctx, t, &ok)
 }
 
 // controllerHandshake runs the controller's side. secretFor maps the id the
 // agent announced to its secret; for an unknown id it returns nil, and the
 // handshake goes on with a random key so that the timing and messages are
-// the same as for a wrong secret. It returns the agent's id.
-func controllerHandshake(ctx context.Context, t transport, secretFor func(id string) []byte, mode byte) (string, error) {
+// the same as for a wrong secret. The endpoint bound is, in forward mode,
+// the one the controller dialled (ep.dialled), which it names in AUTH; in
+// reverse mode the one the agent names in HELLO, if ep.serves it. It
+// returns the agent's id.
+func controllerHandshake(ctx context.Context, t transport, secretFor func(id string) []byte, mode byte, ep binding) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
 	defer cancel()
 	hello, err := readHandshakeFrame(ctx, t, frameHello)
@@ -134,6 +153,15 @@ func controllerHandshake(ctx context.Context, t transport, secretFor func(id str
 	if hello.mode != mode {
 		return "", protoErr("HELLO for mode %d on a mode %d connection", hello.mode, mode)
 	}
+	endpoint := ep.dialled
+	if mode == modeReverse {
+		endpoint = hello.endpoint
+		if err := ep.serves(endpoint); err != nil {
+			return "", err
+		}
+	} else if hello.endpoint != "" {
+		return "", protoErr("HELLO names an endpoint on a connection the controller dialled")
+	}
 	id := hello.id
 	secret := secretFor(id)
 	if secret == nil {
@@ -141,7 +169,10 @@ func controllerHandshake(ctx context.Context, t transport, secretFor func(id str
 	}
 	nonceA := append([]byte(nil), hello.nonce...)
 	nonceC := newNonce()
-	auth := frame{header: header{typ: frameAuth}, nonce: nonceC, mac: transcriptMAC(secret, labelController, mode, id, nonceA, nonceC)}
+	auth := frame{header: header{typ: frameAuth}, nonce: nonceC, mac: transcriptMAC(secret, labelController, mode, id, endpoint, nonceA, nonceC)}
+	if mode == modeForward {
+		auth.endpoint = endpoint
+	}
 	if err := writeFrame(ctx, t, &auth); err != nil {
 		return "", err
 	}
@@ -149,7 +180,7 @@ func controllerHandshake(ctx context.Context, t transport, secretFor func(id str
 	if err != nil {
 		return "", err
 	}
-	if !hmac.Equal(transcriptMAC(secret, labelAgent, mode, id, nonceA, nonceC), ok.mac) {
+	if !hmac.Equal(transcriptMAC(secret, labelAgent, mode, id, endpoint, nonceA, nonceC), ok.mac) {
 		return "", errAuth
 	}
 	return id, nil

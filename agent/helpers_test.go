@@ -184,13 +184,36 @@ func dialReverse(t testing.TB, a *Agent) *Client {
 	return cl
 }
 
+// testSecrets knows one container, c1, with testSecret.
+func testSecrets(id string) []byte {
+	if id == "c1" {
+		return testSecret
+	}
+	return nil
+}
+
+// mustHub returns a Hub or fails the test.
+func mustHub(t testing.TB, secret func(string) []byte, opts *HubOptions) *Hub {
+	t.Helper()
+	hub, err := NewHub(secret, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hub
+}
+
+// mustEndpoint returns rawURL's endpoint or fails the test.
+func mustEndpoint(t testing.TB, rawURL string) string {
+	t.Helper()
+	ep, err := endpointOf(rawURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ep
+}
+
 func newHub(t testing.TB) (*Hub, *httptest.Server) {
-	hub := NewHub(func(id string) []byte {
-		if id == "c1" {
-			return testSecret
-		}
-		return nil
-	}, nil)
+	hub := mustHub(t, testSecrets, nil)
 	srv := httptest.NewServer(hub)
 	t.Cleanup(func() {
 		hub.Close()
@@ -200,11 +223,15 @@ func newHub(t testing.TB) (*Hub, *httptest.Server) {
 }
 
 func connect(t testing.TB, a *Agent, srv *httptest.Server) {
+	connectURL(t, a, wsURL(srv))
+}
+
+func connectURL(t testing.TB, a *Agent, url string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		a.Connect(ctx, wsURL(srv), &ConnectOptions{MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond})
+		a.Connect(ctx, url, &ConnectOptions{MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond})
 	}()
 	t.Cleanup(func() {
 		cancel()

@@ -46,9 +46,9 @@ func TestHandshakeRefusesOversizeFrameFromItsHeader(t *testing.T) {
 		tr := &oneMessage{msg: &countingReader{r: bytes.NewReader(msg)}}
 		var err error
 		if typ == frameAuth {
-			err = agentHandshake(context.Background(), tr, testSecret, modeForward, "")
+			err = agentHandshake(context.Background(), tr, testSecret, modeForward, "", servesTest)
 		} else {
-			_, err = controllerHandshake(context.Background(), tr, func(string) []byte { return testSecret }, modeReverse)
+			_, err = controllerHandshake(context.Background(), tr, func(string) []byte { return testSecret }, modeReverse, servesTest)
 		}
 		if !errors.Is(err, errProtocol) {
 			t.Errorf("frame 0x%02x of %d bytes: %v, want a protocol error", typ, size, err)
@@ -142,7 +142,7 @@ func TestRefusedPeersDoNotFillTheLog(t *testing.T) {
 	}
 
 	hcore, hlogs := observer.New(zap.DebugLevel)
-	hub := NewHub(func(id string) []byte { return testSecret }, zap.New(hcore))
+	hub := mustHub(t, func(id string) []byte { return testSecret }, &HubOptions{Logger: zap.New(hcore)})
 	hsrv := httptestServer(t, hub)
 	t.Cleanup(func() { hub.Close() })
 	impostor := startAgent(t, Config{ID: "c1", Secret: []byte("wrong-secret-wrong-secret")})

@@ -18,8 +18,9 @@ import (
 // dial into (Agent.Connect), which authenticates each one against its
 // container's secret and hands out a Client per connected container.
 type Hub struct {
-	secret func(id string) []byte
-	log    *zap.Logger
+	secret    func(id string) []byte
+	endpoints []string // HubOptions.Endpoints in endpoint form
+	log       *zap.Logger
 
 	mu      sync.Mutex
 	closed  bool
@@ -27,14 +28,35 @@ type Hub struct {
 	changed chan struct{} // closed and replaced whenever clients changes
 }
 
+// HubOptions configures NewHub.
+type HubOptions struct {
+	// Endpoints are the URLs agents dial to reach the Hub (the URL given
+	// to Agent.Connect, or a relay's); an agent that dialled any other URL
+	// is refused, so that an impostor it was led to cannot relay its
+	// proof to the Hub (see the package documentation). Empty means the
+	// Hub's own loopback address and port, dialled directly.
+	Endpoints []string
+	// Logger receives diagnostics; nil means none.
+	Logger *zap.Logger
+}
+
 // NewHub returns a Hub. secret returns the secret of the container with
 // the given ID, or nil for an ID the caller does not know; such an agent
-// is refused exactly as one with a wrong secret is. log may be nil.
-func NewHub(secret func(id string) []byte, log *zap.Logger) *Hub {
-	if log == nil {
-		log = zap.NewNop()
+// is refused exactly as one with a wrong secret is. An endpoint that is
+// not a ws:// or wss:// URL is an error wrapping gantry.ErrInvalidArgument.
+func NewHub(secret func(id string) []byte, opts *HubOptions) (*Hub, error) {
+	var o HubOptions
+	if opts != nil {
+		o = *opts
 	}
-	return &Hub{secret: secret, log: log, clients: make(map[string]*Client), changed: make(chan struct{})}
+	eps, err := endpoints(o.Endpoints)
+	if err != nil {
+		return nil, fmt.Errorf("agent: hub: %w", err)
+	}
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	return &Hub{secret: secret, endpoints: eps, log: o.Logger, clients: make(map[string]*Client), changed: make(chan struct{})}, nil
 }
 
 // ServeHTTP upgrades an agent's request to a WebSocket, authenticates it
@@ -50,12 +72,16 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	t := newWSTransport(c, nil)
+	serves := servesLoopback(r)
+	if len(h.endpoints) > 0 {
+		serves = servesListed(h.endpoints)
+	}
 	id, err := controllerHandshake(r.Context(), t, func(id string) []byte {
 		if s := h.secret(id); len(s) >= MinSecretLen {
 			return s
 		}
 		return nil
-	}, modeReverse)
+	}, modeReverse, binding{serves: serves})
 	if err != nil {
 		// Debug, not Info: anyone who can reach the Hub can make this
 		// happen, as often as they like.
@@ -174,6 +200,10 @@ func (a *Agent) Connect(ctx context.Context, rawURL string, opts *ConnectOptions
 	if err := checkSecure(rawURL, o.Insecure); err != nil {
 		return fmt.Errorf("agent: connect %s: %w", rawURL, err)
 	}
+	endpoint, err := endpointOf(rawURL)
+	if err != nil {
+		return fmt.Errorf("agent: connect %s: %w", rawURL, err)
+	}
 	if o.MinBackoff <= 0 {
 		o.MinBackoff = 100 * time.Millisecond
 	}
@@ -210,7 +240,7 @@ func (a *Agent) Connect(ctx context.Context, rawURL string, opts *ConnectOptions
 			err = errors.New("the server is not a gantry hub")
 			a.log.Info("agent: dialing the hub failed", zap.String("url", rawURL), zap.Error(err))
 		default:
-			if a.serve(ctx, newWSTransport(c, gt.upgraded()), modeReverse, rawURL) {
+			if a.serve(ctx, newWSTransport(c, gt.upgraded()), modeReverse, rawURL, binding{dialled: endpoint}) {
 				backoff = o.MinBackoff
 			}
 		}

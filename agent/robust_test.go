@@ -174,7 +174,7 @@ func rawController(t *testing.T, url string) *wsTransport {
 		t.Fatal(err)
 	}
 	tr := newWSTransport(c, nil)
-	if _, err := controllerHandshake(context.Background(), tr, func(string) []byte { return testSecret }, modeForward); err != nil {
+	if _, err := controllerHandshake(context.Background(), tr, func(string) []byte { return testSecret }, modeForward, binding{dialled: mustEndpoint(t, url)}); err != nil {
 		t.Fatal(err)
 	}
 	return tr

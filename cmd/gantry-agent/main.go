@@ -12,8 +12,9 @@
 // does, and 125 for its own errors.
 //
 // With -listen it also serves sessions in forward mode (controllers dial
-// it); with -connect it dials a gantry Hub in reverse mode and keeps that
-// connection up. Without either it is only an init process and costs a
+// it), to controllers that dialled one of the -endpoint URLs (by default
+// its own loopback address); with -connect it dials a gantry Hub in
+// reverse mode and keeps that connection up. Without either it is only an init process and costs a
 // few milliseconds of start-up. Every flag can also be given as an
 // environment variable (GANTRY_AGENT_ and the flag's name in upper case,
 // with - as _); these variables, and the secret, are removed from the
@@ -52,6 +53,7 @@ func main() {
 // options are the parsed flags.
 type options struct {
 	listen, addrFile, tlsCert, tlsKey string
+	endpoints                         string
 	connect, caFile                   string
 	insecure                          bool
 	id, secretFile                    string
@@ -73,6 +75,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 	str(&o.addrFile, "addr-file", "write the address -listen bound to this file")
 	str(&o.tlsCert, "tls-cert", "with -listen: serve TLS with this PEM certificate")
 	str(&o.tlsKey, "tls-key", "with -listen: the PEM key of -tls-cert")
+	str(&o.endpoints, "endpoint", "with -listen: the URLs controllers dial to reach this agent, comma-separated; others are refused (default: only the loopback address it listens on, dialled directly)")
 	str(&o.connect, "connect", "serve sessions in reverse mode by dialing this ws:// or wss:// URL")
 	str(&o.caFile, "ca", "with -connect: trust the PEM certificates in this file")
 	boolean(&o.insecure, "insecure", "with -connect: allow ws:// to a host that is not a loopback address")
@@ -136,6 +139,7 @@ func run(args []string, getenv func(string) string, stdin io.Reader, stdout, std
 		Env:         agent.CleanEnv(os.Environ()),
 		Secret:      secret,
 		ID:          o.id,
+		Endpoints:   splitList(o.endpoints),
 		Stdin:       stdin,
 		Stdout:      stdout,
 		Stderr:      stderr,
@@ -186,6 +190,16 @@ func run(args []string, getenv func(string) string, stdin io.Reader, stdout, std
 	}
 	a.Close()
 	return res.ExitCode
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 // readSecret reads the secret from -secret-file or GANTRY_AGENT_SECRET.

@@ -198,21 +198,28 @@ func driveShell(t *testing.T, c *exec.Cmd, cl *agent.Client) {
 	}
 }
 
-func TestForwardModeDrivesShell(t *testing.T) {
-	addrFile := filepath.Join(t.TempDir(), "addr")
-	var logs bytes.Buffer
-	c := agentCmd([]string{"GANTRY_AGENT_SECRET=" + secret}, "-listen", "127.0.0.1:0", "-addr-file", addrFile, "-stdin", "-stdin-once", "--", "sh")
-	c.Stdout = &logs
+// startListening starts c, an agent with -listen 127.0.0.1:0 and
+// -addr-file file, and returns the address it listens on.
+func startListening(t *testing.T, c *exec.Cmd, file string) string {
 	if err := c.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Process.Kill() })
 	var addr []byte
 	waitFor(t, "the agent to listen", func() bool {
-		addr, _ = os.ReadFile(addrFile)
+		addr, _ = os.ReadFile(file)
 		return len(addr) > 0
 	})
-	cl, err := agent.Dial(context.Background(), "ws://"+string(addr)+"/", []byte(secret), nil)
+	return string(addr)
+}
+
+func TestForwardModeDrivesShell(t *testing.T) {
+	addrFile := filepath.Join(t.TempDir(), "addr")
+	var logs bytes.Buffer
+	c := agentCmd([]string{"GANTRY_AGENT_SECRET=" + secret}, "-listen", "127.0.0.1:0", "-addr-file", addrFile, "-stdin", "-stdin-once", "--", "sh")
+	c.Stdout = &logs
+	addr := startListening(t, c, addrFile)
+	cl, err := agent.Dial(context.Background(), "ws://"+addr+"/", []byte(secret), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,13 +230,36 @@ func TestForwardModeDrivesShell(t *testing.T) {
 	}
 }
 
+// TestEndpointFlag: -endpoint replaces the default (the loopback address
+// dialled directly) with the URLs controllers reach the agent by; a
+// controller that dialled anything else is refused.
+func TestEndpointFlag(t *testing.T) {
+	addrFile := filepath.Join(t.TempDir(), "addr")
+	c := agentCmd([]string{"GANTRY_AGENT_SECRET=" + secret, "GANTRY_AGENT_ENDPOINT=wss://agent.example/x, wss://other.example/"},
+		"-listen", "127.0.0.1:0", "-addr-file", addrFile, "--", "sleep", "1000")
+	addr := startListening(t, c, addrFile)
+	if _, err := agent.Dial(context.Background(), "ws://"+addr+"/", []byte(secret), nil); !errors.Is(err, gantry.ErrPermissionDenied) {
+		t.Errorf("Dial of an address not in -endpoint: %v, want ErrPermissionDenied", err)
+	}
+
+	var errb bytes.Buffer
+	bad := agentCmd([]string{"GANTRY_AGENT_SECRET=" + secret}, "-listen", "127.0.0.1:0", "-endpoint", "ftp://agent.example/", "--", "true")
+	bad.Stderr = &errb
+	if code := exitCode(t, bad.Run()); code != 125 || !strings.Contains(errb.String(), "ftp") {
+		t.Errorf("a bad -endpoint: exit %d, stderr %q; want 125 naming it", code, errb.String())
+	}
+}
+
 func TestReverseModeDrivesShell(t *testing.T) {
-	hub := agent.NewHub(func(id string) []byte {
+	hub, err := agent.NewHub(func(id string) []byte {
 		if id == "c1" {
 			return []byte(secret)
 		}
 		return nil
 	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	srv := httptest.NewServer(hub)
 	t.Cleanup(func() {
 		hub.Close()
