@@ -43,7 +43,7 @@ func (s *Service) WriteLogEntries(ctx context.Context, req *loggingpb.WriteLogEn
 		return nil, invalid("entries: at least one log entry is required")
 	}
 	if req.GetLogName() != "" {
-		if _, _, err := parseLogName(req.GetLogName()); err != nil {
+		if _, _, err := s.parseLogName(req.GetLogName()); err != nil {
 			return nil, invalid("log_name: %v", err)
 		}
 	}
@@ -111,13 +111,13 @@ type query struct {
 	filter  *logfilter.Filter
 }
 
-func newQuery(resourceNames []string, filter string) (*query, error) {
+func (s *Service) newQuery(resourceNames []string, filter string) (*query, error) {
 	if len(resourceNames) == 0 {
 		return nil, invalid("resource_names: at least one resource name is required")
 	}
 	q := &query{parents: make(map[string]bool, len(resourceNames))}
 	for _, n := range resourceNames {
-		p, err := parseResourceName(n)
+		p, err := s.parseResourceName(n)
 		if err != nil {
 			return nil, invalid("resource_names: %v", err)
 		}
@@ -143,7 +143,7 @@ func (q *query) match(r *record) bool {
 // client pages through do not shift or repeat entries: new entries later
 // in the order appear on later pages.
 func (s *Service) ListLogEntries(ctx context.Context, req *loggingpb.ListLogEntriesRequest) (*loggingpb.ListLogEntriesResponse, error) {
-	q, err := newQuery(req.GetResourceNames(), req.GetFilter())
+	q, err := s.newQuery(req.GetResourceNames(), req.GetFilter())
 	if err != nil {
 		return nil, err
 	}
@@ -330,7 +330,7 @@ func (s *Service) ListLogs(ctx context.Context, req *loggingpb.ListLogsRequest) 
 	var all []string
 	s.mu.RLock()
 	for _, n := range names {
-		p, err := parseResourceName(n)
+		p, err := s.parseResourceName(n)
 		if err != nil {
 			s.mu.RUnlock()
 			return nil, invalid("resource_names: %v", err)
@@ -367,7 +367,7 @@ func dedupe(sorted []string) []string {
 // (the log reappears when it receives new entries). A log without entries
 // is NOT_FOUND.
 func (s *Service) DeleteLog(ctx context.Context, req *loggingpb.DeleteLogRequest) (*emptypb.Empty, error) {
-	name, _, err := parseLogName(req.GetLogName())
+	name, _, err := s.parseLogName(req.GetLogName())
 	if err != nil {
 		return nil, invalid("log_name: %v", err)
 	}

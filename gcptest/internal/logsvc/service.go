@@ -27,6 +27,7 @@ import (
 
 	"cloud.google.com/go/logging/apiv2/loggingpb"
 	"github.com/gantryhq/gantry/gcptest/internal/logfilter"
+	"github.com/gantryhq/gantry/gcptest/internal/quota"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -54,6 +55,19 @@ type Service struct {
 	logs   map[string]map[string]int // parent -> log name -> live entries
 	subs   map[*subscriber]struct{}
 	closed bool
+
+	// projectIDs maps project numbers to IDs, projectNumbers IDs to
+	// numbers (WithProjectNumbers). Read-only after New.
+	projectIDs     map[string]string
+	projectNumbers map[string]string
+
+	delay *ingestDelay // nil: entries are visible at once
+
+	limiter      *quota.Limiter // counts tailed entries; nil counts nothing
+	tailRate     int            // entries a minute per project; 0 is no limit
+	sessionLimit int            // open tail sessions per project; 0 is no limit
+	sessions     map[string]int // guarded by mu: open tail sessions per parent
+	tail         TailStats      // guarded by mu
 }
 
 // Option configures a Service.
@@ -67,6 +81,34 @@ func WithMaxEntries(n int) Option { return func(s *Service) { s.max = n } }
 // and the TailLogEntries buffer window. The default is time.Now.
 func WithClock(now func() time.Time) Option { return func(s *Service) { s.now = now } }
 
+// WithProjectNumbers gives the numbers of projects (number -> ID): a log
+// name or resource name may then name a project by number, and the
+// Service stores and answers with the ID.
+func WithProjectNumbers(ids map[string]string) Option {
+	return func(s *Service) {
+		for n, id := range ids {
+			s.projectIDs[n] = id
+			s.projectNumbers[id] = n
+		}
+	}
+}
+
+// WithTailSessionLimit allows at most n TailLogEntries sessions open at
+// once per project ("Number of open live-tailing sessions: 10 per Google
+// Cloud project"); another one fails with RESOURCE_EXHAUSTED. A session
+// counts against every project its resource names read. n <= 0 is no
+// limit.
+func WithTailSessionLimit(n int) Option { return func(s *Service) { s.sessionLimit = max(n, 0) } }
+
+// WithTailRateLimit makes TailLogEntries return at most n entries a minute
+// per project, counted on l ("Number of live-tailing entries returned:
+// 60,000 per minute"); a stream reports the entries past it in
+// suppression_info with reason RATE_LIMIT instead of sending them. With
+// n <= 0, l still counts the entries returned.
+func WithTailRateLimit(n int, l *quota.Limiter) Option {
+	return func(s *Service) { s.tailRate, s.limiter = max(n, 0), l }
+}
+
 // defaultScanBudget is how many stored entries one ListLogEntries call
 // examines before it returns what it has with a page token, as the real
 // API returns partial (even empty) pages on long searches. It keeps every
@@ -76,11 +118,14 @@ const defaultScanBudget = 200_000
 // New returns an empty Service.
 func New(opts ...Option) *Service {
 	s := &Service{
-		now:   time.Now,
-		scan:  defaultScanBudget,
-		index: make(map[indexKey]*postings),
-		logs:  make(map[string]map[string]int),
-		subs:  make(map[*subscriber]struct{}),
+		now:            time.Now,
+		scan:           defaultScanBudget,
+		index:          make(map[indexKey]*postings),
+		logs:           make(map[string]map[string]int),
+		subs:           make(map[*subscriber]struct{}),
+		projectIDs:     make(map[string]string),
+		projectNumbers: make(map[string]string),
+		sessions:       make(map[string]int),
 	}
 	for _, o := range opts {
 		o(s)
@@ -94,9 +139,13 @@ func New(opts ...Option) *Service {
 // Register registers the service on a gRPC server.
 func (s *Service) Register(g *grpc.Server) { loggingpb.RegisterLoggingServiceV2Server(g, s) }
 
-// Close ends every TailLogEntries stream. Further writes are still
-// accepted (the gRPC server's own shutdown ends the API).
+// Close ends every TailLogEntries stream and drops the entries still
+// being ingested. Further writes are still accepted (the gRPC server's
+// own shutdown ends the API).
 func (s *Service) Close() {
+	if s.delay != nil {
+		s.delay.close()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.closed = true
@@ -144,7 +193,7 @@ func (s *Service) prepare(e *loggingpb.LogEntry, now *timestamppb.Timestamp) (*r
 	if e == nil {
 		return nil, errors.New("nil entry")
 	}
-	name, parent, err := parseLogName(e.GetLogName())
+	name, parent, err := s.parseLogName(e.GetLogName())
 	if err != nil {
 		return nil, err
 	}
@@ -184,10 +233,20 @@ func (s *Service) logNameKey(name string) string {
 
 const maxCachedLogKeys = 4096
 
+// store makes records visible, after the ingestion delay if there is one.
 func (s *Service) store(recs []*record) {
 	if len(recs) == 0 {
 		return
 	}
+	if s.delay != nil {
+		s.delay.add(recs)
+		return
+	}
+	s.publish(recs)
+}
+
+// publish makes records visible to List and Tail now.
+func (s *Service) publish(recs []*record) {
 	s.mu.Lock()
 	s.insertLocked(recs)
 	for sub := range s.subs {

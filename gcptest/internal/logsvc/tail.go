@@ -91,7 +91,7 @@ func (s *Service) TailLogEntries(stream loggingpb.LoggingServiceV2_TailLogEntrie
 	if err != nil {
 		return err
 	}
-	q, err := newQuery(req.GetResourceNames(), req.GetFilter())
+	q, err := s.newQuery(req.GetResourceNames(), req.GetFilter())
 	if err != nil {
 		return err
 	}
@@ -111,11 +111,16 @@ func (s *Service) TailLogEntries(stream loggingpb.LoggingServiceV2_TailLogEntrie
 		s.mu.Unlock()
 		return status.Error(codes.Unavailable, "logging service is shut down")
 	}
+	if err := s.openSessionLocked(q); err != nil {
+		s.mu.Unlock()
+		return err
+	}
 	s.subs[sub] = struct{}{}
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
 		delete(s.subs, sub)
+		s.closeSessionLocked(q)
 		s.mu.Unlock()
 	}()
 	go func() {
@@ -164,7 +169,9 @@ func (s *Service) TailLogEntries(stream loggingpb.LoggingServiceV2_TailLogEntrie
 		if window > 0 {
 			slices.SortFunc(ready, func(a, b *record) int { return a.key().compare(b.key()) })
 		}
-		if err := send(stream, ready, suppressed); err != nil {
+		ready, limited := s.rateLimit(ready)
+		s.countSuppressed(limited, suppressed)
+		if err := send(stream, ready, limited, suppressed); err != nil {
 			return err
 		}
 		if len(waiting) > 0 && timerC == nil {
@@ -195,15 +202,24 @@ func approxSize(e *loggingpb.LogEntry) int {
 	return proto.Size(e)
 }
 
-// send writes entries in responses of bounded size, with the suppression
-// count on the first.
-func send(stream loggingpb.LoggingServiceV2_TailLogEntriesServer, recs []*record, suppressed int) error {
+// send writes entries in responses of bounded size, with the counts of
+// suppressed entries on the first: "at most one of each reason per
+// response".
+func send(stream loggingpb.LoggingServiceV2_TailLogEntriesServer, recs []*record, rateLimited, notConsumed int) error {
 	resp := &loggingpb.TailLogEntriesResponse{}
-	if suppressed > 0 {
-		resp.SuppressionInfo = []*loggingpb.TailLogEntriesResponse_SuppressionInfo{{
-			Reason:          loggingpb.TailLogEntriesResponse_SuppressionInfo_NOT_CONSUMED,
-			SuppressedCount: int32(min(suppressed, 1<<31-1)),
-		}}
+	for _, sup := range []struct {
+		reason loggingpb.TailLogEntriesResponse_SuppressionInfo_Reason
+		n      int
+	}{
+		{loggingpb.TailLogEntriesResponse_SuppressionInfo_RATE_LIMIT, rateLimited},
+		{loggingpb.TailLogEntriesResponse_SuppressionInfo_NOT_CONSUMED, notConsumed},
+	} {
+		if sup.n > 0 {
+			resp.SuppressionInfo = append(resp.SuppressionInfo, &loggingpb.TailLogEntriesResponse_SuppressionInfo{
+				Reason:          sup.reason,
+				SuppressedCount: int32(min(sup.n, 1<<31-1)),
+			})
+		}
 	}
 	bytes := 0
 	for _, r := range recs {
