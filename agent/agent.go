@@ -12,7 +12,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/coder/websocket"
 	"github.com/gantryhq/gantry"
 	"go.uber.org/zap"
 )
@@ -368,9 +367,13 @@ func (a *Agent) Close() error {
 		conns = append(conns, m)
 	}
 	a.mu.Unlock()
+	// At once, so that peers slow to answer the close cost closeGrace in
+	// all rather than each.
+	var closing sync.WaitGroup
 	for _, m := range conns {
-		m.shutdown(errors.New("agent shutting down"), false)
+		closing.Go(func() { m.shutdown(errors.New("agent shutting down"), false) })
 	}
+	closing.Wait()
 	a.wg.Wait()
 	return nil
 }
@@ -383,19 +386,15 @@ func (a *Agent) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "this agent serves no sessions", http.StatusNotFound)
 		return
 	}
-	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{subprotocol}})
-	if err != nil {
-		return
-	}
-	if c.Subprotocol() != subprotocol {
-		c.Close(websocket.StatusPolicyViolation, "")
+	c, raw := upgrade(w, r)
+	if c == nil {
 		return
 	}
 	serves := servesLoopback(r)
 	if len(a.endpoints) > 0 {
 		serves = servesListed(a.endpoints)
 	}
-	a.serve(r.Context(), newWSTransport(c, nil), modeForward, r.RemoteAddr, binding{serves: serves})
+	a.serve(r.Context(), newWSTransport(c, nil, raw), modeForward, r.RemoteAddr, binding{serves: serves})
 }
 
 // serve authenticates one connection and runs its sessions. It returns

@@ -68,7 +68,7 @@ func Dial(ctx context.Context, rawURL string, secret []byte, opts *DialOptions) 
 		c.CloseNow()
 		return nil, fmt.Errorf("agent: dial %s: %w: the server is not a gantry agent", rawURL, gantry.ErrUnavailable)
 	}
-	t := newWSTransport(c, gt.upgraded())
+	t := dialledTransport(c, gt)
 	_, err = controllerHandshake(ctx, t, func(string) []byte { return secret }, modeForward, binding{dialled: endpoint})
 	if err != nil {
 		t.close(true)

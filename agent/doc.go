@@ -182,12 +182,24 @@
 //     could lead them elsewhere. On Cloud Run, Google's front end
 //     terminates TLS for the service URL.
 //   - Resource exhaustion by an authenticated peer is bounded (frame sizes,
-//     windows, 1024 sessions per connection); the agent's handshake times
-//     out after 10 s. Before authenticating, a peer can make either side
-//     read or buffer at most one handshake frame (at most 1316 bytes of
-//     payload), and a longer one is refused from its header. An
-//     unauthenticated flood of connections is not rate limited by the
-//     agent; that is left to the platform's front end.
+//     windows, 1024 sessions per connection). Before authenticating, a
+//     peer can make either side read or buffer at most one handshake frame
+//     (at most 1316 bytes of payload), and a longer one is refused from
+//     its header.
+//   - No unauthenticated connection outlives the handshake timeout (10 s).
+//     Agent.ServeHTTP and Hub.ServeHTTP answer a request that is not a
+//     WebSocket upgrade offering the subprotocol with an HTTP error and
+//     close its connection, rather than upgrade it or leave it idle; an
+//     upgraded peer that does not complete the handshake in time is cut
+//     off without a close handshake; and every close handshake, with any
+//     peer, is cut off after 2 s, as the WebSocket library would
+//     otherwise wait for ever on a peer that declares a huge frame and
+//     stalls. The http.Server in front of them must bound reading a
+//     request's headers (ReadHeaderTimeout; gantry-agent uses 10 s).
+//   - An unauthenticated flood of connections within that timeout is not
+//     rate limited by the agent; that is left to the platform's front end.
+//     Each such connection costs the agent one file descriptor for at most
+//     the handshake timeout.
 //   - In reverse mode each dial of the Hub is bounded
 //     (ConnectOptions.DialTimeout), so a Hub address that accepts
 //     connections but never answers only delays the next attempt.

@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"slices"
 	"sync"
+
+	"github.com/coder/websocket"
 )
 
 // The WebSocket client in coder/websocket writes through a 4 KiB
@@ -265,6 +267,15 @@ func (t *gatherTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 	}
 	return resp, nil
+}
+
+// dialledTransport wraps a connection websocket.Dial made through gt.
+func dialledTransport(c *websocket.Conn, gt *gatherTransport) *wsTransport {
+	g := gt.upgraded()
+	if g == nil {
+		return newWSTransport(c, nil, nil)
+	}
+	return newWSTransport(c, g, g)
 }
 
 // upgraded returns the connection the transport last upgraded, or nil.

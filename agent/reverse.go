@@ -63,15 +63,11 @@ func NewHub(secret func(id string) []byte, opts *HubOptions) (*Hub, error) {
 // and keeps it as the container's current connection until it drops or a
 // newer one from the same container replaces it.
 func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{subprotocol}})
-	if err != nil {
+	c, raw := upgrade(w, r)
+	if c == nil {
 		return
 	}
-	if c.Subprotocol() != subprotocol {
-		c.Close(websocket.StatusPolicyViolation, "")
-		return
-	}
-	t := newWSTransport(c, nil)
+	t := newWSTransport(c, nil, raw)
 	serves := servesLoopback(r)
 	if len(h.endpoints) > 0 {
 		serves = servesListed(h.endpoints)
@@ -155,9 +151,11 @@ func (h *Hub) Close() error {
 	h.clients = make(map[string]*Client)
 	h.notifyLocked()
 	h.mu.Unlock()
+	var closing sync.WaitGroup
 	for _, cl := range list {
-		cl.Close()
+		closing.Go(func() { cl.Close() })
 	}
+	closing.Wait()
 	return nil
 }
 
@@ -240,7 +238,7 @@ func (a *Agent) Connect(ctx context.Context, rawURL string, opts *ConnectOptions
 			err = errors.New("the server is not a gantry hub")
 			a.log.Info("agent: dialing the hub failed", zap.String("url", rawURL), zap.Error(err))
 		default:
-			if a.serve(ctx, newWSTransport(c, gt.upgraded()), modeReverse, rawURL, binding{dialled: endpoint}) {
+			if a.serve(ctx, dialledTransport(c, gt), modeReverse, rawURL, binding{dialled: endpoint}) {
 				backoff = o.MinBackoff
 			}
 		}

@@ -1,8 +1,13 @@
 package agent
 
 import (
+	"bufio"
 	"context"
 	"io"
+	"net"
+	"net/http"
+	"strings"
+	"time"
 
 	"github.com/coder/websocket"
 )
@@ -30,13 +35,25 @@ type wsTransport struct {
 	// direct, on a connection this package dialed, writes this package's
 	// messages itself; see frameGatherer.
 	direct *frameGatherer
+	// raw closes the connection under c, which ends a close handshake
+	// that c.Close would otherwise wait on for as long as the peer likes.
+	raw io.Closer
 }
 
+// closeGrace bounds a close handshake: a peer that has not answered our
+// close by then is cut off. coder/websocket bounds the handshake only
+// until the peer starts a frame: it then skips the frame's declared
+// length byte by byte with no deadline, so a peer that declares 2^40
+// bytes and stalls would hold the connection, and whoever is closing
+// it, for ever.
+const closeGrace = 2 * time.Second
+
 // newWSTransport wraps c; direct is the frameGatherer under c when this
-// side dialed it (gatheringClient), or nil to write through the library.
-func newWSTransport(c *websocket.Conn, direct *frameGatherer) *wsTransport {
+// side dialed it (gatheringClient), or nil to write through the library;
+// raw is the connection under c, or nil to close without a handshake.
+func newWSTransport(c *websocket.Conn, direct *frameGatherer, raw io.Closer) *wsTransport {
 	c.SetReadLimit(maxMessage)
-	return &wsTransport{c: c, direct: direct}
+	return &wsTransport{c: c, direct: direct, raw: raw}
 }
 
 func (t *wsTransport) next(ctx context.Context) (io.Reader, error) {
@@ -61,9 +78,69 @@ func (t *wsTransport) write(ctx context.Context, msg []byte) error {
 }
 
 func (t *wsTransport) close(fault bool) error {
-	if fault {
+	if fault || t.raw == nil {
 		// A peer that broke the protocol gets no close handshake to wait on.
 		return t.c.CloseNow()
 	}
+	cut := time.AfterFunc(closeGrace, func() { t.raw.Close() })
+	defer cut.Stop()
 	return t.c.Close(websocket.StatusNormalClosure, "")
 }
+
+// upgrade accepts r as this package's WebSocket and returns it with the
+// connection under it. Any other request is answered with an HTTP error
+// on a connection that is then closed, so that a peer cannot keep it (and
+// a file descriptor) after its refusal; before, a peer that did not offer
+// the subprotocol was upgraded anyway and sent into a close handshake it
+// could stall for ever (see closeGrace).
+func upgrade(w http.ResponseWriter, r *http.Request) (*websocket.Conn, net.Conn) {
+	w.Header().Set("Connection", "close")
+	if !hasToken(r.Header, "Connection", "upgrade", false) || !hasToken(r.Header, "Upgrade", "websocket", false) {
+		w.Header().Set("Upgrade", "websocket")
+		http.Error(w, "this URL speaks only WebSocket", http.StatusUpgradeRequired)
+		return nil, nil
+	}
+	if !hasToken(r.Header, "Sec-WebSocket-Protocol", subprotocol, true) {
+		http.Error(w, "WebSocket subprotocol "+subprotocol+" required", http.StatusBadRequest)
+		return nil, nil
+	}
+	hw := &hijackRecorder{ResponseWriter: w}
+	c, err := websocket.Accept(hw, r, &websocket.AcceptOptions{Subprotocols: []string{subprotocol}})
+	if err != nil {
+		return nil, nil
+	}
+	if c.Subprotocol() != subprotocol {
+		c.CloseNow()
+		return nil, nil
+	}
+	return c, hw.conn
+}
+
+// hasToken reports whether one of the comma-separated values of header
+// name is token (compared exactly, or ignoring case).
+func hasToken(h http.Header, name, token string, exact bool) bool {
+	for _, v := range h.Values(name) {
+		for t := range strings.SplitSeq(v, ",") {
+			t = strings.TrimSpace(t)
+			if t == token || !exact && strings.EqualFold(t, token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// hijackRecorder keeps the connection websocket.Accept hijacks, which the
+// library does not expose.
+type hijackRecorder struct {
+	http.ResponseWriter
+	conn net.Conn
+}
+
+func (h *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
+	h.conn = c
+	return c, brw, err
+}
+
+func (h *hijackRecorder) Unwrap() http.ResponseWriter { return h.ResponseWriter }

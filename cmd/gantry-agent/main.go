@@ -245,7 +245,11 @@ func listen(o *options, a *agent.Agent) (*http.Server, error) {
 			return nil, err
 		}
 	}
-	srv := &http.Server{Handler: a, ReadHeaderTimeout: 10 * time.Second}
+	// Every request the agent answers without upgrading closes its
+	// connection; IdleTimeout backs that up, so that no connection can sit
+	// idle between requests holding a file descriptor. A WebSocket's
+	// handshake has a timeout of its own.
+	srv := &http.Server{Handler: a, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 10 * time.Second}
 	go func() {
 		if o.tlsCert != "" {
 			srv.ServeTLS(ln, o.tlsCert, o.tlsKey)

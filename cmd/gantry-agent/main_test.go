@@ -5,13 +5,16 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -300,5 +303,81 @@ func BenchmarkStartup(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+func openFDs(t *testing.T, pid int) int {
+	entries, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(entries)
+}
+
+// TestHeldConnectionsDoNotExhaustDescriptors: peers that got a refusal
+// used to keep their connections, and the agent's file descriptors, for
+// ever; with ulimit -n 128, 116 of them locked a controller out. Now
+// 1,000 of each kind, left open on the attacker's side, are all closed by
+// the agent, which stays at its baseline of descriptors, and a controller
+// connects and runs a command while they are open.
+func TestHeldConnectionsDoNotExhaustDescriptors(t *testing.T) {
+	const perKind = 1000
+	addrFile := filepath.Join(t.TempDir(), "addr")
+	c := exec.Command("sh", "-c", `ulimit -n 128 && exec "$0" "$@"`, agentBin, "-listen", "127.0.0.1:0", "-addr-file", addrFile, "--", "sleep", "1000")
+	c.Env = append(os.Environ(), "GANTRY_AGENT_SECRET="+secret)
+	addr := startListening(t, c, addrFile)
+	baseline := openFDs(t, c.Process.Pid)
+
+	hugeFrame := []byte{0x82, 0x80 | 127, 0, 0, 1, 0, 0, 0, 0, 0, 1, 2, 3, 4} // 2^40 bytes claimed
+	upgrade := "GET / HTTP/1.1\r\nHost: " + addr + "\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n" +
+		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: other.v1\r\n\r\n"
+	kinds := []struct {
+		name string
+		send []byte
+	}{
+		{"no subprotocol, then a huge frame", append([]byte(upgrade), hugeFrame...)},
+		{"keep-alive after a refusal", []byte("GET / HTTP/1.1\r\nHost: " + addr + "\r\n\r\n")},
+	}
+	start := time.Now()
+	var closed [2]atomic.Int64
+	var peers []net.Conn
+	t.Cleanup(func() {
+		for _, p := range peers {
+			p.Close()
+		}
+	})
+	for k, kind := range kinds {
+		for range perKind {
+			p, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			peers = append(peers, p)
+			p.Write(kind.send)
+			go func() {
+				io.Copy(io.Discard, p)
+				closed[k].Add(1)
+			}()
+		}
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cl, err := agent.Dial(ctx, "ws://"+addr+"/", []byte(secret), nil)
+	if err != nil {
+		t.Fatalf("a controller could not connect during the attack: %v", err)
+	}
+	defer cl.Close()
+	if res, err := cl.Exec(ctx, gantry.ExecConfig{Cmd: []string{"true"}}); err != nil || res.ExitCode != 0 {
+		t.Fatalf("Exec during the attack = %+v, %v", res, err)
+	}
+
+	waitFor(t, "the agent to close every held connection", func() bool {
+		return closed[0].Load() == perKind && closed[1].Load() == perKind
+	})
+	t.Logf("%d held connections closed by the agent in %v", 2*perKind, time.Since(start).Round(time.Millisecond))
+	// The controller's connection is the one descriptor more.
+	if got := openFDs(t, c.Process.Pid); got > baseline+1 {
+		t.Errorf("the agent holds %d file descriptors with the held connections still open on the attacker's side, %d before the attack", got, baseline)
 	}
 }
