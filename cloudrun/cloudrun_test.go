@@ -308,7 +308,7 @@ func TestCallsPerOperation(t *testing.T) {
 }
 
 // TestWaitSharesOnePoller: while many Waits are pending on running
-// containers, the Runtime lists executions once per tick for all of them.
+// containers, the Runtime lists jobs once per tick for all of them.
 func TestWaitSharesOnePoller(t *testing.T) {
 	srv := newServer(t)
 	rt := newRuntime(t, srv, Config{})
@@ -334,7 +334,7 @@ func TestWaitSharesOnePoller(t *testing.T) {
 	}
 	// Let the waiters poll a while (bounded by the test's context), then
 	// end the containers.
-	for srv.Calls(mExecsList) < 5 && ctx.Err() == nil {
+	for srv.Calls(mJobsList) < 5 && ctx.Err() == nil {
 		time.Sleep(testPoll)
 	}
 	for _, id := range ids {
@@ -349,8 +349,11 @@ func TestWaitSharesOnePoller(t *testing.T) {
 		}
 	}
 	ticks := rt.poller.Fetches()
-	if got := srv.Calls(mExecsList); int64(got) > ticks {
-		t.Errorf("%d ListExecutions for %d poller ticks", got, ticks)
+	if got := srv.Calls(mJobsList); int64(got) > ticks {
+		t.Errorf("%d ListJobs for %d poller ticks", got, ticks)
+	}
+	if got := srv.Calls(mExecsList); got != 0 {
+		t.Errorf("%d ListExecutions, want none: the jobs' latest executions tell every Wait", got)
 	}
 	if got := srv.Calls(mJobsGet); got != 2*n {
 		t.Errorf("%d GetJob calls for %d Waits and %d Stops, want one each", got, n, n)

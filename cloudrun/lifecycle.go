@@ -141,10 +141,15 @@ func (r *Runtime) runJob(ctx context.Context, j *job) error {
 	count, latest := j.pb.GetExecutionCount(), j.latest().GetName()
 	bo := gcperr.Backoff()
 	for attempt := 1; ; attempt++ {
-		_, err := r.jobs.RunJob(ctx, &runpb.RunJobRequest{Name: j.pb.GetName()})
+		op, err := r.jobs.RunJob(ctx, &runpb.RunJobRequest{Name: j.pb.GetName()})
 		if err == nil {
 			// The operation ends when the execution does; Wait follows
-			// that through the poller instead.
+			// that through the poller instead. Its metadata names the
+			// execution, which the job shows only once Cloud Run has
+			// reconciled it.
+			if ex, err := op.Metadata(); err == nil {
+				r.recordStart(j.pb, ex)
+			}
 			return nil
 		}
 		if gcperr.Code(err) != codes.Unavailable || attempt >= gcperr.MaxAttempts {
@@ -203,7 +208,7 @@ func (r *Runtime) Stop(ctx context.Context, id string, opts gantry.StopOptions) 
 	if err := r.cancel(ctx, j, l.GetName()); err != nil {
 		return err
 	}
-	if _, err := r.waitExecution(ctx, j.id(), l); err != nil && !errors.Is(err, errVanished) {
+	if _, err := r.waitExecution(ctx, j, l); err != nil && !errors.Is(err, errVanished) {
 		return err
 	}
 	return nil
@@ -294,10 +299,11 @@ func (r *Runtime) deleteJob(ctx context.Context, j *job) error {
 		}
 		switch {
 		case err == nil, gcperr.Is(err, codes.NotFound):
+			r.started.Delete(keyOf(j.pb))
 			return nil
 		case gcperr.Is(err, codes.FailedPrecondition) && !waited && j.latest() != nil:
 			waited = true
-			if _, werr := r.waitExecution(ctx, j.id(), j.latest()); werr != nil && !errors.Is(werr, errVanished) {
+			if _, werr := r.waitExecution(ctx, j, j.latest()); werr != nil && !errors.Is(werr, errVanished) {
 				return werr
 			}
 			continue

@@ -7,7 +7,6 @@ import (
 	"maps"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	logging "cloud.google.com/go/logging/apiv2"
@@ -21,6 +20,7 @@ import (
 	"google.golang.org/api/iterator"
 	"google.golang.org/api/option"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
 )
 
 // Defaults of Config.
@@ -75,20 +75,16 @@ type Runtime struct {
 	logs  *logging.Client
 
 	poller *poll.Poller[snapshot]
-	// horizons are the oldest executions pending Waits need: while there
-	// are any, the poller lists executions, that far back.
-	horizons horizonSet
 	// pageSize is the page size of the poller's listings.
 	pageSize int32
-	// manyPagesOnce keeps the poller's warning about long listings to
-	// one per Runtime.
-	manyPagesOnce sync.Once
-	// removedWaiters counts Waits for removal: while there are any, the
-	// poller also lists jobs.
-	removedWaiters atomicCounter
 	// exits remembers the exit status of finished executions, which never
 	// changes, so List and Inspect read each task once.
 	exits exitCache
+	// started holds, by job, the execution this Runtime's last Start
+	// began, from RunJob's operation metadata, until the job shows it:
+	// Cloud Run reconciles a job's latest execution asynchronously, and
+	// meanwhile the job would still show the run before.
+	started sync.Map // startKey -> *runpb.ExecutionReference
 	// state is closed by Close; every method checks it first.
 	state gantry.CloseState
 }
@@ -230,6 +226,11 @@ func (r *Runtime) execName(jobID, exec string) string {
 	return r.jobName(jobID) + "/executions/" + exec
 }
 
+// sameExecution reports whether two names, each an execution's full name
+// or its ID, name the same execution (ExecutionReference.name is the ID;
+// an Execution's name is full).
+func sameExecution(a, b string) bool { return a != "" && lastSegment(a) == lastSegment(b) }
+
 // lastSegment returns what follows the last slash of a resource name.
 func lastSegment(name string) string { return name[strings.LastIndexByte(name, '/')+1:] }
 
@@ -265,7 +266,45 @@ func (r *Runtime) getJob(ctx context.Context, jobID string) (*job, error) {
 	if err != nil {
 		return nil, &corruptError{job: pb.GetName(), err: err}
 	}
-	return &job{pb: pb, rec: rec}, nil
+	return r.withStarted(&job{pb: pb, rec: rec}), nil
+}
+
+// startKey names a container's job in Runtime.started: the job ID and the
+// container's ID label, so a new container of the same name is another.
+type startKey struct{ job, id string }
+
+func keyOf(pb *runpb.Job) startKey {
+	return startKey{lastSegment(pb.GetName()), pb.GetLabels()[meta.LabelID]}
+}
+
+// recordStart remembers that this Runtime began execution ex of pb.
+func (r *Runtime) recordStart(pb *runpb.Job, ex *runpb.Execution) {
+	if ex.GetName() == "" {
+		return
+	}
+	r.started.Store(keyOf(pb), &runpb.ExecutionReference{Name: ex.GetName(), CreateTime: ex.GetCreateTime()})
+}
+
+// withStarted shows j as Cloud Run will once it has reconciled the
+// execution this Runtime last started: as its latest, running, and
+// counted. Once the job shows that execution or a later one, the record
+// is dropped.
+func (r *Runtime) withStarted(j *job) *job {
+	key := keyOf(j.pb)
+	v, ok := r.started.Load(key)
+	if !ok {
+		return j
+	}
+	rec := v.(*runpb.ExecutionReference)
+	l := j.pb.GetLatestCreatedExecution()
+	if sameExecution(l.GetName(), rec.GetName()) || (l.GetCreateTime() != nil && rec.GetCreateTime() != nil && l.GetCreateTime().AsTime().After(rec.GetCreateTime().AsTime())) {
+		r.started.CompareAndDelete(key, v)
+		return j
+	}
+	pb := proto.Clone(j.pb).(*runpb.Job)
+	pb.LatestCreatedExecution = proto.Clone(rec).(*runpb.ExecutionReference)
+	pb.ExecutionCount++
+	return &job{pb: pb, rec: j.rec}
 }
 
 // corruptError is a job that carries gantry's label but no readable record.
@@ -361,14 +400,8 @@ func (r *Runtime) listJobs(ctx context.Context) ([]*job, error) {
 			r.log.Warn("skipping a gantry job whose record does not decode", zap.String("job", pb.GetName()), zap.Error(err))
 			continue
 		}
-		out = append(out, &job{pb: pb, rec: rec})
+		out = append(out, r.withStarted(&job{pb: pb, rec: rec}))
 	}
 }
 
 func isDone(err error) bool { return errors.Is(err, iterator.Done) }
-
-// atomicCounter counts with a lock-free integer.
-type atomicCounter struct{ n atomic.Int64 }
-
-func (c *atomicCounter) add(d int64) { c.n.Add(d) }
-func (c *atomicCounter) get() int64  { return c.n.Load() }

@@ -68,7 +68,7 @@ func (r *Runtime) completeState(ctx context.Context, c *gantry.Container, j *job
 	if c.State.Status != gantry.StatusExited || l == nil {
 		return nil
 	}
-	st, err := r.exitStatus(ctx, j.id(), l.GetName(), l.GetCompletionStatus() == runpb.ExecutionReference_EXECUTION_SUCCEEDED, l.GetCompletionStatus() == runpb.ExecutionReference_EXECUTION_CANCELLED)
+	st, err := r.refStatus(ctx, j.id(), l)
 	if err != nil {
 		return err
 	}
@@ -187,6 +187,12 @@ func taskExit(task *runpb.Task, cancelled bool) gantry.ExitStatus {
 		// would not pull, a command that does not exist) with no exit
 		// code; Docker's code for "could not run" is 125.
 		return gantry.ExitStatus{ExitCode: 125, Error: res.GetStatus().GetMessage()}
+	case res.GetExitCode() == 0 && cancelled:
+		// The proto's exit_code "may be unset if the container was unable
+		// to exit cleanly", and unset reads 0: a run that was cancelled
+		// and did not succeed must not read as a success. Whether the
+		// process exited 0 itself or was killed, Cloud Run does not tell.
+		return gantry.ExitStatus{ExitCode: 128 + 9, Signal: "SIGKILL", Error: "the execution was cancelled and Cloud Run reported no exit code for its task"}
 	}
 	return gantry.ExitStatus{ExitCode: int(res.GetExitCode())}
 }
@@ -200,7 +206,7 @@ func completedMessage(task *runpb.Task) string {
 	return fmt.Sprintf("task %s has no completion message", task.GetName())
 }
 
-// execStatus is exitStatus for an execution read from a listing.
-func (r *Runtime) execStatus(ctx context.Context, jobID string, ex *runpb.Execution) (gantry.ExitStatus, error) {
-	return r.exitStatus(ctx, jobID, ex.GetName(), ex.GetSucceededCount() > 0 && ex.GetFailedCount() == 0 && ex.GetCancelledCount() == 0, ex.GetCancelledCount() > 0)
+// refStatus is exitStatus for a completed execution's reference.
+func (r *Runtime) refStatus(ctx context.Context, jobID string, l *runpb.ExecutionReference) (gantry.ExitStatus, error) {
+	return r.exitStatus(ctx, jobID, l.GetName(), l.GetCompletionStatus() == runpb.ExecutionReference_EXECUTION_SUCCEEDED, l.GetCompletionStatus() == runpb.ExecutionReference_EXECUTION_CANCELLED)
 }

@@ -4,9 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
-	"strings"
-	"sync"
 	"time"
 
 	"cloud.google.com/go/run/apiv2/runpb"
@@ -15,144 +12,49 @@ import (
 	"github.com/gantryhq/gantry/internal/meta"
 	"github.com/gantryhq/gantry/internal/poll"
 	"go.uber.org/zap"
-	"google.golang.org/api/iterator"
 	"google.golang.org/grpc/codes"
 )
 
-// snapshot is what one poller tick learns: the executions of gantry's
-// jobs in the region that some Wait may need, by job ID, newest first;
-// and, while a Wait for removal is pending, the ID label of every gantry
-// job.
+// snapshot is what one poller tick learns: every gantry job of the
+// region by job ID, each with the reference to its latest execution
+// (name, creation and completion time, completion status).
 type snapshot struct {
-	execs map[string][]*runpb.Execution
-	jobs  map[string]string
+	jobs map[string]*runpb.Job
 }
 
-// manyPages is how many ListExecutions pages in one tick make the poller
-// warn: Cloud Run's executions.list has no filter, so a region with a
-// long history of executions makes every tick that needs old ones cost.
-const manyPages = 10
-
-// fetch is the poller's one read per tick: ListExecutions over the "-"
-// wildcard (all jobs), plus ListJobs only while someone waits for a
-// removal. Its cost does not depend on how many Waits are pending. Cloud
-// Run lists executions newest first and offers no filter, so paging stops
-// at the first page that reaches past the oldest execution a pending Wait
-// needs (its horizon); only a Wait with no horizon pages through the
-// region's whole history. A failed read is not retried here: the poller
-// backs off and tries again on a later tick.
+// fetch is the poller's one read per tick: ListJobs. Cloud Run holds at
+// most 1000 jobs in a project and region, one page of ListJobs, so the
+// tick costs one call however many Waits are pending, however many
+// executions the region's history holds and in whatever order Cloud Run
+// lists them (the v2 API promises none): each Wait looks its job up by
+// name. A failed read is not retried here: the poller backs off and tries
+// again on a later tick.
 func (r *Runtime) fetch(ctx context.Context) (snapshot, error) {
-	s := snapshot{}
-	if horizon, ok := r.horizons.oldest(); ok {
-		execs, err := r.listExecutions(ctx, horizon)
+	s := snapshot{jobs: map[string]*runpb.Job{}}
+	it := r.jobs.ListJobs(ctx, &runpb.ListJobsRequest{Parent: r.parent, PageSize: r.pageSize})
+	for {
+		j, err := it.Next()
+		if isDone(err) {
+			return s, nil
+		}
 		if err != nil {
 			r.log.Warn("poll failed; waiters keep waiting and the poller backs off", zap.Error(err))
-			return snapshot{}, err
+			return snapshot{}, gcperr.Wrap(ctx, err, "poll jobs")
 		}
-		s.execs = execs
-	}
-	if r.removedWaiters.get() > 0 {
-		s.jobs = map[string]string{}
-		it := r.jobs.ListJobs(ctx, &runpb.ListJobsRequest{Parent: r.parent, PageSize: 1000})
-		for {
-			j, err := it.Next()
-			if isDone(err) {
-				break
-			}
-			if err != nil {
-				r.log.Warn("poll failed; waiters keep waiting and the poller backs off", zap.Error(err))
-				return snapshot{}, gcperr.Wrap(ctx, err, "poll jobs")
-			}
-			if meta.Managed(j.GetLabels()) {
-				s.jobs[lastSegment(j.GetName())] = j.GetLabels()[meta.LabelID]
-			}
-		}
-	}
-	return s, nil
-}
-
-// listExecutions lists the region's executions, newest first, down to the
-// first page that ends before horizon (all of them for a zero horizon),
-// and keeps those of gantry's jobs.
-func (r *Runtime) listExecutions(ctx context.Context, horizon time.Time) (map[string][]*runpb.Execution, error) {
-	out := map[string][]*runpb.Execution{}
-	it := r.execs.ListExecutions(ctx, &runpb.ListExecutionsRequest{Parent: r.jobName("-"), PageSize: r.pageSize})
-	pager := iterator.NewPager(it, int(r.pageSize), "")
-	pages, listed := 0, 0
-	for {
-		var page []*runpb.Execution
-		next, err := pager.NextPage(&page)
-		if err != nil {
-			return nil, gcperr.Wrap(ctx, err, "poll executions")
-		}
-		pages++
-		listed += len(page)
-		for _, ex := range page {
-			jobID := lastSegment(ex.GetJob())
-			if strings.HasPrefix(jobID, jobPrefix) {
-				out[jobID] = append(out[jobID], ex)
-			}
-		}
-		past := len(page) > 0 && !horizon.IsZero() && timeOf(page[len(page)-1].GetCreateTime()).Before(horizon)
-		if next == "" || past {
-			break
-		}
-	}
-	r.log.Debug("polled executions", zap.Int("pages", pages), zap.Int("executions", listed))
-	if pages > manyPages {
-		r.manyPagesOnce.Do(func() {
-			r.log.Warn("a poll read many pages of executions: Cloud Run cannot filter executions.list, so every tick pages through the region's history down to the oldest execution being waited on",
-				zap.Int("pages", pages), zap.Int("executions", listed))
-		})
-	}
-	for _, list := range out {
-		slices.SortFunc(list, func(a, b *runpb.Execution) int {
-			return b.GetCreateTime().AsTime().Compare(a.GetCreateTime().AsTime())
-		})
-	}
-	return out, nil
-}
-
-// horizonSet holds, for each pending watch of executions, the creation
-// time of the oldest execution it needs to see: the poller pages no
-// further back than the oldest of them.
-type horizonSet struct {
-	mu sync.Mutex
-	n  map[time.Time]int
-}
-
-// add registers horizon t (zero: every execution) until the returned
-// function is called.
-func (h *horizonSet) add(t time.Time) func() {
-	t = t.UTC()
-	h.mu.Lock()
-	if h.n == nil {
-		h.n = map[time.Time]int{}
-	}
-	h.n[t]++
-	h.mu.Unlock()
-	return func() {
-		h.mu.Lock()
-		defer h.mu.Unlock()
-		if h.n[t]--; h.n[t] == 0 {
-			delete(h.n, t)
+		if meta.Managed(j.GetLabels()) {
+			s.jobs[lastSegment(j.GetName())] = j
 		}
 	}
 }
 
-// oldest returns the earliest registered horizon, and false when no watch
-// needs executions at all.
-func (h *horizonSet) oldest() (time.Time, bool) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	var min time.Time
-	first := true
-	for t := range h.n {
-		if first || t.Before(min) {
-			min, first = t, false
-		}
+// find returns the job of container j in s, or false when the job is
+// gone (or now belongs to another container of the same name).
+func (s snapshot) find(j *job) (*runpb.Job, bool) {
+	pb, ok := s.jobs[j.id()]
+	if !ok || pb.GetLabels()[meta.LabelID] != j.pb.GetLabels()[meta.LabelID] {
+		return nil, false
 	}
-	return min, !first
+	return pb, true
 }
 
 // permanent reports whether a failed poll cannot succeed by waiting: the
@@ -202,39 +104,45 @@ type pollFailed struct {
 func (e *pollFailed) Error() string { return e.msg }
 func (e *pollFailed) Unwrap() error { return e.ctx }
 
-// errVanished means an execution left the listing: its job was deleted.
+// errVanished means an execution's job was deleted while it was awaited.
 var errVanished = errors.New("execution no longer exists")
 
-// waitExecution blocks until execution ref of jobID has completed and
-// returns it; what names the request in errors.
-func (r *Runtime) waitExecution(ctx context.Context, jobID string, ref *runpb.ExecutionReference) (*runpb.Execution, error) {
-	exec := lastSegment(ref.GetName())
-	defer r.horizons.add(timeOf(ref.GetCreateTime()))()
-	var done *runpb.Execution
+// waitExecution blocks until execution ref of job j has completed and
+// returns its reference, completion time and status filled in. Each tick
+// reads ref's job from the snapshot. While Cloud Run has not yet made ref
+// the job's latest execution (it reconciles that asynchronously, with the
+// job reconciling meanwhile), the Wait waits; when the job's latest is
+// another execution and the job is settled, ref was overtaken and one
+// GetExecution reads it.
+func (r *Runtime) waitExecution(ctx context.Context, j *job, ref *runpb.ExecutionReference) (*runpb.ExecutionReference, error) {
+	var done *runpb.ExecutionReference
 	var vanished bool
 	err := r.watch(ctx, func(s snapshot) (bool, error) {
-		for _, ex := range s.execs[jobID] {
-			if lastSegment(ex.GetName()) == exec {
-				if ex.GetCompletionTime() != nil {
-					done = ex
-					return true, nil
-				}
-				return false, nil
-			}
+		pb, ok := s.find(j)
+		if !ok {
+			vanished = true
+			return true, nil
 		}
-		// Not listed: confirm with one read before believing it gone
-		// (a listing may lag behind a brand-new execution).
-		ex, err := r.execs.GetExecution(ctx, &runpb.GetExecutionRequest{Name: r.execName(jobID, exec)}, gcperr.Retry())
+		l := pb.GetLatestCreatedExecution()
+		switch {
+		case sameExecution(l.GetName(), ref.GetName()):
+			if l.GetCompletionTime() != nil {
+				done = l
+				return true, nil
+			}
+			return false, nil
+		case pb.GetReconciling() || l.GetName() == "":
+			return false, nil
+		}
+		ex, err := r.execs.GetExecution(ctx, &runpb.GetExecutionRequest{Name: r.execName(j.id(), ref.GetName())}, gcperr.Retry())
 		switch {
 		case gcperr.Is(err, codes.NotFound):
 			vanished = true
 			return true, nil
 		case err != nil && permanent(err):
-			return false, gcperr.Wrap(ctx, err, "read execution %s", exec)
-		case err != nil:
-			return false, nil
-		case ex.GetCompletionTime() != nil:
-			done = ex
+			return false, gcperr.Wrap(ctx, err, "read execution %s", ref.GetName())
+		case err == nil && ex.GetCompletionTime() != nil:
+			done = referenceOf(ex)
 			return true, nil
 		}
 		return false, nil
@@ -246,6 +154,21 @@ func (r *Runtime) waitExecution(ctx context.Context, jobID string, ref *runpb.Ex
 		return nil, errVanished
 	}
 	return done, nil
+}
+
+// referenceOf is the ExecutionReference a job would hold for ex.
+func referenceOf(ex *runpb.Execution) *runpb.ExecutionReference {
+	ref := &runpb.ExecutionReference{Name: ex.GetName(), CreateTime: ex.GetCreateTime(), CompletionTime: ex.GetCompletionTime()}
+	switch {
+	case ex.GetCompletionTime() == nil:
+	case ex.GetCancelledCount() > 0:
+		ref.CompletionStatus = runpb.ExecutionReference_EXECUTION_CANCELLED
+	case ex.GetSucceededCount() > 0 && ex.GetFailedCount() == 0:
+		ref.CompletionStatus = runpb.ExecutionReference_EXECUTION_SUCCEEDED
+	default:
+		ref.CompletionStatus = runpb.ExecutionReference_EXECUTION_FAILED
+	}
+	return ref
 }
 
 // Wait blocks until the container meets cond. Every pending Wait of the
@@ -320,14 +243,13 @@ func (r *Runtime) waitNotRunning(ctx context.Context, j *job) (gantry.ExitStatus
 	if l == nil {
 		return gantry.ExitStatus{}, nil
 	}
-	if l.GetCompletionTime() != nil {
-		return r.exitStatus(ctx, j.id(), l.GetName(), l.GetCompletionStatus() == runpb.ExecutionReference_EXECUTION_SUCCEEDED, l.GetCompletionStatus() == runpb.ExecutionReference_EXECUTION_CANCELLED)
+	if l.GetCompletionTime() == nil {
+		var err error
+		if l, err = r.waitExecution(ctx, j, l); err != nil {
+			return gantry.ExitStatus{}, err
+		}
 	}
-	ex, err := r.waitExecution(ctx, j.id(), l)
-	if err != nil {
-		return gantry.ExitStatus{}, err
-	}
-	return r.execStatus(ctx, j.id(), ex)
+	return r.refStatus(ctx, j.id(), l)
 }
 
 // waitNextExit waits for the running execution, or for the first one
@@ -342,34 +264,35 @@ func (r *Runtime) waitNextExit(ctx context.Context, j *job, last gantry.ExitStat
 		}
 		return st, err
 	}
-	// Executions are listed newest first: none the Wait needs is older
-	// than the latest one it has seen, or else than the job.
-	after, horizon := time.Time{}, timeOf(j.pb.GetCreateTime())
-	if l := j.latest(); l != nil {
-		after = timeOf(l.GetCreateTime())
-		horizon = after
-	}
-	defer r.horizons.add(horizon)()
-	r.removedWaiters.add(1)
-	defer r.removedWaiters.add(-1)
-	idLabel := j.pb.GetLabels()[meta.LabelID]
-	var done *runpb.Execution
+	baseline, count := j.latest().GetName(), j.pb.GetExecutionCount()
+	var done *runpb.ExecutionReference
 	removed := false
 	err := r.watch(ctx, func(s snapshot) (bool, error) {
-		list := s.execs[j.id()]
-		// Oldest first: the first run after the baseline to complete.
-		for i := len(list) - 1; i >= 0; i-- {
-			ex := list[i]
-			if ex.GetCreateTime().AsTime().After(after) && ex.GetCompletionTime() != nil {
-				done = ex
-				return true, nil
-			}
-		}
-		if s.jobs != nil && s.jobs[j.id()] != idLabel {
+		pb, ok := s.find(j)
+		if !ok {
 			removed = true
 			return true, nil
 		}
-		return false, nil
+		l := pb.GetLatestCreatedExecution()
+		switch {
+		case l.GetName() == "" || sameExecution(l.GetName(), baseline):
+			return false, nil
+		case pb.GetExecutionCount() <= count+1:
+			// The first run after the call is the job's latest.
+			if l.GetCompletionTime() != nil {
+				done = l
+				return true, nil
+			}
+			return false, nil
+		}
+		// More than one run began since the call: the first of them to
+		// complete is the next exit, whatever the latest is doing.
+		first, err := r.firstCompletedAfter(ctx, j, baseline)
+		if err != nil {
+			return false, err
+		}
+		done = first
+		return first != nil, nil
 	})
 	switch {
 	case err != nil:
@@ -377,16 +300,54 @@ func (r *Runtime) waitNextExit(ctx context.Context, j *job, last gantry.ExitStat
 	case removed:
 		return last, nil
 	}
-	return r.execStatus(ctx, j.id(), done)
+	return r.refStatus(ctx, j.id(), done)
+}
+
+// firstCompletedAfter returns the earliest-created completed execution of
+// j created after the execution named baseline (all of them when it is
+// empty), or nil. It lists the job's executions, in whatever order Cloud
+// Run gives them.
+func (r *Runtime) firstCompletedAfter(ctx context.Context, j *job, baseline string) (*runpb.ExecutionReference, error) {
+	var all []*runpb.Execution
+	var after time.Time
+	it := r.execs.ListExecutions(ctx, &runpb.ListExecutionsRequest{Parent: j.pb.GetName(), PageSize: r.pageSize}, gcperr.Retry())
+	for {
+		ex, err := it.Next()
+		if isDone(err) {
+			break
+		}
+		if err != nil {
+			if permanent(err) {
+				return nil, gcperr.Wrap(ctx, err, "list executions of %s", j.pb.GetName())
+			}
+			return nil, nil
+		}
+		if sameExecution(ex.GetName(), baseline) {
+			after = timeOf(ex.GetCreateTime())
+		}
+		all = append(all, ex)
+	}
+	var first *runpb.Execution
+	for _, ex := range all {
+		created := timeOf(ex.GetCreateTime())
+		if sameExecution(ex.GetName(), baseline) || !created.After(after) || ex.GetCompletionTime() == nil {
+			continue
+		}
+		if first == nil || created.Before(timeOf(first.GetCreateTime())) {
+			first = ex
+		}
+	}
+	if first == nil {
+		return nil, nil
+	}
+	return referenceOf(first), nil
 }
 
 // waitRemoved returns once the container's job is gone, with the status
 // of its last run.
 func (r *Runtime) waitRemoved(ctx context.Context, j *job) (gantry.ExitStatus, error) {
-	r.removedWaiters.add(1)
-	defer r.removedWaiters.add(-1)
 	var st gantry.ExitStatus
-	if j.running() {
+	if j.latest() != nil {
 		var err error
 		st, err = r.waitNotRunning(ctx, j)
 		switch {
@@ -395,15 +356,10 @@ func (r *Runtime) waitRemoved(ctx context.Context, j *job) (gantry.ExitStatus, e
 		case err != nil:
 			return st, err
 		}
-	} else if j.latest() != nil {
-		var err error
-		if st, err = r.waitNotRunning(ctx, j); err != nil {
-			return st, err
-		}
 	}
-	idLabel := j.pb.GetLabels()[meta.LabelID]
 	err := r.watch(ctx, func(s snapshot) (bool, error) {
-		return s.jobs != nil && s.jobs[j.id()] != idLabel, nil
+		_, ok := s.find(j)
+		return !ok, nil
 	})
 	return st, err
 }
@@ -419,13 +375,13 @@ func (r *Runtime) stoppedAt(j *job) func(context.Context) (time.Time, error) {
 		case l.GetCompletionTime() != nil:
 			return timeOf(l.GetCompletionTime()), nil
 		}
-		ex, err := r.waitExecution(ctx, j.id(), l)
+		done, err := r.waitExecution(ctx, j, l)
 		if errors.Is(err, errVanished) {
 			return time.Now(), nil
 		}
 		if err != nil {
 			return time.Time{}, err
 		}
-		return timeOf(ex.GetCompletionTime()), nil
+		return timeOf(done.GetCompletionTime()), nil
 	}
 }

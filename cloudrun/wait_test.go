@@ -54,14 +54,13 @@ func startForever(t *testing.T, rt *Runtime) *gantry.Container {
 	return c
 }
 
-// TestPollPagesOnlyToTheOldestWaitedExecution: executions.list has no
-// filter, so the poller pages newest first and stops once it has passed
-// the oldest execution a Wait needs, instead of reading the region's
-// whole history every tick.
-func TestPollPagesOnlyToTheOldestWaitedExecution(t *testing.T) {
+// TestPollCostIsFlat: the poller reads the jobs, one page for the whole
+// region, so a tick costs one call however long the region's history of
+// executions is and in whatever order they would be listed, and a Wait
+// needs no read of executions while its job shows its run.
+func TestPollCostIsFlat(t *testing.T) {
 	srv := newServer(t)
 	rt := newRuntime(t, srv, Config{})
-	rt.pageSize = 2
 	ctx := testCtx(t)
 	runForeignJob(t, rt, "not-gantrys", 3)
 	old, err := rt.Create(ctx, sh("exit 3"))
@@ -98,11 +97,13 @@ func TestPollPagesOnlyToTheOldestWaitedExecution(t *testing.T) {
 		t.Fatalf("Wait: %v", err)
 	}
 	ticks := rt.poller.Fetches() - fetches
-	if got := srv.Calls(mExecsList); int64(got) > ticks {
-		t.Errorf("%d ListExecutions pages in %d ticks over 7 executions in pages of 2: want one page a tick, as the waited execution is the newest", got, ticks)
+	if got := srv.Calls(mJobsList); int64(got) > ticks {
+		t.Errorf("%d ListJobs calls in %d ticks, want at most one a tick", got, ticks)
 	}
-	if got := srv.Calls(mExecsGet); got != 0 {
-		t.Errorf("%d GetExecution calls, want none", got)
+	for _, m := range []string{mExecsList, mExecsGet} {
+		if got := srv.Calls(m); got != 0 {
+			t.Errorf("%d calls of %s, want none", got, m)
+		}
 	}
 }
 
@@ -116,17 +117,17 @@ func TestWaitWhenPollingFails(t *testing.T) {
 	ctx := testCtx(t)
 	c := startForever(t, rt)
 
-	srv.InjectFault(mExecsList, gcptest.Fault{Code: codes.PermissionDenied, Message: "run.executions.list denied"})
+	srv.InjectFault(mJobsList, gcptest.Fault{Code: codes.PermissionDenied, Message: "run.jobs.list denied"})
 	_, err := rt.Wait(ctx, c.Name, gantry.WaitNotRunning)
 	var ae *apierror.APIError
 	if !errors.Is(err, gantry.ErrPermissionDenied) || !errors.As(err, &ae) {
 		t.Fatalf("Wait while polling is denied: %v, want ErrPermissionDenied over the APIError", err)
 	}
-	if msg := err.Error(); !strings.HasPrefix(msg, `cloudrun: wait "`+c.Name+`": poll executions: permission denied: `) || strings.Contains(msg, "\n") {
+	if msg := err.Error(); !strings.HasPrefix(msg, `cloudrun: wait "`+c.Name+`": poll jobs: permission denied: `) || strings.Contains(msg, "\n") {
 		t.Errorf("error %q does not say on one line what was asked and why it failed", msg)
 	}
 
-	srv.InjectFault(mExecsList, gcptest.Fault{Code: codes.Unavailable})
+	srv.InjectFault(mJobsList, gcptest.Fault{Code: codes.Unavailable})
 	srv.ResetCalls()
 	fetches := rt.poller.Fetches()
 	wctx, cancel := context.WithCancel(ctx)
@@ -143,12 +144,12 @@ func TestWaitWhenPollingFails(t *testing.T) {
 	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "last poll failed") || !strings.Contains(err.Error(), "unavailable") {
 		t.Errorf("Wait given up during an outage: %v, want context.Canceled naming the failed poll", err)
 	}
-	if got, ticks := srv.Calls(mExecsList), rt.poller.Fetches()-fetches; int64(got) > ticks {
-		t.Errorf("%d ListExecutions calls in %d ticks: the poller retries within a tick", got, ticks)
+	if got, ticks := srv.Calls(mJobsList), rt.poller.Fetches()-fetches; int64(got) > ticks {
+		t.Errorf("%d ListJobs calls in %d ticks: the poller retries within a tick", got, ticks)
 	}
 
 	// A short outage: the Wait rides it out and returns the exact status.
-	srv.InjectFault(mExecsList, gcptest.Fault{Code: codes.Unavailable, NextK: 3})
+	srv.InjectFault(mJobsList, gcptest.Fault{Code: codes.Unavailable, NextK: 3})
 	done2 := make(chan gantry.ExitStatus, 1)
 	go func() {
 		st, err := rt.Wait(ctx, c.ID, gantry.WaitNotRunning)
