@@ -11,6 +11,10 @@ set -euo pipefail
 
 log=${GANTRY_DOCKERD_LOG:-/var/log/gantry-dockerd.log}
 image=busybox:latest
+# Bumped whenever the image's contents change, so that a machine with an
+# older build gets the new one. It is kept in the image's comment, not in a
+# label or the environment: Docker copies those into every container.
+build="gantry test image, build 3"
 
 # Debian's docker.io puts its client in /usr/bin; a newer client may come
 # first on PATH (/usr/local/bin/docker). Either talks to the 20.10 daemon,
@@ -49,9 +53,12 @@ if ! client info >/dev/null 2>&1; then
 	fi
 fi
 
-if ! client image inspect "$image" >/dev/null 2>&1; then
+if [ "$(client image inspect --format '{{.Comment}}' "$image" 2>/dev/null)" != "$build" ]; then
 	root=$(mktemp -d)
 	trap 'rm -rf "$root"' EXIT
+	# mktemp's 0700 would become the image's /, which a user other than
+	# root could not enter: not even to reach the init.
+	chmod 755 "$root"
 	mkdir -p "$root/bin"
 	cp /bin/busybox "$root/bin/busybox"
 	# One symlink per applet, so that sh, echo, sleep, cat... resolve as in
@@ -67,7 +74,7 @@ if ! client image inspect "$image" >/dev/null 2>&1; then
 	# lets tests run as 65534 by name as well as by number.
 	printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\n' >"$root/etc/passwd"
 	printf 'root:x:0:\nnogroup:x:65534:\n' >"$root/etc/group"
-	tar -C "$root" -c . | client import --change 'ENV PATH=/bin' - "$image" >/dev/null
+	tar -C "$root" -c . | client import --change 'ENV PATH=/bin' --message "$build" - "$image" >/dev/null
 	echo "docker-engine.sh: built $image from $(/bin/busybox | head -n 1)"
 fi
 client version --format 'docker-engine.sh: engine {{.Server.Version}}, API {{.Server.APIVersion}}'
