@@ -32,7 +32,7 @@ func TestConformance(t *testing.T) {
 	)
 	runtimetest.Run(t, runtimetest.Harness{
 		NewRuntime: func(ctx context.Context, t *testing.T) (gantry.Runtime, error) {
-			return New(ctx, Config{Project: project, Region: region, PollInterval: testPoll, LogGrace: testGrace}, srv.ClientOptions()...)
+			return New(ctx, Config{Project: project, Region: region, PollInterval: testPoll, LogGrace: testGrace, Budget: unlimited}, srv.ClientOptions()...)
 		},
 		Image:       "busybox",
 		SecretName:  conformanceSecret,

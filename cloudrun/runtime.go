@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/gantryhq/gantry/internal/gcperr"
 	"github.com/gantryhq/gantry/internal/meta"
 	"github.com/gantryhq/gantry/internal/poll"
+	"github.com/gantryhq/gantry/internal/quota"
 	"go.uber.org/zap"
 	"google.golang.org/api/iterator"
 	"google.golang.org/api/option"
@@ -26,8 +28,8 @@ import (
 // Defaults of Config.
 const (
 	// DefaultPollInterval is how often the Runtime's one poller lists
-	// executions while anything waits.
-	DefaultPollInterval = 500 * time.Millisecond
+	// jobs while anything waits: 60 reads a minute.
+	DefaultPollInterval = time.Second
 	// DefaultLogGrace is how long a following Logs keeps reading after the
 	// container stops: Cloud Logging's ingestion lag is seconds.
 	DefaultLogGrace = 5 * time.Second
@@ -59,6 +61,48 @@ type Config struct {
 	LogGrace time.Duration
 	// Logger receives the Runtime's own diagnostics; nil means none.
 	Logger *zap.Logger
+	// Budget bounds the requests a minute the Runtime makes, whatever
+	// goroutine makes them; see Budget.
+	Budget Budget
+}
+
+// Budget is how many requests a minute a Runtime may make of each kind.
+// Google's quotas are per project (and for Cloud Run per region), shared
+// by every process of the project, so the defaults are a share of them,
+// not all of it. A request refused with RESOURCE_EXHAUSTED all the same
+// is retried after the delay Google's RetryInfo asks for. A zero field
+// means its default; a negative one, no limit.
+type Budget struct {
+	// Reads, Writes and Runs are Cloud Run Admin API read requests
+	// (gets, lists, operation polls), write requests (create, delete,
+	// cancel) and job runs, per minute. Defaults: DefaultBudget's.
+	Reads, Writes, Runs int
+	// LogLists is Cloud Logging's entries.list per minute (Google's
+	// quota: 60 per project). Default: DefaultBudget's.
+	LogLists int
+}
+
+// DefaultBudget is the Budget of a Config that sets none.
+var DefaultBudget = Budget{Reads: 300, Writes: 60, Runs: 60, LogLists: 30}
+
+// limits resolves b's zero fields to DefaultBudget's and its negative
+// ones to no limit.
+func (b Budget) limits() quota.Limits {
+	pick := func(v, def int) int {
+		switch {
+		case v < 0:
+			return 0
+		case v == 0:
+			return def
+		}
+		return v
+	}
+	return quota.Limits{
+		RunReads:   pick(b.Reads, DefaultBudget.Reads),
+		RunWrites:  pick(b.Writes, DefaultBudget.Writes),
+		RunJobRuns: pick(b.Runs, DefaultBudget.Runs),
+		LogLists:   pick(b.LogLists, DefaultBudget.LogLists),
+	}
 }
 
 // Runtime runs gantry containers as Cloud Run jobs. It implements
@@ -77,6 +121,8 @@ type Runtime struct {
 	poller *poll.Poller[snapshot]
 	// pageSize is the page size of the poller's listings.
 	pageSize int32
+	// budget is spent by every call of the Runtime's clients.
+	budget *quota.Budget
 	// exits remembers the exit status of finished executions, which never
 	// changes, so List and Inspect read each task once.
 	exits exitCache
@@ -116,10 +162,13 @@ func New(ctx context.Context, cfg Config, opts ...option.ClientOption) (*Runtime
 		cfg.Logger = zap.NewNop()
 	}
 	cfg.Labels = maps.Clone(cfg.Labels)
+	budget := quota.New(cfg.Budget.limits())
+	opts = append(slices.Clip(opts), budget.ClientOptions()...)
 	r := &Runtime{
 		cfg:      cfg,
 		parent:   "projects/" + cfg.Project + "/locations/" + cfg.Region,
 		pageSize: 1000,
+		budget:   budget,
 		log:      cfg.Logger.With(zap.String("backend", "cloudrun"), zap.String("session", cfg.Session)),
 	}
 	var err error
