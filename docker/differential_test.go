@@ -288,6 +288,9 @@ func TestDifferentialErrors(t *testing.T) {
 // TestDifferentialStopTimeouts checks what a stop timeout decides: whether
 // the trap or the SIGKILL ends the run.
 func TestDifferentialStopTimeouts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("each scenario waits out a trap or a stop timeout of seconds; skipped with -short")
+	}
 	for _, tc := range []struct {
 		name    string
 		script  string
