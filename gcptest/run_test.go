@@ -175,12 +175,16 @@ func (e *env) waitRunning(t *testing.T, name string, n int32) {
 func TestCancel(t *testing.T) {
 	e := newEnv(t, gcptest.WithStopGracePeriod(200*time.Millisecond))
 	ctx := context.Background()
+	// The trap must be set before the cancellation, or SIGTERM ends the
+	// shell: the script says when it is.
+	trapped := filepath.Join(t.TempDir(), "trapped")
 	for _, tc := range []struct {
 		id, script string
 		signal     int32
+		ready      string
 	}{
-		{"obeys-term", "sleep 60", 15},
-		{"ignores-term", "trap '' TERM; while :; do sleep 0.05; done", 9},
+		{"obeys-term", "sleep 60", 15, ""},
+		{"ignores-term", "trap '' TERM; touch " + trapped + "; while :; do sleep 0.05; done", 9, trapped},
 	} {
 		job := shJob(tc.script)
 		job.Template.TaskCount = 3
@@ -192,6 +196,12 @@ func TestCancel(t *testing.T) {
 		}
 		meta, _ := op.Metadata()
 		e.waitRunning(t, meta.Name, 1)
+		for tc.ready != "" {
+			if _, err := os.Stat(tc.ready); err == nil {
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
 		cop, err := e.execs.CancelExecution(ctx, &runpb.CancelExecutionRequest{Name: meta.Name})
 		if err != nil {
 			t.Fatalf("CancelExecution: %v", err)
