@@ -231,12 +231,14 @@ func (js *jobsService) RunJob(ctx context.Context, req *runpb.RunJobRequest) (*l
 		s.store.tasks[t.Name] = clone(t)
 	}
 	s.store.executions[ex.Name] = ex
-	job.ExecutionCount++
-	job.LatestCreatedExecution = &runpb.ExecutionReference{
-		Name:             execID,
-		CreateTime:       ts(now),
-		CompletionStatus: runpb.ExecutionReference_EXECUTION_PENDING,
+	lag := s.cfg.strict.execReconcile
+	if lag > 0 {
+		s.store.unrecorded[job.Uid]++
+		job.Reconciling = true
+	} else {
+		s.recordExecutionLocked(job, ex)
 	}
+	jobUID := job.Uid
 	run := &executionRun{stop: make(chan struct{}), done: make(chan struct{})}
 	s.store.runs[ex.Name] = run
 	s.store.mu.Unlock()
@@ -244,6 +246,11 @@ func (js *jobsService) RunJob(ctx context.Context, req *runpb.RunJobRequest) (*l
 	run.op = s.ops.start(name.location, s.executionRefresher(ex.Name))
 	if !s.goBackground(func() { s.execute(en, run) }) {
 		return nil, status.Error(codes.Unavailable, "gcptest: the server is closing")
+	}
+	if lag > 0 {
+		if err := s.after(lag, func() { s.recordExecution(jn, jobUID, ex.Name) }); err != nil {
+			return nil, err
+		}
 	}
 	if s.cfg.instantOps {
 		select {
@@ -253,6 +260,73 @@ func (js *jobsService) RunJob(ctx context.Context, req *runpb.RunJobRequest) (*l
 		}
 	}
 	return s.opSnapshot(run.op)
+}
+
+// recordExecution records, late, an execution RunJob started on the job
+// of that uid (RuleExecutionReconcile): Cloud Run reconciles a job
+// asynchronously, so execution_count and latest_created_execution change
+// some time after RunJob, while the job reports reconciling.
+func (s *Server) recordExecution(jobName, uid, execution string) {
+	s.store.mu.Lock()
+	defer s.store.mu.Unlock()
+	job := s.store.jobs[jobName]
+	if job == nil || job.Uid != uid {
+		delete(s.store.unrecorded, uid)
+		return
+	}
+	if s.store.unrecorded[uid]--; s.store.unrecorded[uid] <= 0 {
+		delete(s.store.unrecorded, uid)
+	}
+	if ex := s.store.executions[execution]; ex != nil {
+		s.recordExecutionLocked(job, ex)
+	} else {
+		job.ExecutionCount++
+	}
+	job.Reconciling = s.store.reconcilingLocked(job)
+}
+
+// recordExecutionLocked counts an execution on its job and makes it the
+// latest created one, with its status as it is now, unless the job
+// already records a newer one. The caller holds the store's lock.
+func (s *Server) recordExecutionLocked(job *runpb.Job, ex *runpb.Execution) {
+	job.ExecutionCount++
+	if l := job.LatestCreatedExecution; l != nil && l.GetCreateTime().AsTime().After(ex.GetCreateTime().AsTime()) {
+		return
+	}
+	job.LatestCreatedExecution = &runpb.ExecutionReference{
+		Name:             ex.Name[strings.LastIndexByte(ex.Name, '/')+1:],
+		CreateTime:       ex.CreateTime,
+		CompletionTime:   ex.CompletionTime,
+		CompletionStatus: completionStatus(ex),
+	}
+}
+
+// completionStatus is how an ExecutionReference states an execution's
+// progress: PENDING until a task has started, RUNNING, then how it ended.
+func completionStatus(ex *runpb.Execution) runpb.ExecutionReference_CompletionStatus {
+	switch {
+	case ex.CompletionTime == nil && conditionState(ex.Conditions, "Started") == runpb.Condition_CONDITION_SUCCEEDED:
+		return runpb.ExecutionReference_EXECUTION_RUNNING
+	case ex.CompletionTime == nil:
+		return runpb.ExecutionReference_EXECUTION_PENDING
+	case ex.SucceededCount == ex.TaskCount:
+		return runpb.ExecutionReference_EXECUTION_SUCCEEDED
+	}
+	for _, c := range ex.Conditions {
+		if c.Type == "Completed" && c.GetExecutionReason() == runpb.Condition_CANCELLED {
+			return runpb.ExecutionReference_EXECUTION_CANCELLED
+		}
+	}
+	return runpb.ExecutionReference_EXECUTION_FAILED
+}
+
+func conditionState(cs []*runpb.Condition, typ string) runpb.Condition_State {
+	for _, c := range cs {
+		if c.Type == typ {
+			return c.State
+		}
+	}
+	return runpb.Condition_STATE_UNSPECIFIED
 }
 
 func mergeLabels(maps ...map[string]string) map[string]string {
@@ -449,9 +523,15 @@ func (s *Server) recordAttempt(en executionName, tn string, out outcome, wasStar
 		ex.RunningCount--
 	}
 	res := &runpb.TaskAttemptResult{}
-	if out.signal != 0 {
+	switch {
+	case out.signal != 0:
 		res.TermSignal = int32(out.signal)
-	} else {
+	case s.cfg.strict.noExitCodeOnStop && (out.stopped || out.timedOut):
+		// exit_code "may be unset if the container was unable to exit
+		// cleanly": a container stopped by the system may report no
+		// code, and one that exited by itself after SIGTERM reports
+		// neither a code nor a signal.
+	default:
 		res.ExitCode = int32(out.exitCode)
 	}
 	var (
@@ -558,7 +638,8 @@ func (es *executionsService) GetExecution(_ context.Context, req *runpb.GetExecu
 }
 
 // ListExecutions lists the executions of a job, or of every job of the
-// location when the job is "-", newest first.
+// location when the job is "-", newest first (which Cloud Run v2 does not
+// promise), or in no particular order with unordered lists.
 func (es *executionsService) ListExecutions(_ context.Context, req *runpb.ListExecutionsRequest) (*runpb.ListExecutionsResponse, error) {
 	parent, err := parseJobName("parent", req.GetParent(), true)
 	if err != nil {
@@ -578,18 +659,18 @@ func (es *executionsService) ListExecutions(_ context.Context, req *runpb.ListEx
 		}
 		list = append(list, ex)
 	}
-	slices.SortFunc(list, func(a, b *runpb.Execution) int {
+	newestFirst := func(a, b *runpb.Execution) int {
 		if c := b.CreateTime.AsTime().Compare(a.CreateTime.AsTime()); c != 0 {
 			return c
 		}
 		return strings.Compare(a.Name, b.Name)
-	})
-	lo, hi, next, err := pageBounds(len(list), req.GetPageSize(), req.GetPageToken(), listKey(req.GetParent(), req.GetShowDeleted()))
+	}
+	page, next, err := listPage(s, list, (*runpb.Execution).GetName, newestFirst, req.GetPageSize(), req.GetPageToken(), listKey(req.GetParent(), req.GetShowDeleted()))
 	if err != nil {
 		return nil, err
 	}
 	resp := &runpb.ListExecutionsResponse{NextPageToken: next}
-	for _, ex := range list[lo:hi] {
+	for _, ex := range page {
 		resp.Executions = append(resp.Executions, clone(ex))
 	}
 	return resp, nil

@@ -46,10 +46,13 @@ type faultTable struct {
 	mu     sync.Mutex
 	faults map[string]*faultState
 	calls  map[string]int
+	// exhausted counts RESOURCE_EXHAUSTED answers per method, whatever
+	// their cause: a quota, the tail session limit or an injected fault.
+	exhausted map[string]int
 }
 
 func newFaultTable() *faultTable {
-	return &faultTable{faults: map[string]*faultState{}, calls: map[string]int{}}
+	return &faultTable{faults: map[string]*faultState{}, calls: map[string]int{}, exhausted: map[string]int{}}
 }
 
 // InjectFault makes calls to method misbehave as f says, replacing any
@@ -89,11 +92,35 @@ func (s *Server) CallCounts() map[string]int {
 	return m
 }
 
-// ResetCalls sets every call count to zero.
+// ResetCalls sets every call count, and every count of RESOURCE_EXHAUSTED
+// answers, to zero.
 func (s *Server) ResetCalls() {
 	s.faults.mu.Lock()
 	defer s.faults.mu.Unlock()
 	clear(s.faults.calls)
+	clear(s.faults.exhausted)
+}
+
+// countAnswer counts a RESOURCE_EXHAUSTED answer to method.
+func (t *faultTable) countAnswer(method string, err error) {
+	if status.Code(err) != codes.ResourceExhausted {
+		return
+	}
+	t.mu.Lock()
+	t.exhausted[method]++
+	t.mu.Unlock()
+}
+
+func (t *faultTable) countUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	resp, err := handler(ctx, req)
+	t.countAnswer(info.FullMethod, err)
+	return resp, err
+}
+
+func (t *faultTable) countStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	err := handler(srv, ss)
+	t.countAnswer(info.FullMethod, err)
+	return err
 }
 
 // admit counts a call and applies its fault, if any: it sleeps for the

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
-	"slices"
 	"strings"
 	"time"
 
@@ -165,8 +164,8 @@ func (s *Server) reconcileJob(loc location, name string, generation int64) (*lon
 		var resp *runpb.Job
 		if j != nil && j.Generation == generation {
 			now := s.now()
-			j.Reconciling = false
 			j.ObservedGeneration = generation
+			j.Reconciling = s.store.reconcilingLocked(j)
 			j.TerminalCondition = readyCondition(runpb.Condition_CONDITION_SUCCEEDED, now)
 			resp = clone(j)
 		}
@@ -190,8 +189,14 @@ func (s *Server) afterReconcileDelay(f func()) error {
 		f()
 		return nil
 	}
+	return s.after(s.cfg.reconcile, f)
+}
+
+// after runs f after d on a background goroutine, unless the Server
+// closes first.
+func (s *Server) after(d time.Duration, f func()) error {
 	ok := s.goBackground(func() {
-		t := time.NewTimer(s.cfg.reconcile)
+		t := time.NewTimer(d)
 		defer t.Stop()
 		select {
 		case <-t.C:
@@ -240,7 +245,8 @@ func (js *jobsService) GetJob(_ context.Context, req *runpb.GetJobRequest) (*run
 	return nil, status.Errorf(codes.NotFound, "job %s not found", name)
 }
 
-// ListJobs lists the jobs of a location in name order.
+// ListJobs lists the jobs of a location in name order, or in no
+// particular order with unordered lists.
 func (js *jobsService) ListJobs(_ context.Context, req *runpb.ListJobsRequest) (*runpb.ListJobsResponse, error) {
 	loc, err := parseLocation("parent", req.GetParent())
 	if err != nil {
@@ -256,13 +262,12 @@ func (js *jobsService) ListJobs(_ context.Context, req *runpb.ListJobsRequest) (
 			names = append(names, n)
 		}
 	}
-	slices.Sort(names)
-	lo, hi, next, err := pageBounds(len(names), req.GetPageSize(), req.GetPageToken(), listKey(req.GetParent(), req.GetShowDeleted()))
+	page, next, err := listPage(s, names, func(n string) string { return n }, strings.Compare, req.GetPageSize(), req.GetPageToken(), listKey(req.GetParent(), req.GetShowDeleted()))
 	if err != nil {
 		return nil, err
 	}
 	resp := &runpb.ListJobsResponse{NextPageToken: next}
-	for _, n := range names[lo:hi] {
+	for _, n := range page {
 		resp.Jobs = append(resp.Jobs, clone(s.store.jobs[n]))
 	}
 	return resp, nil

@@ -44,8 +44,10 @@ func jobTaskLogTarget(loc location, job, execution string, taskIndex, attempt in
 // logEntry turns one line of container output into the entry Cloud Run
 // writes: the log run.googleapis.com/stdout or /stderr (URL-escaped in
 // logName), the line as textPayload and the time the line was written.
-// The Logging service gives it a unique insertId and its receive time.
-func (t logTarget) logEntry(e gantry.LogEntry) *loggingpb.LogEntry {
+// With structured set, a line that is one JSON object is a jsonPayload
+// instead (structuredPayload). The Logging service gives the entry a
+// unique insertId, unless the line set one, and its receive time.
+func (t logTarget) logEntry(e gantry.LogEntry, structured bool) *loggingpb.LogEntry {
 	logID := "run.googleapis.com%2Fstdout"
 	if e.Stream == gantry.Stderr {
 		logID = "run.googleapis.com%2Fstderr"
@@ -54,13 +56,17 @@ func (t logTarget) logEntry(e gantry.LogEntry) *loggingpb.LogEntry {
 	for k, v := range t.labels {
 		labels[k] = v
 	}
-	return &loggingpb.LogEntry{
+	le := &loggingpb.LogEntry{
 		LogName:   "projects/" + t.project + "/logs/" + logID,
 		Resource:  clone(t.resource),
 		Labels:    labels,
 		Payload:   &loggingpb.LogEntry_TextPayload{TextPayload: e.Line},
 		Timestamp: timestamppb.New(e.Time),
 	}
+	if structured {
+		structuredPayload(le, e.Line)
+	}
+	return le
 }
 
 // logWiring connects the emulator to its Cloud Logging service.
@@ -68,10 +74,20 @@ type logWiring struct {
 	svc *logsvc.Service
 }
 
-// registerLogging starts the Cloud Logging v2 service and serves it on the
-// Server's gRPC server.
+// registerLogging starts the Cloud Logging v2 service with the Server's
+// rules and serves it on the Server's gRPC server.
 func registerLogging(s *Server) *logWiring {
-	svc := logsvc.New(logsvc.WithClock(s.cfg.now))
+	st := s.cfg.strict
+	opts := []logsvc.Option{
+		logsvc.WithClock(s.cfg.now),
+		logsvc.WithProjectNumbers(s.cfg.projectNumbers),
+		logsvc.WithTailRateLimit(st.tailRate, s.limiter),
+		logsvc.WithIngestionDelay(st.ingestMin, st.ingestMax, s.cfg.seed),
+	}
+	if st.quotas != nil {
+		opts = append(opts, logsvc.WithTailSessionLimit(st.quotas.TailSessions))
+	}
+	svc := logsvc.New(opts...)
 	svc.Register(s.grpc)
 	return &logWiring{svc: svc}
 }
@@ -79,7 +95,7 @@ func registerLogging(s *Server) *logWiring {
 // ingestLog writes one line of a workload's output to Cloud Logging. The
 // entry is well formed by construction, so Ingest cannot refuse it.
 func (s *Server) ingestLog(w workload, e gantry.LogEntry) {
-	s.logs.svc.Ingest(w.logs.logEntry(e))
+	s.logs.svc.Ingest(w.logs.logEntry(e, s.cfg.strict.structuredLogs))
 }
 
 func (l *logWiring) close() { l.svc.Close() }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"sync"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/gantryhq/gantry"
+	"github.com/gantryhq/gantry/gcptest/internal/quota"
 )
 
 // DefaultStopGracePeriod is how long a task's container has between
@@ -34,6 +36,14 @@ type config struct {
 	now           func() time.Time
 	serverOptions []grpc.ServerOption
 	secrets       []secretVersion
+
+	strict  strictness
+	seed    uint64
+	seedSet bool
+	// projectNumbers maps project numbers to IDs (WithProjectNumber).
+	projectNumbers map[string]string
+	// errs are the options' errors, reported by NewServer.
+	errs []error
 }
 
 // WithRuntime runs task attempts as containers of rt instead of the
@@ -90,11 +100,16 @@ type Server struct {
 	ownsRT bool
 
 	faults  *faultTable
+	limiter *quota.Limiter
 	secrets secrets
 	store   *store
 	ops     *operations
 	runner  *runner
 	logs    *logWiring
+
+	// rng draws the Server's random choices from its seed.
+	rngMu sync.Mutex
+	rng   *rand.Rand
 
 	// ctx ends when the Server closes; every background goroutine
 	// watches it and is counted in wg.
@@ -111,6 +126,9 @@ type Server struct {
 
 // NewServer starts an emulator listening on 127.0.0.1 on a free port (or
 // the address given WithAddr). Close it when done.
+//
+// Its strict rules are off unless WithStrict or a rule's own option turns
+// them on; Relaxed turns them all off.
 func NewServer(opts ...Option) (*Server, error) {
 	cfg := config{
 		addr:      "127.0.0.1:0",
@@ -121,6 +139,9 @@ func NewServer(opts ...Option) (*Server, error) {
 	for _, o := range opts {
 		o(&cfg)
 	}
+	if err := errors.Join(cfg.errs...); err != nil {
+		return nil, err
+	}
 	if cfg.grace < 0 {
 		return nil, fmt.Errorf("gcptest: negative stop grace period %s", cfg.grace)
 	}
@@ -128,7 +149,17 @@ func NewServer(opts ...Option) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, faults: newFaultTable(), secrets: secrets, serveErr: make(chan error, 1)}
+	if !cfg.seedSet {
+		cfg.seed = rand.Uint64()
+	}
+	s := &Server{
+		cfg:      cfg,
+		faults:   newFaultTable(),
+		limiter:  quota.New(cfg.now),
+		secrets:  secrets,
+		serveErr: make(chan error, 1),
+		rng:      rand.New(rand.NewPCG(cfg.seed, ^cfg.seed)),
+	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.rt = cfg.runtime
 	if s.rt == nil {
@@ -151,9 +182,12 @@ func NewServer(opts ...Option) (*Server, error) {
 		return nil, fmt.Errorf("gcptest: listen on %s: %w", cfg.addr, err)
 	}
 	s.lis = lis
+	// Answers are counted outermost, so that an injected RESOURCE_EXHAUSTED
+	// counts; faults come before quotas, as a call that fails on the way
+	// in uses no quota.
 	sopts := append([]grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(s.faults.unary),
-		grpc.ChainStreamInterceptor(s.faults.stream),
+		grpc.ChainUnaryInterceptor(s.faults.countUnary, s.faults.unary, s.quotaUnary),
+		grpc.ChainStreamInterceptor(s.faults.countStream, s.faults.stream),
 	}, cfg.serverOptions...)
 	s.grpc = grpc.NewServer(sopts...)
 	runpb.RegisterJobsServer(s.grpc, &jobsService{s: s})
@@ -223,3 +257,13 @@ func (s *Server) goBackground(f func()) bool {
 }
 
 func (s *Server) now() time.Time { return s.cfg.now() }
+
+// Seed returns the seed of the Server's random choices (WithSeed).
+func (s *Server) Seed() uint64 { return s.cfg.seed }
+
+// random returns a number drawn from the Server's seed.
+func (s *Server) random() uint64 {
+	s.rngMu.Lock()
+	defer s.rngMu.Unlock()
+	return s.rng.Uint64()
+}

@@ -3,7 +3,6 @@ package gcptest
 import (
 	"cmp"
 	"context"
-	"slices"
 	"strings"
 
 	"cloud.google.com/go/run/apiv2/runpb"
@@ -32,8 +31,9 @@ func (ts *tasksService) GetTask(_ context.Context, req *runpb.GetTaskRequest) (*
 	return nil, status.Errorf(codes.NotFound, "task %s not found", name.task)
 }
 
-// ListTasks lists the tasks of an execution in index order. The job, the
-// execution or both may be "-" to list across them.
+// ListTasks lists the tasks of an execution in index order, or in no
+// particular order with unordered lists. The job, the execution or both
+// may be "-" to list across them.
 func (ts *tasksService) ListTasks(_ context.Context, req *runpb.ListTasksRequest) (*runpb.ListTasksResponse, error) {
 	parent, err := parseExecutionName("parent", req.GetParent(), true)
 	if err != nil {
@@ -55,7 +55,7 @@ func (ts *tasksService) ListTasks(_ context.Context, req *runpb.ListTasksRequest
 		}
 		list = append(list, t)
 	}
-	slices.SortFunc(list, func(a, b *runpb.Task) int {
+	byExecutionAndIndex := func(a, b *runpb.Task) int {
 		if c := b.CreateTime.AsTime().Compare(a.CreateTime.AsTime()); c != 0 {
 			return c
 		}
@@ -63,13 +63,13 @@ func (ts *tasksService) ListTasks(_ context.Context, req *runpb.ListTasksRequest
 			return c
 		}
 		return cmp.Compare(a.Index, b.Index)
-	})
-	lo, hi, next, err := pageBounds(len(list), req.GetPageSize(), req.GetPageToken(), listKey(req.GetParent(), req.GetShowDeleted()))
+	}
+	page, next, err := listPage(s, list, (*runpb.Task).GetName, byExecutionAndIndex, req.GetPageSize(), req.GetPageToken(), listKey(req.GetParent(), req.GetShowDeleted()))
 	if err != nil {
 		return nil, err
 	}
 	resp := &runpb.ListTasksResponse{NextPageToken: next}
-	for _, t := range list[lo:hi] {
+	for _, t := range page {
 		resp.Tasks = append(resp.Tasks, clone(t))
 	}
 	return resp, nil
