@@ -44,6 +44,18 @@
 //	})
 //
 // Tests of failure handling inject faults and latency per gRPC method
-// (InjectFault) and count calls (Calls, CallCounts). The command
+// (InjectFault) and count calls (Calls, CallCounts, Stats). The command
 // cmd/gcptest serves the same emulator on a port for other tools.
+//
+// WithStrict holds clients to what Google documents rather than to its
+// friendliest reading: per-minute quotas with Google's numbers, answered
+// with RESOURCE_EXHAUSTED and Google's error details; at most 10 open
+// TailLogEntries sessions per project and a tail rate limit reported as
+// suppression_info; log entries that become visible late and out of
+// order; lists in no particular order; a job that learns of the execution
+// RunJob started only after a delay; cancelled and timed-out attempts
+// without an exit code; JSON lines logged as jsonPayload. Each rule has
+// its own option, Relax turns chosen rules off and Relaxed all of them;
+// RULES.md cites the source of each. A Server is relaxed unless told
+// otherwise, and Stats reports how a client used the APIs, for load tests.
 package gcptest
