@@ -15,10 +15,23 @@
 // with -secret, once per secret version:
 //
 //	go run ./cmd/gcptest -secret db-password=hunter2 -secret projects/p/secrets/tls:3=...
+//
+// -strict holds clients to Google's documented limits (gcptest.WithStrict:
+// quotas, late and reordered logs, unordered lists, late reconciliation,
+// no exit code after a stop, JSON lines as jsonPayload); -relax turns some
+// of those rules off again, and -seed fixes the random choices:
+//
+//	go run ./cmd/gcptest -strict -relax unordered-lists,ingestion-delay -seed 7
+//
+// -project-number tells the emulator a project's number, so that requests
+// may name the project either way:
+//
+//	go run ./cmd/gcptest -project-number my-project=123456789012
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log"
@@ -48,6 +61,18 @@ func main() {
 		secrets = append(secrets, gcptest.WithSecret(name, version, value))
 		return nil
 	})
+	strict := flag.Bool("strict", false, "enforce Google's documented limits and leeway (see gcptest/RULES.md, \"Strict mode\")")
+	relax := flag.String("relax", "", "comma-separated strict rules to turn off: "+ruleNames())
+	seed := flag.Uint64("seed", 0, "seed of the random choices (ingestion delays, list order); 0 draws one")
+	var numbers []gcptest.Option
+	flag.Func("project-number", "a project's number, as `ID=NUMBER`; repeatable", func(s string) error {
+		id, number, ok := strings.Cut(s, "=")
+		if !ok {
+			return fmt.Errorf("want ID=NUMBER, got %q", s)
+		}
+		numbers = append(numbers, gcptest.WithProjectNumber(id, number))
+		return nil
+	})
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "gcptest: unexpected arguments %q\n", flag.Args())
@@ -55,14 +80,27 @@ func main() {
 		os.Exit(2)
 	}
 	opts := append([]gcptest.Option{gcptest.WithAddr(*addr), gcptest.WithStopGracePeriod(*grace)}, secrets...)
+	opts = append(opts, numbers...)
 	if *instant {
 		opts = append(opts, gcptest.WithInstantOperations())
+	}
+	rules, err := strictOptions(*strict, *relax)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "gcptest: %v\n", err)
+		os.Exit(2)
+	}
+	opts = append(opts, rules...)
+	if *seed != 0 {
+		opts = append(opts, gcptest.WithSeed(*seed))
 	}
 	srv, err := gcptest.NewServer(opts...)
 	if err != nil {
 		log.Fatal(err)
 	}
 	fmt.Printf("gcptest: serving Cloud Run v2, Cloud Logging v2 and Operations on %s\n", srv.Addr())
+	if *strict {
+		fmt.Fprintf(os.Stderr, "gcptest: strict rules on; seed %d\n", srv.Seed())
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	<-ctx.Done()
@@ -76,4 +114,35 @@ func main() {
 	case <-time.After(30 * time.Second):
 		log.Fatal("gcptest: timed out stopping the server")
 	}
+}
+
+// strictOptions are the options -strict and -relax ask for. -relax without
+// -strict is refused, as it would relax nothing.
+func strictOptions(strict bool, relax string) ([]gcptest.Option, error) {
+	if relax == "" {
+		if strict {
+			return []gcptest.Option{gcptest.WithStrict()}, nil
+		}
+		return nil, nil
+	}
+	if !strict {
+		return nil, errors.New("-relax needs -strict")
+	}
+	var rules []gcptest.Rule
+	for _, name := range strings.Split(relax, ",") {
+		r, err := gcptest.ParseRule(strings.TrimSpace(name))
+		if err != nil {
+			return nil, err
+		}
+		rules = append(rules, r)
+	}
+	return []gcptest.Option{gcptest.WithStrict(), gcptest.Relax(rules...)}, nil
+}
+
+func ruleNames() string {
+	var names []string
+	for _, r := range gcptest.Rules() {
+		names = append(names, string(r))
+	}
+	return strings.Join(names, ", ")
 }

@@ -17,8 +17,9 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 )
 
-// TestServesOnAPort builds the command, starts it on a free port, runs a
-// job that reads a secret given with -secret through the official client,
+// TestServesOnAPort builds the command, starts it on a free port with the
+// strict rules and a project number, runs a job that reads a secret given
+// with -secret through the official client, its project named by number,
 // and stops it with SIGTERM.
 func TestServesOnAPort(t *testing.T) {
 	if testing.Short() {
@@ -30,7 +31,8 @@ func TestServesOnAPort(t *testing.T) {
 	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	cmd := exec.CommandContext(ctx, bin, "-addr", "127.0.0.1:0", "-instant", "-secret", "greeting=hello")
+	cmd := exec.CommandContext(ctx, bin, "-addr", "127.0.0.1:0", "-instant", "-secret", "greeting=hello",
+		"-strict", "-relax", "ingestion-delay, execution-reconcile", "-seed", "7", "-project-number", "p=123")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -52,7 +54,7 @@ func TestServesOnAPort(t *testing.T) {
 	}
 	defer jobs.Close()
 	create, err := jobs.CreateJob(ctx, &runpb.CreateJobRequest{
-		Parent: "projects/p/locations/us-central1",
+		Parent: "projects/123/locations/us-central1",
 		JobId:  "reads-secret",
 		Job: &runpb.Job{Template: &runpb.ExecutionTemplate{Template: &runpb.TaskTemplate{
 			Retries: &runpb.TaskTemplate_MaxRetries{MaxRetries: 0},
@@ -88,5 +90,25 @@ func TestServesOnAPort(t *testing.T) {
 	}
 	if err := cmd.Wait(); err != nil {
 		t.Errorf("after SIGTERM: %v, want a clean exit", err)
+	}
+}
+
+func TestStrictOptions(t *testing.T) {
+	for _, tc := range []struct {
+		strict bool
+		relax  string
+		n      int
+		ok     bool
+	}{
+		{false, "", 0, true},
+		{true, "", 1, true},
+		{true, "quotas,unordered-lists", 2, true},
+		{false, "quotas", 0, false},
+		{true, "quotas,no-such-rule", 0, false},
+	} {
+		opts, err := strictOptions(tc.strict, tc.relax)
+		if (err == nil) != tc.ok || len(opts) != tc.n {
+			t.Errorf("strictOptions(%v, %q) = %d options, %v; want %d, ok %v", tc.strict, tc.relax, len(opts), err, tc.n, tc.ok)
+		}
 	}
 }
