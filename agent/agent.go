@@ -89,6 +89,17 @@ const drainGrace = 200 * time.Millisecond
 // its connection drops, before SIGKILL.
 const killGrace = 2 * time.Second
 
+// exitGrace is how long after the main command exits the agent still
+// delivers its output: long enough for a healthy attached client to take
+// a full window and a full pipe over a modest link, and short next to the
+// time a platform gives a stopping container (10 s on Cloud Run). Past
+// it, an attached client that has not taken everything is given up on,
+// and drainGrace later the main command's output is no longer read even
+// if processes it left behind are still writing, so that neither can
+// keep the agent, and the container, alive. A variable so that tests
+// need not wait for it.
+var exitGrace = 5 * time.Second
+
 // maxSessions bounds the live sessions on one connection.
 const maxSessions = 1024
 
@@ -103,7 +114,10 @@ type Agent struct {
 	main      *proc
 	closed    chan struct{}
 	exited    chan struct{} // main exited and its output is drained
-	status    gantry.ExecResult
+	// cut is cancelled exitGrace after the main command exits.
+	cut    context.Context
+	cutNow context.CancelFunc
+	status gantry.ExecResult
 
 	stdinMu   sync.Mutex
 	mainStdin *os.File // write end when OpenStdin, else nil
@@ -147,6 +161,7 @@ func Start(cfg Config) (*Agent, error) {
 	if a.log == nil {
 		a.log = zap.NewNop()
 	}
+	a.cut, a.cutNow = context.WithCancel(context.Background())
 	a.env = cfg.Env
 	if a.env == nil {
 		a.env = CleanEnv(os.Environ())
@@ -243,7 +258,10 @@ func (a *Agent) startMain() error {
 	go func() {
 		<-p.done
 		a.status = p.result()
+		cut := time.AfterFunc(exitGrace, a.cutNow)
 		teeWG.Wait()
+		cut.Stop()
+		a.cutNow()
 		a.mainExited()
 	}()
 	return nil
@@ -282,10 +300,13 @@ var errOther = errors.New("exec failed")
 // tee copies one of the main command's output streams to the agent's own
 // stream and to every attached session. It blocks on the slowest of them:
 // a stalled attach client holds the main command back rather than lose
-// output, as docker attach does.
+// output, as docker attach does, but only while the main command runs
+// (see exitGrace).
 func (a *Agent) tee(r *os.File, dst io.Writer, stream byte) {
 	defer r.Close()
-	d := newDrainer(r, a.main.done)
+	// drainGrace past exitGrace: what is still in the pipe when attached
+	// sessions are given up on reaches dst.
+	d := newDrainer(r, a.main.done, exitGrace+drainGrace)
 	buf := make([]byte, MaxDataPayload)
 	for {
 		n, err := d.Read(buf)
@@ -298,7 +319,9 @@ func (a *Agent) tee(r *os.File, dst io.Writer, stream byte) {
 			}
 			a.mu.Unlock()
 			for _, s := range targets {
-				s.sendOutput(stream, buf[:n])
+				if errors.Is(s.sendOutput(stream, buf[:n], a.cut), errGaveUp) {
+					s.giveUp()
+				}
 			}
 		}
 		if err != nil {

@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -477,4 +480,105 @@ func TestRelayThatBothSidesNameWorks(t *testing.T) {
 			t.Fatalf("Exec through the relay = %+v, %v", res, err)
 		}
 	})
+}
+
+// setExitGrace shortens exitGrace for one test.
+func setExitGrace(t *testing.T, d time.Duration) {
+	old := exitGrace
+	exitGrace = d
+	t.Cleanup(func() { exitGrace = old })
+}
+
+// stallWriter blocks every write until it is released: a client that
+// stopped reading.
+type stallWriter struct{ release chan struct{} }
+
+func (w *stallWriter) Write(p []byte) (int, error) {
+	<-w.release
+	return len(p), nil
+}
+
+type countWriter struct{ n atomic.Int64 }
+
+func (w *countWriter) Write(p []byte) (int, error) {
+	w.n.Add(int64(len(p)))
+	return len(p), nil
+}
+
+// TestStalledAttachDoesNotKeepTheAgentAlive: an attached client that
+// stopped reading used to hold the tee, and with it the agent (PID 1 in
+// a container), for ever after the main command exited, until SIGKILL.
+// Now the agent gives up on output it could not deliver within exitGrace
+// of the exit: the client gets an error instead of the exit status, the
+// agent's own stdout (the container's log) still gets every byte, and
+// the agent is done.
+func TestStalledAttachDoesNotKeepTheAgentAlive(t *testing.T) {
+	setExitGrace(t, 200*time.Millisecond)
+	// More than the client's window, less than that and a pipe: the main
+	// command can finish writing and exit with the client stalled.
+	const size = defaultWindow + defaultWindow/4
+	for _, dial := range []func(testing.TB, *Agent) *Client{dialForward, dialReverse} {
+		logs := &countWriter{}
+		a := startAgent(t, Config{
+			ID:        "c1",
+			Cmd:       []string{"sh", "-c", fmt.Sprintf("read x; head -c %d /dev/zero; exit 3", size)},
+			OpenStdin: true,
+			Stdout:    logs,
+		})
+		cl := dial(t, a)
+		stalled := &stallWriter{release: make(chan struct{})}
+		attached := make(chan error, 1)
+		go func() {
+			_, err := cl.Attach(context.Background(), gantry.AttachOptions{Stdin: strings.NewReader("go\n"), Stdout: stalled})
+			attached <- err
+		}()
+		waitFor(t, "the main command to exit and the agent to be done, with the client stalled", func() bool {
+			select {
+			case <-a.Exited():
+				return true
+			default:
+				return false
+			}
+		})
+		if res := a.Wait(); res.ExitCode != 3 {
+			t.Errorf("main command's exit code %d, want 3", res.ExitCode)
+		}
+		if n := logs.n.Load(); n != size {
+			t.Errorf("the agent's own stdout got %d bytes, want all %d", n, size)
+		}
+		close(stalled.release)
+		if err := <-attached; !errors.Is(err, gantry.ErrResourceExhausted) {
+			t.Errorf("the stalled client's attach: %v, want ErrResourceExhausted", err)
+		}
+	}
+}
+
+// TestLeftoverWriterDoesNotKeepTheAgentAlive: a process the main command
+// left behind that keeps writing to the inherited stdout used to keep the
+// agent reading, and so alive, for ever after the main command exited.
+// The agent now stops reading drainGrace after exitGrace.
+func TestLeftoverWriterDoesNotKeepTheAgentAlive(t *testing.T) {
+	setExitGrace(t, 200*time.Millisecond)
+	logs := &syncBuffer{}
+	a := startAgent(t, Config{
+		Cmd:    []string{"sh", "-c", `sh -c 'echo $$; while :; do echo x; sleep 0.01; done' & exit 0`},
+		Stdout: logs,
+	})
+	waitContains(t, logs, "\n")
+	pid, err := strconv.Atoi(strings.SplitN(logs.String(), "\n", 2)[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
+	waitFor(t, "the agent to be done with the leftover process still writing", func() bool {
+		select {
+		case <-a.Exited():
+			return true
+		default:
+			return false
+		}
+	})
+	if processGone(pid) {
+		t.Fatal("the leftover process is gone: the test proved nothing")
+	}
 }

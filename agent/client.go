@@ -428,7 +428,7 @@ func (sess *Session) copyIn(r io.Reader) {
 	s := sess.s
 	buf := make([]byte, headerLen+32<<10)
 	for {
-		n, err := s.stdin.take(len(buf) - headerLen)
+		n, err := s.stdin.take(len(buf)-headerLen, nil)
 		if err != nil {
 			return
 		}

@@ -65,7 +65,8 @@
 //	0x19  EXIT         agent → ctl   exit code i32 (0..255; 128+N when signal N
 //	                                 killed the process), signal u8 (N, or 0)
 //	0x1a  ERROR        agent → ctl   kind u8, reason (UTF-8): the session could not
-//	                                 start. Kinds: 0 other, 1 invalid argument,
+//	                                 start, or (kind 5, after STARTED) an attach
+//	                                 was given up on. Kinds: 0 other, 1 invalid argument,
 //	                                 2 not found, 3 permission denied, 4 conflict,
 //	                                 5 resource exhausted, 6 not supported
 //	0x1b  CLOSE        ctl → agent   empty: the controller abandons the session
@@ -222,8 +223,14 @@
 //
 // Attached sessions receive the main command's output from the moment
 // they attach. Output goes to the agent's own stdout and stderr byte for
-// byte and to every attached session; a slow attached client slows the
-// main command rather than lose output, as with docker attach. The main
-// command never has a terminal, so Client.Attach refuses a Resize channel
-// (gantry.ErrNotSupported).
+// byte and to every attached session; while the main command runs, a
+// slow attached client slows it rather than lose output, as with docker
+// attach. Once it has exited, attached sessions have 5 s to take the
+// rest of its output; one that has not is ended with an ERROR
+// (gantry.ErrResourceExhausted from Client.Attach) instead of the exit
+// status, so that a stalled client cannot keep the agent, and the
+// container, alive. The agent's own stdout and stderr still get every
+// byte the main command wrote; output from processes it left behind is
+// read for at most 0.2 s more. The main command never has a terminal, so
+// Client.Attach refuses a Resize channel (gantry.ErrNotSupported).
 package agent

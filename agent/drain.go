@@ -11,18 +11,24 @@ import (
 
 // drainer reads a process's output pipe or pty. Once the process has
 // exited it keeps reading while data arrives and reports io.EOF after
-// drainGrace of silence, so a background grandchild that inherited the
-// pipe cannot hold a session open, yet nothing the process wrote before
-// it exited is lost: that is already in the pipe and reads at once.
+// drainGrace of silence, so that nothing the process wrote before it
+// exited is lost (that is already in the pipe and reads at once) and a
+// background process that inherited the pipe but stays silent does not
+// hold the stream open. One that keeps writing does hold it open, as it
+// would hold docker exec's; with a limit, the drainer reports io.EOF that
+// long after the exit whatever still arrives.
 type drainer struct {
 	f      *os.File
+	limit  time.Duration
 	exited atomic.Bool
+	exitAt atomic.Int64 // UnixNano, set before exited
 }
 
-func newDrainer(f *os.File, done <-chan struct{}) *drainer {
-	d := &drainer{f: f}
+func newDrainer(f *os.File, done <-chan struct{}, limit time.Duration) *drainer {
+	d := &drainer{f: f, limit: limit}
 	go func() {
 		<-done
+		d.exitAt.Store(time.Now().UnixNano())
 		d.exited.Store(true)
 		// Wakes a read that is blocked right now.
 		f.SetReadDeadline(time.Now().Add(drainGrace))
@@ -36,7 +42,17 @@ func (d *drainer) Read(p []byte) (int, error) {
 	for {
 		fresh := d.exited.Load()
 		if fresh {
-			d.f.SetReadDeadline(time.Now().Add(drainGrace))
+			deadline := time.Now().Add(drainGrace)
+			if d.limit > 0 {
+				end := time.Unix(0, d.exitAt.Load()).Add(d.limit)
+				if !time.Now().Before(end) {
+					return 0, io.EOF
+				}
+				if end.Before(deadline) {
+					deadline = end
+				}
+			}
+			d.f.SetReadDeadline(deadline)
 		}
 		n, err := d.f.Read(p)
 		switch {

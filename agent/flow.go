@@ -168,8 +168,8 @@ func (c *credit) open(window int) {
 }
 
 // take waits until some credit is available and takes up to max bytes
-// of it.
-func (c *credit) take(max int) (int, error) {
+// of it. It gives up with errGaveUp once stop is closed (nil: never).
+func (c *credit) take(max int, stop <-chan struct{}) (int, error) {
 	for {
 		c.mu.Lock()
 		if c.err != nil {
@@ -184,9 +184,16 @@ func (c *credit) take(max int) (int, error) {
 			return n, nil
 		}
 		c.mu.Unlock()
-		<-c.wake
+		select {
+		case <-c.wake:
+		case <-stop:
+			return 0, errGaveUp
+		}
 	}
 }
+
+// errGaveUp is take's error when it stops waiting for credit.
+var errGaveUp = errors.New("gave up waiting for credit")
 
 // putBack returns credit that take handed out but the sender did not use.
 func (c *credit) putBack(n int) {

@@ -1,6 +1,8 @@
 package agent
 
 import (
+	"context"
+	"fmt"
 	"io"
 	"os"
 	"sync"
@@ -147,7 +149,7 @@ func (s *session) startExec(req *openRequest) *startError {
 
 	var pumps sync.WaitGroup
 	for i, f := range outputs {
-		d := newDrainer(f, p.done)
+		d := newDrainer(f, p.done, 0)
 		stream := streamStdout + byte(i)
 		pumps.Go(func() { s.pumpOutput(d, stream) })
 	}
@@ -194,7 +196,7 @@ func (s *session) pumpOutput(d *drainer, stream byte) {
 	// ones move large frames.
 	buf := make([]byte, headerLen+16<<10)
 	for {
-		n, err := cr.take(len(buf) - headerLen)
+		n, err := cr.take(len(buf)-headerLen, nil)
 		if err != nil {
 			return
 		}
@@ -218,10 +220,11 @@ func (s *session) pumpOutput(d *drainer, stream byte) {
 }
 
 // sendOutput sends p, which the main command wrote, to an attached
-// session, waiting for credit as needed. It gives up silently when the
-// session ends. Each stream has one tee, so calls for a stream never
-// overlap.
-func (s *session) sendOutput(stream byte, p []byte) {
+// session, waiting for credit as needed. It stops when the session ends,
+// and once cut is done: then a session still waiting for credit is given
+// up on (errGaveUp), and one whose connection does not take a write is
+// cut off. Each stream has one tee, so calls for a stream never overlap.
+func (s *session) sendOutput(stream byte, p []byte, cut context.Context) error {
 	cr := s.out[stream-streamStdout]
 	typ := frameStdout
 	if stream == streamStderr {
@@ -229,17 +232,39 @@ func (s *session) sendOutput(stream byte, p []byte) {
 	}
 	msg := make([]byte, headerLen+min(len(p), MaxDataPayload))
 	for len(p) > 0 {
-		n, err := cr.take(len(p))
+		n, err := cr.take(len(p), cut.Done())
 		if err != nil {
-			return
+			return err
+		}
+		if cut.Err() != nil {
+			return errGaveUp
 		}
 		putHeader(msg, typ, s.id, n)
 		copy(msg[headerLen:], p[:n])
-		if s.c.m.write(msg[:headerLen+n]) != nil {
-			return
+		// Only a peer that stops reading its connection blocks a write;
+		// closing the connection is the one way to end that write.
+		stop := context.AfterFunc(cut, func() { s.c.m.shutdown(errGaveUp, true) })
+		err = s.c.m.write(msg[:headerLen+n])
+		stop()
+		if err != nil {
+			return err
 		}
 		p = p[n:]
 	}
+	return nil
+}
+
+// giveUp ends an attached session that did not take the main command's
+// last output in time, telling the controller why. The ERROR is sent
+// from a goroutine of its own: the tee must not wait on this session
+// again.
+func (s *session) giveUp() {
+	if s.isAborted() {
+		return
+	}
+	s.abort(errGaveUp)
+	go s.c.m.send(&frame{header: header{typ: frameError, session: s.id}, kind: errKindExhausted,
+		text: fmt.Sprintf("attach: the main command exited, and this client did not take its remaining output within %v", exitGrace)})
 }
 
 // pumpStdin writes the controller's input to w and returns credit as it
