@@ -376,8 +376,11 @@ func TestHeldConnectionsDoNotExhaustDescriptors(t *testing.T) {
 		return closed[0].Load() == perKind && closed[1].Load() == perKind
 	})
 	t.Logf("%d held connections closed by the agent in %v", 2*perKind, time.Since(start).Round(time.Millisecond))
-	// The controller's connection is the one descriptor more.
-	if got := openFDs(t, c.Process.Pid); got > baseline+1 {
-		t.Errorf("the agent holds %d file descriptors with the held connections still open on the attacker's side, %d before the attack", got, baseline)
-	}
+	// net/http closes a connection's descriptor 0.5 s after the FIN the
+	// attacker sees. The controller's connection is the one descriptor
+	// more than before the attack.
+	waitFor(t, "the agent to release the held connections' descriptors", func() bool {
+		return openFDs(t, c.Process.Pid) <= baseline+1
+	})
+	t.Logf("the agent holds %d descriptors, %d before the attack, with the attacker's ends still open", openFDs(t, c.Process.Pid), baseline)
 }
