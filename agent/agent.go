@@ -86,8 +86,9 @@ func CleanEnv(env []string) []string {
 const drainGrace = 200 * time.Millisecond
 
 // killGrace is how long a session's process has to exit after SIGHUP when
-// its connection drops, before SIGKILL.
-const killGrace = 2 * time.Second
+// its connection drops, before SIGKILL. A variable so that tests need not
+// wait for it.
+var killGrace = 2 * time.Second
 
 // exitGrace is how long after the main command exits the agent still
 // delivers its output: long enough for a healthy attached client to take
@@ -128,6 +129,7 @@ type Agent struct {
 	conns     map[*mux]struct{}
 	attachers map[*session]struct{}
 	wg        sync.WaitGroup
+	execs     sync.WaitGroup // one per exec'd process until it exits
 }
 
 // Start starts the main command and returns the agent that supervises it.
@@ -376,7 +378,9 @@ func (a *Agent) Signal(sig syscall.Signal) error {
 
 // Close stops serving: it ends every connection, which signals the
 // processes of their exec sessions, and stops reverse-mode reconnects. It
-// does not stop the main command.
+// returns once those processes have exited, killed with SIGKILL if they
+// outlast SIGHUP by killGrace (2 s), so that none outlives a caller that
+// exits next. It does not stop the main command.
 func (a *Agent) Close() error {
 	a.mu.Lock()
 	if a.closing {
@@ -398,6 +402,7 @@ func (a *Agent) Close() error {
 	}
 	closing.Wait()
 	a.wg.Wait()
+	a.execs.Wait()
 	return nil
 }
 

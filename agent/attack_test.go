@@ -582,3 +582,32 @@ func TestLeftoverWriterDoesNotKeepTheAgentAlive(t *testing.T) {
 		t.Fatal("the leftover process is gone: the test proved nothing")
 	}
 }
+
+// TestCloseOutlastsExecsThatIgnoreSIGHUP: Close used to return right
+// after sending SIGHUP, so a process that ignored it outlived an agent
+// that exited next (one not PID 1, whose exit does not take the
+// container's processes with it). Close now returns once every exec'd
+// process has exited, after SIGKILL if need be.
+func TestCloseOutlastsExecsThatIgnoreSIGHUP(t *testing.T) {
+	old := killGrace
+	killGrace = 100 * time.Millisecond
+	t.Cleanup(func() { killGrace = old })
+	a := startAgent(t, Config{})
+	cl := dialForward(t, a)
+	out := &syncBuffer{}
+	if _, err := cl.Start(context.Background(), gantry.ExecConfig{
+		Cmd: []string{"sh", "-c", `trap "" HUP; echo $$; exec sleep 1000`}, Stdout: out,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	waitContains(t, out, "\n")
+	pid, err := strconv.Atoi(strings.TrimSpace(out.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
+	a.Close()
+	if !processGone(pid) {
+		t.Error("an exec'd process that ignores SIGHUP outlived Agent.Close")
+	}
+}

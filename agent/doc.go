@@ -221,6 +221,19 @@
 // reason, never an exit code. Closing the input of a TTY exec sends the
 // terminal's end-of-file character (Ctrl-D).
 //
+// An exec ends when its process has exited and its output streams have
+// been silent for 0.2 s, so a background process that inherited them and
+// keeps writing holds the session open until it stops (docker exec
+// behaves the same, and waits on a silent one too). When a session is
+// closed, or its connection or the agent is, its process group gets
+// SIGHUP and, 2 s later, SIGKILL; Agent.Close (which gantry-agent calls
+// once the main command has exited) returns only after that, so no
+// exec'd process that ignores SIGHUP outlives the agent. A process that
+// left its session's process group (a daemon that called setsid), or one
+// still in the group after the group's leader has exited, is not
+// signalled: as PID 1 the agent's exit ends it with the container, but an
+// agent that is not PID 1 leaves it running.
+//
 // Attached sessions receive the main command's output from the moment
 // they attach. Output goes to the agent's own stdout and stderr byte for
 // byte and to every attached session; while the main command runs, a

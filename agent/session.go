@@ -143,6 +143,7 @@ func (s *session) startExec(req *openRequest) *startError {
 		return classifyStart(req.Cmd[0], err)
 	}
 	s.proc = p
+	a.execs.Go(func() { <-p.done })
 	if err := s.c.m.send(&frame{header: header{typ: frameStarted, session: s.id}, amount: defaultWindow}); err != nil {
 		s.abort(err)
 	}

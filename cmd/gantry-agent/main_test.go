@@ -384,3 +384,45 @@ func TestHeldConnectionsDoNotExhaustDescriptors(t *testing.T) {
 	})
 	t.Logf("the agent holds %d descriptors, %d before the attack, with the attacker's ends still open", openFDs(t, c.Process.Pid), baseline)
 }
+
+// TestExecsDoNotOutliveTheAgent: when the main command exited, an agent
+// that is not PID 1 used to exit right after sending SIGHUP to its exec
+// sessions, before the SIGKILL 2 s later; a process that ignored SIGHUP
+// lived on. The agent now exits only once it has killed it.
+func TestExecsDoNotOutliveTheAgent(t *testing.T) {
+	addrFile := filepath.Join(t.TempDir(), "addr")
+	c := agentCmd([]string{"GANTRY_AGENT_SECRET=" + secret}, "-listen", "127.0.0.1:0", "-addr-file", addrFile, "--", "sh", "-c", "read x || true")
+	in, err := c.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := startListening(t, c, addrFile)
+	cl, err := agent.Dial(context.Background(), "ws://"+addr+"/", []byte(secret), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	pr, pw := io.Pipe()
+	if _, err := cl.Start(context.Background(), gantry.ExecConfig{
+		Cmd: []string{"sh", "-c", `trap "" HUP; echo $$; exec sleep 1000`}, Stdout: pw,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(pr).ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	go io.Copy(io.Discard, pr)
+	pid, err := strconv.Atoi(strings.TrimSpace(line))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
+	in.Close()
+	if code := exitCode(t, c.Wait()); code != 0 {
+		t.Fatalf("agent exit code %d, want the main command's 0", code)
+	}
+	if syscall.Kill(pid, 0) != syscall.ESRCH {
+		t.Error("an exec'd process that ignores SIGHUP outlived the agent")
+	}
+}
