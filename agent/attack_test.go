@@ -611,3 +611,53 @@ func TestCloseOutlastsExecsThatIgnoreSIGHUP(t *testing.T) {
 		t.Error("an exec'd process that ignores SIGHUP outlived Agent.Close")
 	}
 }
+
+// TestExecHeldOpenByAWritingDaemon: the documentation said a background
+// process that inherited an exec's output could not hold the session
+// open; one that keeps writing does, as with docker exec, and the
+// documentation now says so. A silent one does not.
+func TestExecHeldOpenByAWritingDaemon(t *testing.T) {
+	a := startAgent(t, Config{})
+	cl := dialForward(t, a)
+	ctx := context.Background()
+
+	errb := &syncBuffer{}
+	res, err := cl.Exec(ctx, gantry.ExecConfig{Cmd: []string{"sh", "-c", "sleep 1000 & echo $! >&2; exit 4"}, Stderr: errb})
+	if err != nil || res.ExitCode != 4 {
+		t.Fatalf("exec leaving a silent daemon = %+v, %v; want exit 4", res, err)
+	}
+	if pid, err := strconv.Atoi(strings.TrimSpace(errb.String())); err == nil {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+
+	out, errb := &countWriter{}, &syncBuffer{}
+	sess, err := cl.Start(ctx, gantry.ExecConfig{Cmd: []string{"sh", "-c", "yes tick & echo $! $$ >&2; exit 5"}, Stdout: out, Stderr: errb})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitContains(t, errb, "\n")
+	var daemon, shell int
+	if _, err := fmt.Sscan(errb.String(), &daemon, &shell); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Kill(daemon, syscall.SIGKILL) })
+	waitFor(t, "the exec's own process to exit", func() bool { return processGone(shell) })
+	ended := make(chan struct{})
+	var final gantry.ExecResult
+	go func() {
+		defer close(ended)
+		final, _ = sess.Wait()
+	}()
+	after := out.n.Load()
+	waitFor(t, "another MiB from the daemon", func() bool { return out.n.Load() > after+1<<20 })
+	select {
+	case <-ended:
+		t.Fatal("the session ended while the daemon was writing")
+	default:
+	}
+	syscall.Kill(daemon, syscall.SIGKILL)
+	<-ended
+	if final.ExitCode != 5 {
+		t.Errorf("exit code %d once the daemon stopped, want the exec's 5", final.ExitCode)
+	}
+}
