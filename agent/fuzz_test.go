@@ -149,11 +149,11 @@ func isVersionErr(err error) bool {
 	return bytes.Contains([]byte(err.Error()), []byte("protocol version"))
 }
 
-// pipeTransport is the controller's end of an in-memory connection whose
-// other end is a test playing the agent.
+// pipeTransport is one end of an in-memory connection, held by the side
+// under test; the other end is a test playing its peer.
 type pipeTransport struct {
-	in        chan []byte // to the controller; closed when the agent hangs up
-	out       chan []byte // from the controller
+	in        chan []byte // to the side under test; closed when the peer hangs up
+	out       chan []byte // from the side under test
 	closed    chan struct{}
 	closeOnce sync.Once
 }
@@ -176,9 +176,9 @@ func (p *pipeTransport) next(ctx context.Context) (io.Reader, error) {
 	}
 }
 
-// write hands the controller's message to the agent, dropping it when the
-// agent's queue is full: a script that never reads must not stall the
-// controller's writers, which a real peer could do only by not reading.
+// write hands a message to the peer, dropping it when the peer's queue is
+// full: a script that never reads must not stall the side under test,
+// which a real peer could do only by not reading its connection.
 func (p *pipeTransport) write(_ context.Context, msg []byte) error {
 	select {
 	case <-p.closed:
@@ -197,9 +197,9 @@ func (p *pipeTransport) close(bool) error {
 	return nil
 }
 
-// toController sends one message to the controller, or reports that it
+// deliver sends one message to the side under test, or reports that it
 // has closed the connection.
-func (p *pipeTransport) toController(msg []byte) bool {
+func (p *pipeTransport) deliver(msg []byte) bool {
 	select {
 	case p.in <- msg:
 		return true
@@ -208,9 +208,9 @@ func (p *pipeTransport) toController(msg []byte) bool {
 	}
 }
 
-// fromController waits for the controller's next message of type typ,
+// await waits for the next message of type typ from the side under test,
 // skipping others.
-func (p *pipeTransport) fromController(typ byte) ([]byte, bool) {
+func (p *pipeTransport) await(typ byte) ([]byte, bool) {
 	for {
 		select {
 		case m := <-p.out:
@@ -333,14 +333,14 @@ func FuzzControllerAgainstAgent(f *testing.F) {
 		}()
 		nonceA := newNonce()
 		hello, _ := encodeControl(&frame{header: header{typ: frameHello}, version: protocolVersion, mode: modeReverse, nonce: nonceA, id: "c1", endpoint: testHubEndpoint})
-		p.toController(hello)
-		authMsg, _ := p.fromController(frameAuth)
+		p.deliver(hello)
+		authMsg, _ := p.await(frameAuth)
 		auth, err := readFrame(bytes.NewReader(authMsg), make([]byte, maxHandshakePayload), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		ok, _ := encodeControl(&frame{header: header{typ: frameAuthOK}, mac: transcriptMAC(testSecret, labelAgent, modeReverse, "c1", testHubEndpoint, nonceA, auth.nonce)})
-		p.toController(ok)
+		p.deliver(ok)
 		if err := <-handshakeDone; err != nil {
 			t.Fatal(err)
 		}
@@ -367,7 +367,7 @@ func FuzzControllerAgainstAgent(f *testing.F) {
 			cancels[i] = cancel
 			calls.Go(func() { run(ctx) })
 			// Session IDs follow the order of the OPENs.
-			if _, ok := p.fromController(frameOpen); !ok {
+			if _, ok := p.await(frameOpen); !ok {
 				t.Fatal("the controller closed the connection before opening its sessions")
 			}
 		}
@@ -376,7 +376,7 @@ func FuzzControllerAgainstAgent(f *testing.F) {
 				cancels[s.cancel]()
 				continue
 			}
-			if !p.toController(s.msg) {
+			if !p.deliver(s.msg) {
 				break
 			}
 		}
@@ -394,4 +394,122 @@ type zeroReader struct{}
 func (zeroReader) Read(p []byte) (int, error) {
 	clear(p)
 	return len(p), nil
+}
+
+// controllerScript decodes a fuzz input into the frames a malicious
+// controller, authenticated with the container's secret, sends an agent.
+func controllerScript(data []byte) [][]byte {
+	var msgs [][]byte
+	take := func(n int) []byte {
+		n = min(n, len(data))
+		b := data[:n]
+		data = data[n:]
+		return b
+	}
+	opens := []openRequest{
+		{Kind: "exec", Cmd: []string{"true"}},
+		{Kind: "exec", Cmd: []string{"cat"}, Stdin: true},
+		{Kind: "exec", Cmd: []string{"cat"}, Stdin: true, TTY: true, Rows: 5, Cols: 7},
+		{Kind: "exec", Cmd: []string{"no-such-command"}},
+		{Kind: "attach", Stdin: true},
+		{Kind: "attach"},
+	}
+	for len(data) > 0 {
+		op := take(1)[0]
+		b := take(5)
+		if len(b) < 5 {
+			return msgs
+		}
+		session := uint32(b[0] % 5)
+		switch op % 3 {
+		case 0:
+			payload := take(int(b[2]))
+			msg := make([]byte, headerLen+len(payload))
+			putHeader(msg, fuzzFrameTypes[int(b[1])%len(fuzzFrameTypes)], session, len(payload))
+			copy(msg[headerLen:], payload)
+			msgs = append(msgs, msg)
+		case 1:
+			size := (int(b[1])<<16 | int(b[2])<<8 | int(b[3])) % (MaxDataPayload + 1)
+			msg := make([]byte, headerLen+size)
+			putHeader(msg, frameStdin, session, size)
+			msgs = append(msgs, msg)
+		case 2:
+			f := frame{header: header{session: session}}
+			switch b[1] % 7 {
+			case 0:
+				o := opens[int(b[2])%len(opens)]
+				o.Window = MinWindow + uint32(binary.BigEndian.Uint16(b[3:])%64)*MinWindow
+				f.typ, f.open = frameOpen, &o
+			case 1:
+				f.typ, f.stream, f.amount = frameCredit, 1+b[2]%2, 1+uint32(binary.BigEndian.Uint16(b[3:]))
+			case 2:
+				f.typ, f.rows, f.cols = frameResize, 1+uint16(b[2]), 1+uint16(b[3])
+			case 3:
+				f.typ, f.signal = frameSignal, 1+b[2]%64
+			case 4:
+				f.typ = frameStdinClose
+			case 5:
+				f.typ = frameClose
+			case 6:
+				f.typ, f.stream, f.amount = frameCredit, b[2]%3, uint32(b[3])<<16|uint32(b[4])
+			}
+			msg, err := encodeControl(&f)
+			if err != nil {
+				continue
+			}
+			msgs = append(msgs, msg)
+		}
+	}
+	return msgs
+}
+
+// FuzzAgentAgainstController plays a malicious controller that knows the
+// secret against a real agent, whose main command is cat on an open
+// stdin: whatever it sends, in whatever order, the agent must not crash
+// or hang, must end the connection when the controller hangs up, and
+// must not leave a process of the connection's sessions running.
+func FuzzAgentAgainstController(f *testing.F) {
+	a := startAgent(f, Config{ID: "c1"})
+	open := func(kind, session byte) []byte { return []byte{2, session, 0, kind, 0, 0} }
+	stdin := func(session byte) []byte { return []byte{1, session, 0, 0, 0x10, 0} }
+	seq := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
+	f.Add(seq(open(0, 1), open(1, 2), stdin(2), []byte{2, 2, 4, 0, 0, 0}))
+	f.Add(seq(open(2, 1), stdin(1), []byte{2, 1, 2, 9, 9, 0}, []byte{2, 1, 3, 15, 0, 0}))
+	f.Add(seq(open(4, 3), stdin(3), []byte{2, 3, 1, 1, 0x10, 0}, []byte{2, 3, 5, 0, 0, 0}, open(4, 3)))
+	f.Add(seq(open(3, 1), open(5, 2), []byte{2, 2, 6, 0, 0, 1}))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		msgs := controllerScript(data)
+		p := newPipeTransport()
+		served := make(chan bool, 1)
+		go func() { served <- a.serve(context.Background(), p, modeForward, "fuzz", servesTest) }()
+		helloMsg, _ := p.await(frameHello)
+		hello, err := readFrame(bytes.NewReader(helloMsg), make([]byte, maxHandshakePayload), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nonceC := newNonce()
+		auth, _ := encodeControl(&frame{header: header{typ: frameAuth}, nonce: nonceC, endpoint: testAgentEndpoint,
+			mac: transcriptMAC(testSecret, labelController, modeForward, "", testAgentEndpoint, hello.nonce, nonceC)})
+		p.deliver(auth)
+		if _, ok := p.await(frameAuthOK); !ok {
+			t.Fatal("the agent refused an honest handshake")
+		}
+		for _, msg := range msgs {
+			if !p.deliver(msg) {
+				break
+			}
+		}
+		close(p.in)
+		if !<-served {
+			t.Fatal("serve reports the controller did not authenticate")
+		}
+		// Every session ended with the connection; their processes have
+		// had SIGHUP, and none ignores it.
+		a.execs.Wait()
+		select {
+		case <-a.Exited():
+			t.Fatal("the main command exited")
+		default:
+		}
+	})
 }
