@@ -101,6 +101,10 @@
 // with wss exactly when the connection uses TLS) and computes its MACs
 // over the E it accepted. Neither side computes a MAC over an E it has
 // not checked: the dialer uses its own, the acceptor only one it serves.
+// The kernel, not the peer, says where a connection arrived, which makes
+// the loopback default sound; configured endpoints replace it rather
+// than add to it, because behind a proxy or a sandbox's port forwarding a
+// connection can arrive on a loopback address from far away.
 //
 // This is what stops a relay. A party that the agent or the controller
 // was led to dial (a wrong URL, a DNS takeover, a hostile proxy) could
@@ -122,12 +126,14 @@
 // runs (or the attach is registered), or ERROR if it cannot start; ERROR
 // ends the session. Nothing else for the session comes before STARTED:
 // output, CREDIT or EXIT first is a violation. After the last output the
-// agent sends EXIT, which ends the session. CLOSE ends it from the controller's side: the agent
-// sends SIGHUP to the process group, SIGKILL 2 s later if it lingers, and
-// sends no EXIT. Frames for a session ID that is not live are ignored (they
-// race with the session's end), except OPEN, which starts one; a frame the
-// receiver never accepts (one sent in the wrong direction, or CREDIT for a
-// stream the receiver itself sends) is a violation whatever its session.
+// agent sends EXIT, which ends the session (or, for an attach it gives up
+// on, ERROR; see Processes). CLOSE ends it from the controller's side:
+// the agent sends SIGHUP to the process group, SIGKILL 2 s later if it
+// lingers, and sends no EXIT. Frames for a session ID that is not live
+// are ignored (they race with the session's end), except OPEN, which
+// starts one; a frame the receiver never accepts (one sent in the wrong
+// direction, or CREDIT for a stream the receiver itself sends) is a
+// violation whatever its session.
 //
 // Flow control. Every stream of every session has a window: the receiver
 // announces it (OPEN for output, STARTED for input) and the sender may have
@@ -146,35 +152,44 @@
 // # Threat model
 //
 // Assets: the ability to run commands in the container and read its
-// processes' input and output, and the per-container secret.
+// processes' input and output, the per-container secret, and the
+// availability of the controller (for a Hub, every container's) and of
+// the container itself.
 //
 // Attackers considered: anyone who can reach the agent's listening port
-// (forward mode) or the Hub's URL (reverse mode), and a passive observer of
-// the network path.
+// (forward mode) or the Hub's URL (reverse mode); anyone who can make the
+// agent or a backend dial a URL of theirs (a wrong URL, a DNS takeover, a
+// hostile proxy); a passive observer of the network path; and an
+// authenticated peer, either a controller or, since root in the
+// container can read the secret, anything in the container standing in
+// for its agent.
 //
 //   - The secret never crosses the wire: both sides prove knowledge of it
 //     with HMAC-SHA256 over fresh 32-byte random nonces from both sides, so
 //     a recorded exchange cannot be replayed and reveals nothing about the
 //     secret beyond what HMAC does. The mode and a role label are part of
 //     the MAC, so a proof taken from one side or one direction is useless
-//     elsewhere. Secrets shorter than 16 bytes are refused; use 32 random
-//     bytes.
+//     elsewhere, and MACs are compared in constant time. Secrets shorter
+//     than 16 bytes are refused; use 32 random bytes.
 //   - The controller proves first. In reverse mode the Hub therefore hands
-//     a MAC to anyone who connects and names a container ID it knows, and
-//     that MAC lets the peer test guesses of the secret offline. This is
-//     harmless for a random secret of 16 bytes or more and fatal for a
-//     password: secrets must come from a random generator.
+//     a MAC to anyone who connects and names an endpoint it serves and a
+//     container ID it knows, and that MAC lets the peer test guesses of
+//     the secret offline. This is harmless for a random secret of 16 bytes
+//     or more and fatal for a password: secrets must come from a random
+//     generator.
 //   - A peer without the secret learns that an agent speaks this protocol,
-//     a random nonce, and in reverse mode the container ID the agent sends
-//     (which the Hub operator already knows). It gets no session and no
-//     reason for the refusal.
+//     a random nonce, and in reverse mode the container ID and the
+//     endpoint the agent sends (which the Hub operator already knows). It
+//     gets no session and no reason for the refusal. Refusals are logged
+//     at Debug, since anyone can cause them at will.
 //   - Authentication is mutual and bound to the endpoint the dialer
 //     dialled (see Endpoint above): an impostor Hub or controller that the
 //     agent or a backend was led to dial cannot make the agent serve it,
 //     even by relaying the handshake to the real peer, and an impostor
 //     agent cannot make a backend trust its output. A peer that dialled
 //     an endpoint the accepting side does not serve is refused before any
-//     MAC is made for it.
+//     MAC is made for it. This holds as long as the impostor cannot answer
+//     at the real endpoint itself, which is what TLS is for.
 //   - The handshake authenticates the peer, not the bytes that follow: an
 //     active attacker on the path could take over an authenticated
 //     connection. So wherever the connection leaves the machine it must run
@@ -182,28 +197,37 @@
 //     loopback address unless told Insecure, and follow no redirect, which
 //     could lead them elsewhere. On Cloud Run, Google's front end
 //     terminates TLS for the service URL.
-//   - Resource exhaustion by an authenticated peer is bounded (frame sizes,
-//     windows, 1024 sessions per connection). Before authenticating, a
-//     peer can make either side read or buffer at most one handshake frame
-//     (at most 1316 bytes of payload), and a longer one is refused from
-//     its header.
-//   - No unauthenticated connection outlives the handshake timeout (10 s).
-//     Agent.ServeHTTP and Hub.ServeHTTP answer a request that is not a
-//     WebSocket upgrade offering the subprotocol with an HTTP error and
-//     close its connection, rather than upgrade it or leave it idle; an
-//     upgraded peer that does not complete the handshake in time is cut
-//     off without a close handshake; and every close handshake, with any
-//     peer, is cut off after 2 s, as the WebSocket library would
-//     otherwise wait for ever on a peer that declares a huge frame and
-//     stalls. The http.Server in front of them must bound reading a
-//     request's headers (ReadHeaderTimeout; gantry-agent uses 10 s).
-//   - An unauthenticated flood of connections within that timeout is not
+//   - An authenticated peer cannot crash the other side or make it wait
+//     for ever, whatever frames it sends in whatever order: a violation
+//     closes that connection only. What it can make the other side hold is
+//     bounded (frame sizes, windows, 1024 sessions per connection). It
+//     can, by design, run any command in the container (a controller) or
+//     fail any session (an agent).
+//   - Before authenticating, a peer can make either side read or buffer
+//     at most one handshake frame (at most 1316 bytes of payload), and a
+//     longer one is refused from its header.
+//   - An unauthenticated peer holds a connection for at most the time the
+//     http.Server in front of the agent or Hub allows for a request's
+//     headers (its ReadHeaderTimeout, which must be set; gantry-agent's is
+//     10 s) and then the handshake timeout (10 s). Agent.ServeHTTP and
+//     Hub.ServeHTTP answer a request that is not a WebSocket upgrade
+//     offering the subprotocol with an HTTP error and close its
+//     connection, rather than upgrade it or leave it idle; an upgraded
+//     peer that does not complete the handshake in time is cut off without
+//     a close handshake; and every close handshake, with any peer, is cut
+//     off after 2 s, as the WebSocket library would otherwise wait for
+//     ever on a peer that declares a huge frame and stalls.
+//   - An unauthenticated flood of connections within those times is not
 //     rate limited by the agent; that is left to the platform's front end.
-//     Each such connection costs the agent one file descriptor for at most
-//     the handshake timeout.
+//     Each such connection costs the agent one file descriptor while it
+//     lasts.
 //   - In reverse mode each dial of the Hub is bounded
 //     (ConnectOptions.DialTimeout), so a Hub address that accepts
 //     connections but never answers only delays the next attempt.
+//   - Once the main command has exited, neither an attached client that
+//     stops reading nor a process left behind that keeps writing can keep
+//     the agent, and with it the container, alive (see Processes); nor,
+//     once the agent is closed, can an exec'd process that ignores SIGHUP.
 //   - The secret reaches the agent through its environment or a file;
 //     the agent removes GANTRY_AGENT_ variables from the environment of the
 //     main command and every exec. Processes in the container running as
