@@ -166,10 +166,12 @@ func TestHeldConnectionsAreClosed(t *testing.T) {
 				time.Sleep(handshakeTimeout)
 				synctest.Wait()
 				closed := make([]int, len(heldKinds))
+				last := make([]time.Duration, len(heldKinds))
 				late := 0
 				for range len(results) {
 					r := <-results
 					closed[r.kind]++
+					last[r.kind] = max(last[r.kind], r.closedAt.Sub(start))
 					if r.closedAt.Sub(start) > handshakeTimeout {
 						late++
 					}
@@ -178,6 +180,7 @@ func TestHeldConnectionsAreClosed(t *testing.T) {
 					if closed[k] != perKind {
 						t.Errorf("%s: %d of %d connections closed by the %s", kind.name, closed[k], perKind, target)
 					}
+					t.Logf("%s: %d closed, the last %v after the attack began", kind.name, closed[k], last[k])
 				}
 				if late != 0 {
 					t.Errorf("%d connections closed after the handshake timeout", late)
