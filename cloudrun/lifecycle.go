@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"cloud.google.com/go/logging/apiv2/loggingpb"
 	"cloud.google.com/go/run/apiv2/runpb"
 	"github.com/gantryhq/gantry"
 	"github.com/gantryhq/gantry/internal/cloudlog"
@@ -391,16 +392,22 @@ func (r *Runtime) Logs(ctx context.Context, id string, opts gantry.LogsOptions) 
 	if notBefore.IsZero() {
 		notBefore = j.rec.Created
 	}
+	jobID := j.id()
 	return cloudlog.Open(ctx, cloudlog.Source{
 		Client:    r.logs,
 		Project:   r.cfg.Project,
 		Filter:    &f,
-		StdoutLog: "run.googleapis.com/stdout",
-		StderrLog: "run.googleapis.com/stderr",
+		StdoutLog: stdoutLog,
+		StderrLog: stderrLog,
 		NotBefore: notBefore,
 		Stopped:   r.stoppedAt(j),
+		Ended:     timeOf(j.latest().GetCompletionTime()),
 		Grace:     r.cfg.LogGrace,
 		Settle:    r.cfg.PollInterval,
 		Describe:  fmt.Sprintf("cloudrun: logs %q", id),
+		Tail:      r.tail,
+		Match: func(e *loggingpb.LogEntry) bool {
+			return e.GetResource().GetLabels()["job_name"] == jobID
+		},
 	}, opts)
 }

@@ -73,8 +73,10 @@ func TestLogsQueryDoesTheWork(t *testing.T) {
 
 	job := jobIDForName(c.Name)
 	base := fmt.Sprintf(`resource.type="cloud_run_job" AND resource.labels.job_name=%q AND resource.labels.location=%q`, job, region)
-	stdout := `logName="projects/` + project + `/logs/run.googleapis.com%2Fstdout"`
-	stderr := `logName="projects/` + project + `/logs/run.googleapis.com%2Fstderr"`
+	// The log is named by its ending: entries carry the project ID in
+	// their logName even when a query names the project by number.
+	stdout := `logName:"/logs/run.googleapis.com%2Fstdout"`
+	stderr := `logName:"/logs/run.googleapis.com%2Fstderr"`
 	since, until := all[10].Time, all[20].Time
 	between := 0
 	for _, e := range all {
@@ -317,5 +319,60 @@ func TestLogsSpanEveryRunInOrder(t *testing.T) {
 	// As Docker, the tail is of both streams; the stream is chosen after.
 	if got := lines(readAll(t, rt, c.ID, gantry.LogsOptions{Tail: 4, Stdout: true})); !slices.Equal(got, []line{{gantry.Stdout, runs[1]}, {gantry.Stdout, runs[2]}}) {
 		t.Errorf("tail 4 of stdout = %v, want the last two runs", got)
+	}
+}
+
+// TestFollowersShareOneTailSession: Cloud Logging allows 10 live-tail
+// sessions a project; twelve followers of one Runtime use one, and each
+// gets exactly its own container's lines.
+func TestFollowersShareOneTailSession(t *testing.T) {
+	srv := newServer(t)
+	rt := newRuntime(t, srv, Config{})
+	ctx := testCtx(t)
+	const n = 12
+	readers := make([]gantry.LogReader, n)
+	ids := make([]string, n)
+	for i := range n {
+		c, err := rt.Create(ctx, sh(fmt.Sprintf(`echo ready %d; sleep 600`, i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[i] = c.ID
+		if err := rt.Start(ctx, c.ID); err != nil {
+			t.Fatal(err)
+		}
+		if readers[i], err = rt.Logs(ctx, c.ID, gantry.LogsOptions{Follow: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, r := range readers {
+		e, err := r.Next()
+		if err != nil || e.Line != fmt.Sprintf("ready %d", i) {
+			t.Fatalf("follower %d: %+v, %v; want its ready line", i, e, err)
+		}
+	}
+	if got := rt.tail.Sessions(); got != 1 {
+		t.Errorf("%d tail sessions for %d followers, want 1", got, n)
+	}
+	if got := srv.Calls(mLogsTail); got != 1 {
+		t.Errorf("%d TailLogEntries calls, want 1", got)
+	}
+	for _, id := range ids {
+		if err := rt.Kill(ctx, id, "SIGKILL"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, r := range readers {
+		var got []string
+		for {
+			e, err := r.Next()
+			if err != nil {
+				break
+			}
+			got = append(got, e.Line)
+		}
+		if len(got) != 0 {
+			t.Errorf("follower %d read %q after its ready line, want nothing more", i, got)
+		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 	run "cloud.google.com/go/run/apiv2"
 	"cloud.google.com/go/run/apiv2/runpb"
 	"github.com/gantryhq/gantry"
+	"github.com/gantryhq/gantry/internal/cloudlog"
 	"github.com/gantryhq/gantry/internal/gcperr"
 	"github.com/gantryhq/gantry/internal/meta"
 	"github.com/gantryhq/gantry/internal/poll"
@@ -30,9 +31,14 @@ const (
 	// DefaultPollInterval is how often the Runtime's one poller lists
 	// jobs while anything waits: 60 reads a minute.
 	DefaultPollInterval = time.Second
-	// DefaultLogGrace is how long a following Logs keeps reading after the
-	// container stops: Cloud Logging's ingestion lag is seconds.
-	DefaultLogGrace = 5 * time.Second
+	// DefaultLogGrace is how long Logs keeps reading after it has seen
+	// the container stop (and how long after a stop a Logs that does not
+	// follow waits before it lists): Cloud Logging ingests seconds late.
+	DefaultLogGrace = 10 * time.Second
+
+	// The logs of a Cloud Run job's containers.
+	stdoutLog = "run.googleapis.com/stdout"
+	stderrLog = "run.googleapis.com/stderr"
 )
 
 // Config holds what a Runtime needs to know once.
@@ -123,6 +129,8 @@ type Runtime struct {
 	pageSize int32
 	// budget is spent by every call of the Runtime's clients.
 	budget *quota.Budget
+	// tail is the one TailLogEntries session that serves every follower.
+	tail *cloudlog.Tail
 	// exits remembers the exit status of finished executions, which never
 	// changes, so List and Inspect read each task once.
 	exits exitCache
@@ -188,6 +196,15 @@ func New(ctx context.Context, cfg Config, opts ...option.ClientOption) (*Runtime
 		return nil, fmt.Errorf("cloudrun: new: logging client: %w", err)
 	}
 	r.poller = poll.New(cfg.PollInterval, r.fetch)
+	// One tail session serves every follower of the Runtime: Cloud
+	// Logging allows 10 a project. It selects every gantry job's output
+	// in the region; each follower takes its own job's.
+	var tf cloudlog.Filter
+	tf.Eq("resource.type", "cloud_run_job").
+		Eq("resource.labels.location", cfg.Region).
+		Raw("resource.labels.job_name:"+cloudlog.Quote(jobPrefix)).
+		Logs(stdoutLog, stderrLog)
+	r.tail = cloudlog.NewTail(r.logs, cfg.Project, tf.String(), "cloudrun: tail")
 	return r, nil
 }
 

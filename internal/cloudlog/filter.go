@@ -44,6 +44,26 @@ func (f *Filter) AnyOf(field string, values ...string) *Filter {
 	return f
 }
 
+// Logs adds a clause that selects the logs with these IDs (such as
+// "run.googleapis.com/stdout") in any project form: a log name carries the
+// project ID even when the query names the project by number, so the
+// clause tests the name's "/logs/<id>" ending rather than the whole name.
+func (f *Filter) Logs(ids ...string) *Filter {
+	if len(ids) == 0 {
+		return f
+	}
+	parts := make([]string, len(ids))
+	for i, id := range ids {
+		parts[i] = "logName:" + Quote("/logs/"+url.PathEscape(id))
+	}
+	if len(parts) == 1 {
+		f.clauses = append(f.clauses, parts[0])
+	} else {
+		f.clauses = append(f.clauses, "("+strings.Join(parts, " OR ")+")")
+	}
+	return f
+}
+
 // Since adds timestamp>=t (inclusive), unless t is zero.
 func (f *Filter) Since(t time.Time) *Filter {
 	if !t.IsZero() {

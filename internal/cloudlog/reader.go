@@ -36,9 +36,7 @@ import (
 	"cloud.google.com/go/logging/apiv2/loggingpb"
 	"github.com/gantryhq/gantry"
 	"github.com/gantryhq/gantry/internal/gcperr"
-	"github.com/googleapis/gax-go/v2"
 	"google.golang.org/api/iterator"
-	"google.golang.org/grpc/codes"
 )
 
 // MaxPageSize is the largest page ListLogEntries returns.
@@ -82,6 +80,16 @@ type Source struct {
 	Settle time.Duration
 	// Describe names the request in errors, such as `cloudrun: logs "web"`.
 	Describe string
+	// Tail, when set, is the backend's shared session that Follow reads
+	// from, taking the entries Match accepts; without it a follower opens
+	// a session of its own for Filter.
+	Tail  *Tail
+	Match func(*loggingpb.LogEntry) bool
+	// Ended is when the container's last run ended, or zero while it
+	// runs (or never ran). A reader that does not follow waits until
+	// Grace has passed since then before it lists, so that entries still
+	// on their way to Cloud Logging are in the listing.
+	Ended time.Time
 }
 
 // Open starts reading; the returned reader yields entries in time order
@@ -103,7 +111,7 @@ func Open(ctx context.Context, src Source, opts gantry.LogsOptions) (gantry.LogR
 	// afterwards, so a tail reads both.
 	for _, s := range []gantry.Stream{gantry.Stdout, gantry.Stderr} {
 		if opts.Wants(s) || opts.Tail > 0 {
-			p.logNames = append(p.logNames, LogName(src.Project, p.logID(s)))
+			p.logIDs = append(p.logIDs, p.logID(s))
 		}
 	}
 	go func() {
@@ -163,7 +171,7 @@ type producer struct {
 	opts     gantry.LogsOptions
 	out      chan<- gantry.LogEntry
 	seen     *dedup
-	logNames []string
+	logIDs   []string
 	// last is the newest timestamp emitted; follow reads from it on.
 	last time.Time
 }
@@ -178,7 +186,7 @@ func (p *producer) logID(s gantry.Stream) string {
 // filter is the source filter with the streams and [since, until).
 func (p *producer) filter(since time.Time) string {
 	f := p.src.Filter.Clone()
-	f.AnyOf("logName", p.logNames...)
+	f.Logs(p.logIDs...)
 	f.Since(since)
 	f.Until(p.opts.Until)
 	return f.String()
@@ -192,6 +200,17 @@ func (p *producer) lower() time.Time {
 }
 
 func (p *producer) run(ctx context.Context) error {
+	if !p.opts.Follow && !p.src.Ended.IsZero() {
+		// Cloud Logging ingests seconds late: a listing right after the
+		// container stopped could miss its last lines.
+		t := time.NewTimer(time.Until(p.src.Ended.Add(p.src.Grace)))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
 	from := p.lower()
 	switch {
 	case p.opts.Tail == gantry.TailNone:
@@ -286,6 +305,7 @@ func (p *producer) follow(ctx context.Context, followFrom time.Time) error {
 			low = l
 		}
 	}
+	began := time.Now()
 
 	stopped := make(chan time.Time, 1)
 	stopErr := make(chan error, 1)
@@ -308,13 +328,21 @@ func (p *producer) follow(ctx context.Context, followFrom time.Time) error {
 		untilC = t.C
 	}
 
-	entries := make(chan *loggingpb.LogEntry, 256)
-	opened := make(chan struct{}, 1)
-	live := make(chan struct{}, 1)
-	streamErr := make(chan error, 1)
-	streamCtx, stopStream := context.WithCancel(ctx)
-	defer stopStream()
-	wg.Go(func() { streamErr <- p.stream(streamCtx, low, entries, opened, live) })
+	// A follower of a backend's shared Tail takes the entries its Match
+	// accepts; one without opens a session of its own for its filter.
+	tail, match := p.src.Tail, p.src.Match
+	if tail == nil {
+		tail, match = NewTail(p.src.Client, p.src.Project, p.filter(low), p.src.Describe), nil
+	}
+	sub := tail.subscribe(match)
+	unsubscribed := false
+	unsubscribe := func() {
+		if !unsubscribed {
+			unsubscribed = true
+			tail.unsubscribe(sub)
+		}
+	}
+	defer unsubscribe()
 
 	settle := p.src.Settle
 	if settle <= 0 {
@@ -331,19 +359,57 @@ func (p *producer) follow(ctx context.Context, followFrom time.Time) error {
 			graceC = t.C
 		}
 	}
+	// relistFrom is where a listing for what the stream may have missed
+	// starts: one grace period before the newest entry seen, as late
+	// entries carry their own (earlier) timestamps.
+	relistFrom := func() time.Time {
+		from := low
+		if back := p.last.Add(-p.src.Grace); proven && back.After(from) {
+			from = back
+		}
+		return from
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case e := <-entries:
-			if err := p.emit(ctx, e); err != nil {
-				return err
+		case ev := <-sub.events:
+			switch ev.kind {
+			case evEntry:
+				if p.inWindow(ev.entry, low) {
+					if err := p.emit(ctx, ev.entry); err != nil {
+						return err
+					}
+				}
+			case evOpened:
+				// Until the session answers, what is written may reach
+				// neither it nor the last listing.
+				proven, delay = false, settle
+				relist.Reset(delay)
+			case evLive:
+				// The session has answered, so it was live before whatever
+				// it sent was written: one more listing finds everything
+				// written before that, and the session has the rest.
+				if !proven {
+					proven = true
+					relist.Stop()
+					if err := p.list(ctx, low); err != nil {
+						return err
+					}
+				}
+			case evSuppressed:
+				if err := p.list(ctx, relistFrom()); err != nil {
+					return err
+				}
+			case evFailed:
+				return ev.err
 			}
-		case <-opened:
-			// A stream (re)opened: until it answers, what is written
-			// may reach neither it nor the last listing.
-			proven, delay = false, settle
-			relist.Reset(delay)
+		case <-sub.wake:
+			if sub.lost.Swap(false) {
+				if err := p.list(ctx, relistFrom()); err != nil {
+					return err
+				}
+			}
 		case <-relist.C:
 			if proven {
 				continue
@@ -353,130 +419,44 @@ func (p *producer) follow(ctx context.Context, followFrom time.Time) error {
 			}
 			delay = min(2*delay, max(p.src.Grace, settle))
 			relist.Reset(delay)
-		case <-live:
-			// The stream has answered, so it was live before whatever it
-			// sent was written: one more listing finds everything written
-			// before that, and the stream has everything after.
-			if proven {
-				continue
-			}
-			proven = true
-			relist.Stop()
-			if err := p.list(ctx, low); err != nil {
-				return err
-			}
-		case err := <-streamErr:
-			if err != nil {
-				return err
-			}
-			streamErr = nil
 		case err := <-stopErr:
 			return err
 		case at := <-stopped:
-			endIn(time.Until(at.Add(p.src.Grace)))
+			// The grace for entries still in flight counts from when the
+			// stop was seen, unless the container had stopped long before
+			// following began: then everything has long been ingested.
+			if at.Before(began) {
+				endIn(time.Until(at.Add(p.src.Grace)))
+			} else {
+				endIn(p.src.Grace)
+			}
 		case <-untilC:
 			endIn(time.Until(p.opts.Until.Add(p.src.Grace)))
 		case <-graceC:
-			stopStream()
+			unsubscribe()
 		drain:
 			for {
 				select {
-				case e := <-entries:
-					if err := p.emit(ctx, e); err != nil {
-						return err
+				case ev := <-sub.events:
+					if ev.kind == evEntry && p.inWindow(ev.entry, low) {
+						if err := p.emit(ctx, ev.entry); err != nil {
+							return err
+						}
 					}
 				default:
 					break drain
 				}
 			}
-			// Late entries carry their own (earlier) timestamps: look back
-			// one grace period before the newest entry seen, no further
-			// than where following began; the dedup window drops repeats.
-			from := low
-			if back := p.last.Add(-p.src.Grace); back.After(from) {
-				from = back
-			}
-			if !proven {
-				from = low
-			}
-			return p.list(ctx, from)
+			return p.list(ctx, relistFrom())
 		}
 	}
 }
 
-// stream runs TailLogEntries, opening it again when it drops with
-// UNAVAILABLE or the service ends it; each opening is signalled on opened,
-// and its first response on live.
-func (p *producer) stream(ctx context.Context, from time.Time, entries chan<- *loggingpb.LogEntry, opened, live chan<- struct{}) error {
-	bo := gcperr.Backoff()
-	for attempt := 1; ; attempt++ {
-		answered, err := p.streamOnce(ctx, from, entries, opened, live)
-		if ctx.Err() != nil {
-			return nil
-		}
-		if answered {
-			attempt, bo = 1, gcperr.Backoff()
-		}
-		if err != nil && gcperr.Code(err) != codes.Unavailable || attempt >= gcperr.MaxAttempts {
-			return gcperr.Wrap(ctx, err, "%s: tail log entries", p.src.Describe)
-		}
-		if err := gax.Sleep(ctx, bo.Pause()); err != nil {
-			return nil
-		}
-	}
-}
-
-// streamOnce runs one TailLogEntries stream until it ends, and reports
-// whether it answered at all.
-func (p *producer) streamOnce(ctx context.Context, from time.Time, entries chan<- *loggingpb.LogEntry, opened, live chan<- struct{}) (bool, error) {
-	st, err := p.src.Client.TailLogEntries(ctx)
-	if err != nil {
-		return false, err
-	}
-	err = st.Send(&loggingpb.TailLogEntriesRequest{
-		ResourceNames: []string{"projects/" + p.src.Project},
-		Filter:        p.filter(from),
-	})
-	if errors.Is(err, io.EOF) {
-		// The service ended the stream before it read the request (a
-		// refusal such as UNAVAILABLE); gRPC reports why only to Recv.
-		if _, err = st.Recv(); errors.Is(err, io.EOF) {
-			return false, nil
-		}
-	}
-	if err != nil {
-		return false, err
-	}
-	signal(opened)
-	answered := false
-	for {
-		resp, err := st.Recv()
-		if err != nil {
-			if errors.Is(err, io.EOF) {
-				return answered, nil
-			}
-			return answered, err
-		}
-		for _, e := range resp.GetEntries() {
-			select {
-			case entries <- e:
-			case <-ctx.Done():
-				return answered, ctx.Err()
-			}
-		}
-		if !answered {
-			answered = true
-			signal(live)
-		}
-	}
-}
-
-// signal wakes whoever waits on c, without blocking when it is awake.
-func signal(c chan<- struct{}) {
-	select {
-	case c <- struct{}{}:
-	default:
-	}
+// inWindow reports whether a streamed entry falls within what this reader
+// follows: from low on and up to Until.
+func (p *producer) inWindow(e *loggingpb.LogEntry, low time.Time) bool {
+	at := e.GetTimestamp().AsTime()
+	return !at.Before(low) && (p.opts.Until.IsZero() || !at.After(p.opts.Until))
 }
 
 // emit converts and sends e unless it was sent before or is of a stream
