@@ -167,11 +167,11 @@ func (r *reader) Close() error {
 }
 
 type producer struct {
-	src      Source
-	opts     gantry.LogsOptions
-	out      chan<- gantry.LogEntry
-	seen     *dedup
-	logIDs   []string
+	src    Source
+	opts   gantry.LogsOptions
+	out    chan<- gantry.LogEntry
+	seen   *dedup
+	logIDs []string
 	// last is the newest timestamp emitted; follow reads from it on.
 	last time.Time
 }
