@@ -3,8 +3,10 @@
 // Cloud, with no daemon in between.
 //
 // Programs use the Runtime interface; a backend implements it: cloudrun
-// runs each container as a Cloud Run job, and fake runs containers in
-// memory (Go functions, or processes of this host) for tests. The
+// runs each container as a Cloud Run job, docker on a local Docker Engine
+// (the oracle gantry's semantics are checked against), and fake runs
+// containers in memory (Go functions, or processes of this host) for
+// tests. The
 // semantics are Docker's, including its status values, wait conditions,
 // stop timeouts and exit codes (128+N for a container killed by signal
 // N). What a backend cannot do, it refuses with ErrNotSupported and

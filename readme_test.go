@@ -9,6 +9,7 @@ import (
 
 	"github.com/gantryhq/gantry"
 	"github.com/gantryhq/gantry/cloudrun"
+	"github.com/gantryhq/gantry/docker"
 	"github.com/gantryhq/gantry/fake"
 )
 
@@ -24,6 +25,7 @@ func TestREADMECapabilities(t *testing.T) {
 	}{
 		{"README.md", map[string]gantry.Capabilities{"fake": fake.New(fake.WithHostProcesses()).Capabilities()}},
 		{"cloudrun/README.md", map[string]gantry.Capabilities{"cloudrun": (&cloudrun.Runtime{}).Capabilities()}},
+		{"docker/README.md", map[string]gantry.Capabilities{"docker": (&docker.Runtime{}).Capabilities()}},
 	} {
 		checkTables(t, doc.file, doc.tables)
 	}

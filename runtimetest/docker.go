@@ -97,7 +97,7 @@ func (s *suite) testDockerDetails(t *testing.T) {
 		rt := s.runtime(t)
 		c := s.finished(t, rt, `echo first; echo second >&2`)
 		for _, e := range s.logs(t, rt, c.ID, gantry.LogsOptions{}) {
-			if e.Time.Before(c.State.StartedAt) {
+			if stampedBefore(e.Time, c.State.StartedAt) {
 				t.Errorf("line %q at %v is older than StartedAt %v", e.Line, e.Time, c.State.StartedAt)
 			}
 		}

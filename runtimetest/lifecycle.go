@@ -90,7 +90,7 @@ func (s *suite) testStart(t *testing.T) {
 		s.stop(t, rt, c.ID, s.patience)
 		exited := wantStatus(t, rt, c.ID, gantry.StatusExited)
 		s.wantTrapExit0(t, exited.State)
-		if exited.State.FinishedAt.Before(exited.State.StartedAt) {
+		if stampedBefore(exited.State.FinishedAt, exited.State.StartedAt) {
 			t.Errorf("FinishedAt %v is before StartedAt %v", exited.State.FinishedAt, exited.State.StartedAt)
 		}
 	})
@@ -141,7 +141,7 @@ func (s *suite) testStart(t *testing.T) {
 		if second.ID != first.ID || second.Name != first.Name {
 			t.Errorf("second run changed identity: %s %q -> %s %q", first.ID, first.Name, second.ID, second.Name)
 		}
-		if second.State.StartedAt.Before(first.State.FinishedAt) {
+		if stampedBefore(second.State.StartedAt, first.State.FinishedAt) {
 			t.Errorf("second run StartedAt %v is before the first run's FinishedAt %v", second.State.StartedAt, first.State.FinishedAt)
 		}
 		if second.RestartCount != 0 {

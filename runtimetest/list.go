@@ -54,7 +54,7 @@ func (s *suite) testInspect(t *testing.T) {
 		if st.ExitCode != 9 || st.Signal != "" || st.Error != "" {
 			t.Errorf("State after exit 9: %+v", st)
 		}
-		if st.StartedAt.Before(done.Created) || st.FinishedAt.Before(st.StartedAt) {
+		if st.StartedAt.Before(done.Created) || stampedBefore(st.FinishedAt, st.StartedAt) {
 			t.Errorf("times out of order: Created %v StartedAt %v FinishedAt %v", done.Created, st.StartedAt, st.FinishedAt)
 		}
 		if done.RestartCount != 0 {

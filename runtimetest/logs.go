@@ -215,7 +215,7 @@ func (s *suite) testLogs(t *testing.T) {
 			t.Fatalf("Logs returned %d entries, want 4", len(es))
 		}
 		for _, e := range es {
-			if e.Time.Before(c.State.StartedAt) || e.Time.After(c.State.FinishedAt) {
+			if stampedBefore(e.Time, c.State.StartedAt) || stampedBefore(c.State.FinishedAt, e.Time) {
 				t.Errorf("entry %q at %v is outside the run [%v, %v]", e.Line, e.Time, c.State.StartedAt, c.State.FinishedAt)
 			}
 		}
@@ -246,7 +246,7 @@ func (s *suite) testLogs(t *testing.T) {
 					t.Errorf("line %q: want an RFC 3339 time, a space and %q (%v)", line, out.want[i], err)
 					continue
 				}
-				if ts.Before(c.State.StartedAt) || ts.After(c.State.FinishedAt) {
+				if stampedBefore(ts, c.State.StartedAt) || stampedBefore(c.State.FinishedAt, ts) {
 					t.Errorf("line %q: time outside the run [%v, %v]", line, c.State.StartedAt, c.State.FinishedAt)
 				}
 			}
@@ -273,7 +273,7 @@ func (s *suite) testLogs(t *testing.T) {
 			t.Fatalf("two runs logged %d entries, want 6: %s", len(es), formatEntries(es))
 		}
 		for _, e := range es[3:] {
-			if e.Time.Before(first.State.FinishedAt) {
+			if stampedBefore(e.Time, first.State.FinishedAt) {
 				t.Errorf("second run's entry %q at %v is before the first run finished at %v", e.Line, e.Time, first.State.FinishedAt)
 			}
 		}

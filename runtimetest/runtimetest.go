@@ -196,6 +196,15 @@ func (s *suite) require(t *testing.T, features ...gantry.Feature) {
 	}
 }
 
+// stampSkew is how far apart two of a container's timestamps may be in the
+// wrong order. Docker stamps StartedAt after its start call returns, so a
+// short container's first log lines, and even its FinishedAt, can carry an
+// earlier time (by up to a millisecond, measured on Docker 20.10).
+const stampSkew = 50 * time.Millisecond
+
+// stampedBefore reports whether a is earlier than b by more than stampSkew.
+func stampedBefore(a, b time.Time) bool { return a.Add(stampSkew).Before(b) }
+
 // randomHex returns n random bytes in hex.
 func randomHex(n int) string {
 	b := make([]byte, n)
