@@ -34,9 +34,11 @@ type DialOptions struct {
 
 // Dial connects to an agent in forward mode (the agent listens; see
 // Agent.ServeHTTP) and authenticates both ways with secret. rawURL is a
-// ws:// or wss:// URL. A wrong secret, on either side, is an error
-// wrapping gantry.ErrPermissionDenied; an unreachable agent one wrapping
-// gantry.ErrUnavailable.
+// ws:// or wss:// URL; it is bound into the handshake, so the agent must
+// serve it (Config.Endpoints, or by default its own loopback address). A
+// wrong secret on either side, or a URL the agent does not serve, is an
+// error wrapping gantry.ErrPermissionDenied; an unreachable agent one
+// wrapping gantry.ErrUnavailable.
 func Dial(ctx context.Context, rawURL string, secret []byte, opts *DialOptions) (*Client, error) {
 	var o DialOptions
 	if opts != nil {

@@ -185,8 +185,10 @@ const defaultDialTimeout = 30 * time.Second
 
 // Connect runs reverse mode: it dials the Hub at rawURL, serves sessions
 // on the connection, and whenever the connection fails or drops dials
-// again with backoff. It returns when ctx ends or the agent is closed,
-// and at once for a URL that could never work.
+// again with backoff. rawURL is bound into the handshake, so the Hub must
+// serve it (HubOptions.Endpoints, or by default its own loopback address).
+// It returns when ctx ends or the agent is closed, and at once for a URL
+// that could never work.
 func (a *Agent) Connect(ctx context.Context, rawURL string, opts *ConnectOptions) error {
 	var o ConnectOptions
 	if opts != nil {
