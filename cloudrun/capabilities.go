@@ -32,7 +32,7 @@ func (r *Runtime) Capabilities() gantry.Capabilities {
 		gantry.FeatureAttach:      gantry.None.With(noteExec),
 		gantry.FeatureTop:         gantry.None.With("Cloud Run exposes no process list"),
 		gantry.FeatureStats:       gantry.None.With("Cloud Run reports usage per job in Cloud Monitoring, not per container on demand"),
-		gantry.FeatureSignals:     gantry.None.With("Kill takes only SIGKILL and SIGTERM, both by cancelling; no other signal can be sent, and the stop signal is always SIGTERM"),
+		gantry.FeatureSignals:     gantry.None.With("Kill takes only SIGKILL and SIGTERM, both by cancelling; no other signal can be sent, and the stop signal is always SIGTERM; Cloud Run itself sends SIGTSTP, then SIGCONT, around the live migration of a task during maintenance"),
 		gantry.FeatureStopTimeout: gantry.Partial.With(noteGrace + ": any timeout is accepted, but SIGKILL comes after that grace, not after the timeout (a negative one included)"),
 		gantry.FeaturePorts:       gantry.None.With("a job takes no inbound traffic"),
 		gantry.FeatureHealthcheck: gantry.None.With("Cloud Run jobs have no probes"),

@@ -193,7 +193,7 @@ func TestInvalidSpecMakesNoCalls(t *testing.T) {
 		{"3 CPUs", func(s *gantry.Spec) { s.Resources.CPU = 3 }, gantry.ErrInvalidArgument},
 		{"too little memory", func(s *gantry.Spec) { s.Resources.MemoryBytes = 128 << 20 }, gantry.ErrInvalidArgument},
 		{"GPU with 1 CPU", func(s *gantry.Spec) { s.Resources = gantry.Resources{GPUs: 1, CPU: 1} }, gantry.ErrInvalidArgument},
-		{"timeout over 24h", func(s *gantry.Spec) { s.Timeout = 25 * time.Hour }, gantry.ErrInvalidArgument},
+		{"timeout over 168h", func(s *gantry.Spec) { s.Timeout = 169 * time.Hour }, gantry.ErrInvalidArgument},
 		{"secret file at /", func(s *gantry.Spec) { s.Secrets = []gantry.Secret{{Name: "s", Path: "/s"}} }, gantry.ErrNotSupported},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -2,6 +2,7 @@ package cloudrun
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"path"
 	"strconv"
@@ -11,6 +12,7 @@ import (
 	"cloud.google.com/go/run/apiv2/runpb"
 	"github.com/gantryhq/gantry"
 	"github.com/gantryhq/gantry/internal/meta"
+	"google.golang.org/genproto/googleapis/api"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
@@ -18,8 +20,10 @@ import (
 // that a spec Cloud Run would refuse fails at once and says why.
 const (
 	// MaxTimeout is the longest task timeout gantry sets: Cloud Run's
-	// generally available maximum. Zero in a Spec means this.
-	MaxTimeout = 24 * time.Hour
+	// maximum, 168 hours
+	// (https://cloud.google.com/run/docs/configuring/task-timeout). Zero
+	// in a Spec means this.
+	MaxTimeout = 168 * time.Hour
 	// MaxGPUTimeout is the longest task timeout of a task with a GPU.
 	MaxGPUTimeout = time.Hour
 	// DefaultGPUType is the accelerator of a spec that asks for a GPU
@@ -98,24 +102,36 @@ func (r *Runtime) jobFor(rec meta.Record) (*runpb.Job, error) {
 	if err != nil {
 		return nil, err
 	}
-	execLabels := map[string]string{}
-	for k, v := range r.cfg.Labels {
-		execLabels[k] = v
-	}
-	for _, k := range []string{meta.LabelManagedBy, meta.LabelSession, meta.LabelID} {
-		execLabels[k] = labels[k]
-	}
-	return &runpb.Job{
+	// The execution template carries the job's labels too: executions and
+	// their tasks take the template's, and they are what billing reports
+	// and Cloud Logging see.
+	job := &runpb.Job{
 		Labels:      labels,
 		Annotations: annotations,
 		Client:      "gantry",
 		Template: &runpb.ExecutionTemplate{
-			Labels:      execLabels,
+			Labels:      maps.Clone(labels),
 			TaskCount:   1,
 			Parallelism: 1,
 			Template:    task,
 		},
-	}, nil
+	}
+	if s.Resources.GPUs > 0 {
+		// GPUs for jobs are a Preview feature, which a request must opt
+		// into with its launch stage
+		// (https://cloud.google.com/run/docs/configuring/jobs/gpu).
+		job.LaunchStage = api.LaunchStage_BETA
+	}
+	return job, nil
+}
+
+// cpuQuantity writes a CPU count as Cloud Run's examples do: whole CPUs as
+// an integer ("2"), a fraction in millicores ("500m").
+func cpuQuantity(cpu float64) string {
+	if cpu == math.Trunc(cpu) {
+		return strconv.FormatInt(int64(cpu), 10)
+	}
+	return strconv.FormatInt(int64(math.Round(cpu*1000)), 10) + "m"
 }
 
 // resources maps CPU, memory, GPU and the timeout, and returns the task
@@ -220,7 +236,7 @@ func resources(s *gantry.Spec, c *runpb.Container, task *runpb.TaskTemplate) (ti
 		return 0, err
 	}
 	if res.CPU > 0 {
-		limits["cpu"] = strconv.FormatInt(int64(math.Round(res.CPU*1000)), 10) + "m"
+		limits["cpu"] = cpuQuantity(res.CPU)
 	}
 	if res.MemoryBytes > 0 {
 		// Cloud Run counts memory in MiB; round up, never below what was

@@ -76,9 +76,10 @@ func TestJobMapping(t *testing.T) {
 	if n, p := got.GetTemplate().GetTaskCount(), got.GetTemplate().GetParallelism(); n != 1 || p != 1 {
 		t.Errorf("task count %d parallelism %d, want 1 and 1", n, p)
 	}
-	wantExec := map[string]string{"team": "infra", meta.LabelManagedBy: meta.ManagedByValue, meta.LabelSession: "s1", meta.LabelID: rec.ID[:meta.IDLabelLen]}
-	if diff := cmp.Diff(wantExec, got.GetTemplate().GetLabels()); diff != "" {
-		t.Errorf("execution labels (-want +got):\n%s", diff)
+	// Executions carry the job's labels, the user's included: billing
+	// and Cloud Logging see the template's.
+	if diff := cmp.Diff(got.GetLabels(), got.GetTemplate().GetLabels()); diff != "" {
+		t.Errorf("execution labels (-job +template):\n%s", diff)
 	}
 	back, err := meta.Decode(got.GetLabels(), got.GetAnnotations())
 	if err != nil {
@@ -97,7 +98,7 @@ func TestGPUAndTimeoutDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	task := got.GetTemplate().GetTemplate()
-	if diff := cmp.Diff(map[string]string{"nvidia.com/gpu": "1", "cpu": "4000m", "memory": "16384Mi"}, task.GetContainers()[0].GetResources().GetLimits()); diff != "" {
+	if diff := cmp.Diff(map[string]string{"nvidia.com/gpu": "1", "cpu": "4", "memory": "16384Mi"}, task.GetContainers()[0].GetResources().GetLimits()); diff != "" {
 		t.Errorf("GPU limits (-want +got):\n%s", diff)
 	}
 	if a := task.GetNodeSelector().GetAccelerator(); a != DefaultGPUType {
@@ -161,11 +162,11 @@ func TestCPUAndMemoryPairing(t *testing.T) {
 		want map[string]string // nil: refused
 	}{
 		{gantry.Resources{}, nil},
-		{gantry.Resources{MemoryBytes: 8 * gib}, map[string]string{"cpu": "2000m", "memory": "8192Mi"}},
-		{gantry.Resources{MemoryBytes: 20 * gib}, map[string]string{"cpu": "6000m", "memory": "20480Mi"}},
+		{gantry.Resources{MemoryBytes: 8 * gib}, map[string]string{"cpu": "2", "memory": "8192Mi"}},
+		{gantry.Resources{MemoryBytes: 20 * gib}, map[string]string{"cpu": "6", "memory": "20480Mi"}},
 		{gantry.Resources{MemoryBytes: 1 * gib}, map[string]string{"memory": "1024Mi"}},
-		{gantry.Resources{CPU: 4}, map[string]string{"cpu": "4000m", "memory": "2048Mi"}},
-		{gantry.Resources{CPU: 8}, map[string]string{"cpu": "8000m", "memory": "4096Mi"}},
+		{gantry.Resources{CPU: 4}, map[string]string{"cpu": "4", "memory": "2048Mi"}},
+		{gantry.Resources{CPU: 8}, map[string]string{"cpu": "8", "memory": "4096Mi"}},
 		{gantry.Resources{CPU: 0.25}, map[string]string{"cpu": "250m"}},
 		{gantry.Resources{CPU: 0.5, MemoryBytes: gib}, map[string]string{"cpu": "500m", "memory": "1024Mi"}},
 		{gantry.Resources{CPU: 0.25, MemoryBytes: gib}, nil},
