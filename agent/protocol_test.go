@@ -161,3 +161,98 @@ func TestRefusedPeersDoNotFillTheLog(t *testing.T) {
 		t.Errorf("hub: %d log entries at Info or above for refused agents, first %q", len(e), e[0].Message)
 	}
 }
+
+// TestReplayAndReflectionRefused keeps holding what the hardening review
+// found to hold: a handshake message recorded from one exchange is
+// refused in the next (fresh nonces), and a controller's proof sent back
+// to it as the agent's is refused (role labels), in both modes.
+func TestReplayAndReflectionRefused(t *testing.T) {
+	ctx := context.Background()
+	endpointFor := map[byte]string{modeForward: testAgentEndpoint, modeReverse: testHubEndpoint}
+	id := map[byte]string{modeForward: "", modeReverse: "c1"}
+	agentBinding := func(mode byte) binding {
+		if mode == modeReverse {
+			return binding{dialled: testHubEndpoint}
+		}
+		return servesTest
+	}
+	ctlBinding := func(mode byte) binding {
+		if mode == modeForward {
+			return binding{dialled: testAgentEndpoint}
+		}
+		return servesTest
+	}
+	secrets := func(string) []byte { return testSecret }
+	parse := func(msg []byte) frame {
+		f, err := readFrame(bytes.NewReader(msg), make([]byte, maxHandshakePayload), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	for _, mode := range []byte{modeForward, modeReverse} {
+		// An honest exchange, recorded.
+		p := newPipeTransport()
+		agentDone := make(chan error, 1)
+		go func() { agentDone <- agentHandshake(ctx, p, testSecret, mode, id[mode], agentBinding(mode)) }()
+		helloMsg, _ := p.await(frameHello)
+		ctlSide := newPipeTransport()
+		ctlDone := make(chan error, 1)
+		go func() {
+			_, err := controllerHandshake(ctx, ctlSide, secrets, mode, ctlBinding(mode))
+			ctlDone <- err
+		}()
+		ctlSide.deliver(helloMsg)
+		authMsg, _ := ctlSide.await(frameAuth)
+		p.deliver(authMsg)
+		okMsg, _ := p.await(frameAuthOK)
+		ctlSide.deliver(okMsg)
+		if err := <-agentDone; err != nil {
+			t.Fatalf("mode %d: honest exchange, agent: %v", mode, err)
+		}
+		if err := <-ctlDone; err != nil {
+			t.Fatalf("mode %d: honest exchange, controller: %v", mode, err)
+		}
+
+		// The recorded AUTH, replayed to the agent.
+		p = newPipeTransport()
+		go func() { agentDone <- agentHandshake(ctx, p, testSecret, mode, id[mode], agentBinding(mode)) }()
+		p.await(frameHello)
+		p.deliver(authMsg)
+		if err := <-agentDone; !errors.Is(err, errAuth) {
+			t.Errorf("mode %d: agent given a replayed AUTH: %v, want errAuth", mode, err)
+		}
+
+		// The recorded HELLO and AUTH_OK, replayed to the controller.
+		ctlSide = newPipeTransport()
+		go func() {
+			_, err := controllerHandshake(ctx, ctlSide, secrets, mode, ctlBinding(mode))
+			ctlDone <- err
+		}()
+		ctlSide.deliver(helloMsg)
+		ctlSide.await(frameAuth)
+		ctlSide.deliver(okMsg)
+		if err := <-ctlDone; !errors.Is(err, errAuth) {
+			t.Errorf("mode %d: controller given a replayed AUTH_OK: %v, want errAuth", mode, err)
+		}
+
+		// The controller's own proof, reflected as the agent's.
+		ctlSide = newPipeTransport()
+		go func() {
+			_, err := controllerHandshake(ctx, ctlSide, secrets, mode, ctlBinding(mode))
+			ctlDone <- err
+		}()
+		hello := frame{header: header{typ: frameHello}, version: protocolVersion, mode: mode, nonce: newNonce(), id: id[mode]}
+		if mode == modeReverse {
+			hello.endpoint = endpointFor[mode]
+		}
+		b, _ := encodeControl(&hello)
+		ctlSide.deliver(b)
+		auth, _ := ctlSide.await(frameAuth)
+		reflected, _ := encodeControl(&frame{header: header{typ: frameAuthOK}, mac: parse(auth).mac})
+		ctlSide.deliver(reflected)
+		if err := <-ctlDone; !errors.Is(err, errAuth) {
+			t.Errorf("mode %d: controller given its own proof back: %v, want errAuth", mode, err)
+		}
+	}
+}
