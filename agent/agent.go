@@ -587,7 +587,10 @@ func (c *agentConn) refuse(id uint32, e *startError) error {
 
 // attach registers s as an attached session of the main command.
 func (a *Agent) attach(s *session) *startError {
-	if s.stdin != nil && !a.cfg.OpenStdin {
+	a.stdinMu.Lock()
+	stdinOpen := a.mainStdin != nil
+	a.stdinMu.Unlock()
+	if s.stdin != nil && !stdinOpen {
 		return startErrorf(errKindInvalidArgument, "attach with input: the main command was not started with open stdin")
 	}
 	a.mu.Lock()
