@@ -90,9 +90,9 @@ func (t *wsTransport) close(fault bool) error {
 // upgrade accepts r as this package's WebSocket and returns it with the
 // connection under it. Any other request is answered with an HTTP error
 // on a connection that is then closed, so that a peer cannot keep it (and
-// a file descriptor) after its refusal; before, a peer that did not offer
-// the subprotocol was upgraded anyway and sent into a close handshake it
-// could stall for ever (see closeGrace).
+// a file descriptor) after its refusal, whatever the server's keep-alive
+// settings. It is refused before upgrading: an upgraded peer could only
+// be refused with a close handshake, which it could stall.
 func upgrade(w http.ResponseWriter, r *http.Request) (*websocket.Conn, net.Conn) {
 	w.Header().Set("Connection", "close")
 	if !hasToken(r.Header, "Connection", "upgrade", false) || !hasToken(r.Header, "Upgrade", "websocket", false) {
