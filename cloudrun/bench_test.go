@@ -16,7 +16,7 @@ import (
 
 // polls are the calls that only wait for something (operation and state
 // polls), which the lifecycle count leaves out, as the target does.
-var polls = map[string]bool{mOpsGet: true, mExecsList: true}
+var polls = map[string]bool{mOpsGet: true, mJobsList: true}
 
 // BenchmarkLifecycleCalls counts the API calls of one short container's
 // whole life: create, start, wait, logs, remove.
