@@ -207,7 +207,12 @@ func startListening(t *testing.T, c *exec.Cmd, file string) string {
 	if err := c.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { c.Process.Kill() })
+	// SIGTERM, which the agent passes on: SIGKILL would leave the main
+	// command running, as the agent is not PID 1 here.
+	t.Cleanup(func() {
+		c.Process.Signal(syscall.SIGTERM)
+		c.Wait()
+	})
 	var addr []byte
 	waitFor(t, "the agent to listen", func() bool {
 		addr, _ = os.ReadFile(file)
