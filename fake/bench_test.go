@@ -63,8 +63,14 @@ func TestLifecycleAllocations(t *testing.T) {
 	spec := gantry.Spec{Image: "bench/hello:1", Cmd: []string{"hello"}}
 	allocs := testing.AllocsPerRun(200, func() { lifecycle(t, rt, spec, 1) })
 	t.Logf("%.0f allocations per lifecycle", allocs)
-	if allocs > 48 {
-		t.Errorf("a Go-function lifecycle makes %.0f allocations, want at most 48 (41 when this budget was set)", allocs)
+	// 42 when this budget was set; the race detector, which CI runs,
+	// adds a few allocations of its own.
+	budget := 48.0
+	if raceEnabled {
+		budget = 64
+	}
+	if allocs > budget {
+		t.Errorf("a Go-function lifecycle makes %.0f allocations, want at most %.0f", allocs, budget)
 	}
 }
 
