@@ -197,7 +197,7 @@ func TestTailSessionsAndRate(t *testing.T) {
 // order than they were written, and that every line is listed once they
 // have all arrived.
 func TestIngestionDelay(t *testing.T) {
-	e := newEnv(t, gcptest.WithInstantOperations(), gcptest.WithIngestionDelay(20*time.Millisecond, 300*time.Millisecond), gcptest.WithSeed(1))
+	e := newEnv(t, gcptest.WithInstantOperations(), gcptest.WithIngestionDelay(200*time.Millisecond, 500*time.Millisecond), gcptest.WithSeed(1))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	tail, err := e.logs.TailLogEntries(ctx)
