@@ -86,9 +86,9 @@ type Source struct {
 	Tail  *Tail
 	Match func(*loggingpb.LogEntry) bool
 	// Ended is when the container's last run ended, or zero while it
-	// runs (or never ran). A reader that does not follow waits until
-	// Grace has passed since then before it lists, so that entries still
-	// on their way to Cloud Logging are in the listing.
+	// runs (or never ran). A reader waits until Grace has passed since
+	// then before it lists, so that entries still on their way to Cloud
+	// Logging are in the listing.
 	Ended time.Time
 }
 
@@ -174,6 +174,13 @@ type producer struct {
 	logIDs []string
 	// last is the newest timestamp emitted; follow reads from it on.
 	last time.Time
+	// held, while following, are the entries waiting out the hold, in
+	// timestamp order: Cloud Logging delivers entries as they arrive,
+	// seconds late and out of order, so a follower releases an entry
+	// only once the grace has passed since its timestamp, by when every
+	// entry written before it has arrived too.
+	held    []gantry.LogEntry
+	holding bool
 }
 
 func (p *producer) logID(s gantry.Stream) string {
@@ -200,7 +207,11 @@ func (p *producer) lower() time.Time {
 }
 
 func (p *producer) run(ctx context.Context) error {
-	if !p.opts.Follow && !p.src.Ended.IsZero() {
+	// A follower holds every entry, the history's too, until the grace
+	// has passed since it was written, so that one still on its way to
+	// Cloud Logging is not overtaken by a later one.
+	p.holding = p.opts.Follow
+	if !p.src.Ended.IsZero() {
 		// Cloud Logging ingests seconds late: a listing right after the
 		// container stopped could miss its last lines.
 		t := time.NewTimer(time.Until(p.src.Ended.Add(p.src.Grace)))
@@ -218,8 +229,16 @@ func (p *producer) run(ctx context.Context) error {
 			from = now
 		}
 	case p.opts.Tail > 0:
-		if err := p.tail(ctx, from, p.opts.Tail); err != nil {
+		oldest, err := p.tail(ctx, from, p.opts.Tail)
+		if err != nil {
 			return err
+		}
+		if p.opts.Follow && !oldest.IsZero() {
+			// Lines written before the newest of the tail may still be on
+			// their way to Cloud Logging: follow from the oldest line of
+			// the tail, so they come in their place (the dedup window
+			// drops the tail's own lines), not never.
+			return p.follow(ctx, oldest)
 		}
 	default:
 		if err := p.list(ctx, from); err != nil {
@@ -262,8 +281,9 @@ func (p *producer) list(ctx context.Context, since time.Time) error {
 }
 
 // tail emits the last n entries from since on, oldest first: the query
-// runs newest first and stops after n.
-func (p *producer) tail(ctx context.Context, since time.Time, n int) error {
+// runs newest first and stops after n. It returns the oldest entry's
+// time, or zero when there is none.
+func (p *producer) tail(ctx context.Context, since time.Time, n int) (time.Time, error) {
 	it := p.src.Client.ListLogEntries(ctx, p.request(since, "timestamp desc", min(n, MaxPageSize)), gcperr.Retry())
 	var got []*loggingpb.LogEntry
 	for len(got) < n {
@@ -272,17 +292,20 @@ func (p *producer) tail(ctx context.Context, since time.Time, n int) error {
 			break
 		}
 		if err != nil {
-			return gcperr.Wrap(ctx, err, "%s: list log entries", p.src.Describe)
+			return time.Time{}, gcperr.Wrap(ctx, err, "%s: list log entries", p.src.Describe)
 		}
 		got = append(got, e)
 	}
 	slices.Reverse(got)
 	for _, e := range got {
 		if err := p.emit(ctx, e); err != nil {
-			return err
+			return time.Time{}, err
 		}
 	}
-	return nil
+	if len(got) == 0 {
+		return time.Time{}, nil
+	}
+	return got[0].GetTimestamp().AsTime(), nil
 }
 
 // follow streams new entries until the container has stopped (or Until
@@ -344,6 +367,17 @@ func (p *producer) follow(ctx context.Context, followFrom time.Time) error {
 	}
 	defer unsubscribe()
 
+	hold := time.NewTimer(time.Hour)
+	hold.Stop()
+	defer hold.Stop()
+	// arm sets the hold timer for the oldest held entry.
+	arm := func() {
+		if len(p.held) > 0 {
+			hold.Reset(time.Until(p.held[0].Time.Add(p.src.Grace)))
+		}
+	}
+	arm()
+
 	settle := p.src.Settle
 	if settle <= 0 {
 		settle = 100 * time.Millisecond
@@ -373,6 +407,11 @@ func (p *producer) follow(ctx context.Context, followFrom time.Time) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-hold.C:
+			if err := p.release(ctx, time.Now().Add(-p.src.Grace)); err != nil {
+				return err
+			}
+			arm()
 		case ev := <-sub.events:
 			switch ev.kind {
 			case evEntry:
@@ -380,6 +419,7 @@ func (p *producer) follow(ctx context.Context, followFrom time.Time) error {
 					if err := p.emit(ctx, ev.entry); err != nil {
 						return err
 					}
+					arm()
 				}
 			case evOpened:
 				// Until the session answers, what is written may reach
@@ -396,11 +436,13 @@ func (p *producer) follow(ctx context.Context, followFrom time.Time) error {
 					if err := p.list(ctx, low); err != nil {
 						return err
 					}
+					arm()
 				}
 			case evSuppressed:
 				if err := p.list(ctx, relistFrom()); err != nil {
 					return err
 				}
+				arm()
 			case evFailed:
 				return ev.err
 			}
@@ -409,6 +451,7 @@ func (p *producer) follow(ctx context.Context, followFrom time.Time) error {
 				if err := p.list(ctx, relistFrom()); err != nil {
 					return err
 				}
+				arm()
 			}
 		case <-relist.C:
 			if proven {
@@ -417,6 +460,7 @@ func (p *producer) follow(ctx context.Context, followFrom time.Time) error {
 			if err := p.list(ctx, low); err != nil {
 				return err
 			}
+			arm()
 			delay = min(2*delay, max(p.src.Grace, settle))
 			relist.Reset(delay)
 		case err := <-stopErr:
@@ -447,7 +491,10 @@ func (p *producer) follow(ctx context.Context, followFrom time.Time) error {
 					break drain
 				}
 			}
-			return p.list(ctx, relistFrom())
+			if err := p.list(ctx, relistFrom()); err != nil {
+				return err
+			}
+			return p.release(ctx, p.last)
 		}
 	}
 }
@@ -476,6 +523,35 @@ func (p *producer) emit(ctx context.Context, e *loggingpb.LogEntry) error {
 	if !p.opts.Wants(le.Stream) {
 		return nil
 	}
+	if p.holding {
+		i, _ := slices.BinarySearchFunc(p.held, le.Time, func(e gantry.LogEntry, t time.Time) int {
+			if e.Time.After(t) {
+				return 1
+			}
+			return -1
+		})
+		p.held = slices.Insert(p.held, i, le)
+		return nil
+	}
+	return p.send(ctx, le)
+}
+
+// release sends the held entries written no later than upTo, oldest
+// first.
+func (p *producer) release(ctx context.Context, upTo time.Time) error {
+	n := 0
+	for n < len(p.held) && !p.held[n].Time.After(upTo) {
+		if err := p.send(ctx, p.held[n]); err != nil {
+			return err
+		}
+		n++
+	}
+	p.held = slices.Delete(p.held, 0, n)
+	return nil
+}
+
+// send sends le, in parts when its line is longer than gantry.MaxLogLine.
+func (p *producer) send(ctx context.Context, le gantry.LogEntry) error {
 	var err error
 	gantry.SplitLogLine(le, func(part gantry.LogEntry) bool {
 		select {

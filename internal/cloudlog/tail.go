@@ -16,6 +16,7 @@ import (
 	"github.com/gantryhq/gantry/internal/quota"
 	"github.com/googleapis/gax-go/v2"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // Tail is one TailLogEntries session that serves any number of following
@@ -200,7 +201,10 @@ func (t *Tail) session(ctx context.Context) (bool, error) {
 		return false, err
 	}
 	t.opened.Add(1)
-	err = st.Send(&loggingpb.TailLogEntriesRequest{ResourceNames: []string{"projects/" + t.project}, Filter: t.filter})
+	// No buffer window: the service would hold each entry 2 s by default
+	// to reorder late ones, and followers already hold theirs for the
+	// grace, which the reordering needs anyway.
+	err = st.Send(&loggingpb.TailLogEntriesRequest{ResourceNames: []string{"projects/" + t.project}, Filter: t.filter, BufferWindow: durationpb.New(0)})
 	if errors.Is(err, io.EOF) {
 		// The service ended the stream before it read the request (a
 		// refusal such as UNAVAILABLE); gRPC reports why only to Recv.
