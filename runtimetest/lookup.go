@@ -54,7 +54,7 @@ func (s *suite) testLookup(t *testing.T) {
 			}
 			RequireLog(t, rt, key, "ready", s.patience)
 			s.stop(t, rt, key, s.patience)
-			wantExit(t, s.wait(t, rt, key, gantry.WaitNotRunning), 7, "")
+			s.wantStopExit7(t, s.wait(t, rt, key, gantry.WaitNotRunning))
 			if err := rt.Remove(ctx, key, gantry.RemoveOptions{}); err != nil {
 				t.Fatalf("Remove(%q): %v", key, err)
 			}
