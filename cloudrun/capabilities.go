@@ -15,7 +15,7 @@ func (r *Runtime) Capabilities() gantry.Capabilities {
 	return gantry.Capabilities{
 		gantry.FeatureCreate:      gantry.Full.With("CreateJob: one task, no retries; ID, name, spec, labels and creation time are stored on the job"),
 		gantry.FeatureStart:       gantry.Partial.With("RunJob: every start is a new execution of the same job; an entrypoint that cannot be executed ends the run as Cloud Run reports it (125 and its message), not with an init's 127 or 126"),
-		gantry.FeatureStop:        gantry.Partial.With("CancelExecution: SIGTERM, then SIGKILL after Cloud Run's fixed 10 s grace; a timeout of 0 does not kill at once, and only SIGTERM can be the stop signal; a container that exits 0 on SIGTERM reads 137 SIGKILL, since Cloud Run may leave a cancelled task's exit code unset, which cannot be told from 0"),
+		gantry.FeatureStop:        gantry.Partial.With("CancelExecution: SIGTERM, then SIGKILL after Cloud Run's fixed 10 s grace; a timeout of 0 does not kill at once, and only SIGTERM can be the stop signal; Cloud Run may leave a cancelled task's exit code unset (which reads 0), so a stopped run reads 137 SIGKILL with an error text whatever code it exited with"),
 		gantry.FeatureKill:        gantry.Partial.With(noteKill),
 		gantry.FeatureRemove:      gantry.Full.With("DeleteJob; Force cancels the running execution first"),
 		gantry.FeatureWait:        gantry.Partial.With("one poller per Runtime (one ListExecutions per tick for all waiters); exact exit code from the task's last attempt, 128+N for signal N; a Wait across a forced Remove fails with ErrNotFound, as the exit status is deleted with the job"),

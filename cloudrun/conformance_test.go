@@ -27,13 +27,20 @@ func TestConformance(t *testing.T) {
 		t.Skip("the conformance suite runs real processes for minutes; skipped with -short")
 	}
 	srv := newServer(t,
+		gcptest.WithStrict(),
 		gcptest.WithStopGracePeriod(conformanceGrace),
 		gcptest.WithSecret(conformanceSecret, "1", conformanceSecretValue),
 	)
 	runtimetest.Run(t, runtimetest.Harness{
+		// Each test has a project of its own, as Google's quotas are per
+		// project, and a Runtime whose budget is that project's whole
+		// quota.
 		NewRuntime: func(ctx context.Context, t *testing.T) (gantry.Runtime, error) {
-			return New(ctx, Config{Project: project, Region: region, PollInterval: testPoll, LogGrace: testGrace, Budget: unlimited}, srv.ClientOptions()...)
+			return New(ctx, Config{Project: "rtt-" + randomHex(5), Region: region, PollInterval: testPoll, LogGrace: strictGrace, Budget: googleQuota}, srv.ClientOptions()...)
 		},
+		// Logs reach the strict emulator's Cloud Logging up to 2 s late,
+		// and a follower holds each line for the grace.
+		Latency:     2 * strictGrace,
 		Image:       "busybox",
 		SecretName:  conformanceSecret,
 		SecretValue: conformanceSecretValue,

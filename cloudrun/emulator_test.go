@@ -22,10 +22,19 @@ const (
 // Google Cloud.
 var unlimited = Budget{Reads: -1, Writes: -1, Runs: -1, LogLists: -1}
 
-// newServer starts an emulator that is closed when t ends.
+// googleQuota is the Budget of a Runtime that has a project to itself:
+// the strict emulator's quotas, which are Google's defaults.
+var googleQuota = Budget{Reads: 1000, Writes: 180, Runs: 180, LogLists: 60}
+
+// strictGrace covers the strict emulator's ingestion delay (at most 2 s).
+const strictGrace = 2500 * time.Millisecond
+
+// newServer starts an emulator that is closed when t ends. It is relaxed,
+// as these tests count calls and time what Google leaves loose; opts may
+// turn rules back on, and the conformance run is strict.
 func newServer(t testing.TB, opts ...gcptest.Option) *gcptest.Server {
 	t.Helper()
-	srv, err := gcptest.NewServer(opts...)
+	srv, err := gcptest.NewServer(append([]gcptest.Option{gcptest.Relaxed()}, opts...)...)
 	if err != nil {
 		t.Fatalf("gcptest.NewServer: %v", err)
 	}
@@ -53,3 +62,6 @@ func newRuntime(t testing.TB, srv *gcptest.Server, cfg Config) *Runtime {
 	t.Cleanup(func() { rt.Close() })
 	return rt
 }
+
+// loadServerOptions are the emulator's options for TestLoad.
+func loadServerOptions() []gcptest.Option { return []gcptest.Option{gcptest.WithStrict()} }
