@@ -56,6 +56,6 @@
 // RunJob started only after a delay; cancelled and timed-out attempts
 // without an exit code; JSON lines logged as jsonPayload. Each rule has
 // its own option, Relax turns chosen rules off and Relaxed all of them;
-// RULES.md cites the source of each. A Server is relaxed unless told
+// RULES.md cites the source of each. A Server is strict unless told
 // otherwise, and Stats reports how a client used the APIs, for load tests.
 package gcptest

@@ -4,7 +4,6 @@ import (
 	"archive/zip"
 	"bytes"
 	"context"
-	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -15,43 +14,21 @@ import (
 	"cloud.google.com/go/functions/apiv2/functionspb"
 	logging "cloud.google.com/go/logging/apiv2"
 	"cloud.google.com/go/logging/apiv2/loggingpb"
-	"cloud.google.com/go/longrunning/autogen/longrunningpb"
 	"google.golang.org/api/iterator"
 	"google.golang.org/api/option"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 )
 
-// functionsRoom starts a Server and serves its Functions room, with the
-// Server's operations and Logging, on a gRPC server of the test's own,
-// as NewServer will once it registers the room itself.
+// functionsRoom starts a Server for a test of its Functions room.
 func functionsRoom(t *testing.T, opts ...Option) (*Server, []option.ClientOption) {
 	t.Helper()
 	s, err := NewServer(append([]Option{WithReconcileDelay(time.Millisecond)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := grpc.NewServer(grpc.ChainUnaryInterceptor(s.faults.countUnary, s.faults.unary, s.quotaUnary))
-	w := registerFunctions(s, g)
-	longrunningpb.RegisterOperationsServer(g, s.ops)
-	s.logs.svc.Register(g)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go g.Serve(lis)
-	t.Cleanup(func() {
-		w.close()
-		g.Stop()
-		s.Close()
-	})
-	return s, []option.ClientOption{
-		option.WithEndpoint(lis.Addr().String()),
-		option.WithoutAuthentication(),
-		option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())),
-	}
+	t.Cleanup(func() { s.Close() })
+	return s, s.ClientOptions()
 }
 
 // runnerZip is gantry's runner function as cloudfunctions uploads it.

@@ -99,13 +99,14 @@ type Server struct {
 	rt     gantry.Runtime
 	ownsRT bool
 
-	faults  *faultTable
-	limiter *quota.Limiter
-	secrets secrets
-	store   *store
-	ops     *operations
-	runner  *runner
-	logs    *logWiring
+	faults    *faultTable
+	limiter   *quota.Limiter
+	secrets   secrets
+	store     *store
+	ops       *operations
+	runner    *runner
+	logs      *logWiring
+	functions *functionsWiring
 
 	// rng draws the Server's random choices from its seed.
 	rngMu sync.Mutex
@@ -127,8 +128,9 @@ type Server struct {
 // NewServer starts an emulator listening on 127.0.0.1 on a free port (or
 // the address given WithAddr). Close it when done.
 //
-// Its strict rules are off unless WithStrict or a rule's own option turns
-// them on; Relaxed turns them all off.
+// Every strict rule is on (see WithStrict) unless Relax or Relaxed turns
+// it off: the emulator holds clients to Google's documented contract by
+// default.
 func NewServer(opts ...Option) (*Server, error) {
 	cfg := config{
 		addr:      "127.0.0.1:0",
@@ -136,6 +138,7 @@ func NewServer(opts ...Option) (*Server, error) {
 		reconcile: 20 * time.Millisecond,
 		now:       time.Now,
 	}
+	WithStrict()(&cfg)
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -195,6 +198,7 @@ func NewServer(opts ...Option) (*Server, error) {
 	runpb.RegisterTasksServer(s.grpc, &tasksService{s: s})
 	longrunningpb.RegisterOperationsServer(s.grpc, s.ops)
 	s.logs = registerLogging(s)
+	s.functions = registerFunctions(s, s.grpc)
 	go func() { s.serveErr <- s.grpc.Serve(lis) }()
 	return s, nil
 }
@@ -221,6 +225,9 @@ func (s *Server) Runtime() gantry.Runtime { return s.rt }
 // WithRuntime, closes the runtime. It is safe to call more than once.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
+		// Functions' instances shut down gracefully first: after cancel
+		// they would be killed and orphan their commands.
+		s.functions.close()
 		s.bgMu.Lock()
 		s.closing = true
 		s.bgMu.Unlock()

@@ -16,12 +16,13 @@
 //
 //	go run ./cmd/gcptest -secret db-password=hunter2 -secret projects/p/secrets/tls:3=...
 //
-// -strict holds clients to Google's documented limits (gcptest.WithStrict:
-// quotas, late and reordered logs, unordered lists, late reconciliation,
-// no exit code after a stop, JSON lines as jsonPayload); -relax turns some
-// of those rules off again, and -seed fixes the random choices:
+// The emulator holds clients to Google's documented limits
+// (gcptest.WithStrict: quotas, late and reordered logs, unordered lists,
+// late reconciliation, no exit code after a stop, JSON lines as
+// jsonPayload); -relax turns some of those rules off, -strict=false all of
+// them, and -seed fixes the random choices:
 //
-//	go run ./cmd/gcptest -strict -relax unordered-lists,ingestion-delay -seed 7
+//	go run ./cmd/gcptest -relax unordered-lists,ingestion-delay -seed 7
 //
 // -project-number tells the emulator a project's number, so that requests
 // may name the project either way:
@@ -61,7 +62,7 @@ func main() {
 		secrets = append(secrets, gcptest.WithSecret(name, version, value))
 		return nil
 	})
-	strict := flag.Bool("strict", false, "enforce Google's documented limits and leeway (see gcptest/RULES.md, \"Strict mode\")")
+	strict := flag.Bool("strict", true, "enforce Google's documented limits and leeway (see gcptest/RULES.md, \"Strict mode\")")
 	relax := flag.String("relax", "", "comma-separated strict rules to turn off: "+ruleNames())
 	seed := flag.Uint64("seed", 0, "seed of the random choices (ingestion delays, list order); 0 draws one")
 	var numbers []gcptest.Option
@@ -116,17 +117,17 @@ func main() {
 	}
 }
 
-// strictOptions are the options -strict and -relax ask for. -relax without
-// -strict is refused, as it would relax nothing.
+// strictOptions are the options -strict and -relax ask for. -relax with
+// -strict=false is refused, as there would be nothing left to relax.
 func strictOptions(strict bool, relax string) ([]gcptest.Option, error) {
-	if relax == "" {
-		if strict {
-			return []gcptest.Option{gcptest.WithStrict()}, nil
-		}
-		return nil, nil
-	}
 	if !strict {
-		return nil, errors.New("-relax needs -strict")
+		if relax != "" {
+			return nil, errors.New("-relax needs -strict")
+		}
+		return []gcptest.Option{gcptest.Relaxed()}, nil
+	}
+	if relax == "" {
+		return []gcptest.Option{gcptest.WithStrict()}, nil
 	}
 	var rules []gcptest.Rule
 	for _, name := range strings.Split(relax, ",") {

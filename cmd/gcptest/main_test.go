@@ -100,7 +100,7 @@ func TestStrictOptions(t *testing.T) {
 		n      int
 		ok     bool
 	}{
-		{false, "", 0, true},
+		{false, "", 1, true},
 		{true, "", 1, true},
 		{true, "quotas,unordered-lists", 2, true},
 		{false, "quotas", 0, false},
