@@ -820,28 +820,29 @@ func TestGoPauseBlocksWrites(t *testing.T) {
 func TestGoRenameUpdate(t *testing.T) {
 	rt, _ := newGo(t)
 	ctx := context.Background()
-	a := create(t, rt, gantry.Spec{Image: "test/echo", Name: "aa"})
-	create(t, rt, gantry.Spec{Image: "test/echo", Name: "bb"})
-	wantErr(t, "rename to a taken name", rt.Rename(ctx, "aa", "bb"), gantry.ErrConflict)
-	wantErr(t, "rename to a bad name", rt.Rename(ctx, "aa", "-x"), gantry.ErrInvalidArgument)
-	wantErr(t, "rename to the same name", rt.Rename(ctx, "aa", "aa"), gantry.ErrInvalidArgument)
-	wantErr(t, "rename unknown", rt.Rename(ctx, "zzz", "cc"), gantry.ErrNotFound)
-	if err := rt.Rename(ctx, "aa", "cc"); err != nil {
+	a := create(t, rt, gantry.Spec{Image: "test/echo", Name: "one"})
+	create(t, rt, gantry.Spec{Image: "test/echo", Name: "two"})
+	wantErr(t, "rename to a taken name", rt.Rename(ctx, "one", "two"), gantry.ErrConflict)
+	// Names that are not hex, so no ID prefix can match them.
+	wantErr(t, "rename to a bad name", rt.Rename(ctx, "one", "-x"), gantry.ErrInvalidArgument)
+	wantErr(t, "rename to the same name", rt.Rename(ctx, "one", "one"), gantry.ErrInvalidArgument)
+	wantErr(t, "rename unknown", rt.Rename(ctx, "zzz", "three"), gantry.ErrNotFound)
+	if err := rt.Rename(ctx, "one", "three"); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := rt.Inspect(ctx, "cc"); err != nil || got.ID != a.ID || got.Spec.Name != "cc" {
+	if got, err := rt.Inspect(ctx, "three"); err != nil || got.ID != a.ID || got.Spec.Name != "three" {
 		t.Errorf("inspect by the new name: %+v, %v", got, err)
 	}
-	_, err := rt.Inspect(ctx, "aa")
+	_, err := rt.Inspect(ctx, "one")
 	wantErr(t, "old name", err, gantry.ErrNotFound)
-	create(t, rt, gantry.Spec{Image: "test/echo", Name: "aa"})
+	create(t, rt, gantry.Spec{Image: "test/echo", Name: "one"})
 
-	wantErr(t, "update with negative CPU", rt.Update(ctx, "cc", gantry.Resources{CPU: -1}), gantry.ErrInvalidArgument)
+	wantErr(t, "update with negative CPU", rt.Update(ctx, "three", gantry.Resources{CPU: -1}), gantry.ErrInvalidArgument)
 	res := gantry.Resources{CPU: 1.5, MemoryBytes: 64 << 20}
-	if err := rt.Update(ctx, "cc", res); err != nil {
+	if err := rt.Update(ctx, "three", res); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := rt.Inspect(ctx, "cc"); got.Spec.Resources != res {
+	if got, _ := rt.Inspect(ctx, "three"); got.Spec.Resources != res {
 		t.Errorf("resources %+v, want %+v", got.Spec.Resources, res)
 	}
 }
