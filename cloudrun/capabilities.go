@@ -19,7 +19,7 @@ func (r *Runtime) Capabilities() gantry.Capabilities {
 		gantry.FeatureKill:        gantry.Partial.With(noteKill),
 		gantry.FeatureRemove:      gantry.Full.With("DeleteJob; Force cancels the running execution first"),
 		gantry.FeatureWait:        gantry.Partial.With("one poller per Runtime (one ListExecutions per tick for all waiters); exact exit code from the task's last attempt, 128+N for signal N; a Wait across a forced Remove fails with ErrNotFound, as the exit status is deleted with the job"),
-		gantry.FeatureLogs:        gantry.Partial.With("Cloud Logging, stdout and stderr by log name; a line that is a JSON object comes back as Cloud Logging re-encodes it (keys sorted, spacing normalised); Cloud Logging keeps lines, not bytes, so a last line written without a newline comes back with one"),
+		gantry.FeatureLogs:        gantry.Partial.With("Cloud Logging, stdout and stderr by log name; a line that is a JSON object comes back as Cloud Logging re-encodes it (keys sorted, spacing normalised, and without the fields Cloud Logging lifts out of it: severity, time, httpRequest, logging.googleapis.com/*); Cloud Logging keeps lines, not bytes, so a last line written without a newline comes back with one"),
 		gantry.FeatureLogsFollow:  gantry.Partial.With("TailLogEntries; following ends LogGrace (default 5 s) after the container stops, to cover Cloud Logging's ingestion lag"),
 		gantry.FeatureExec:        gantry.None.With(noteExec),
 		gantry.FeatureExecTTY:     gantry.None.With(noteExec),
