@@ -345,7 +345,7 @@ func TestDifferentialLogs(t *testing.T) {
 		{"NoNewline", `printf 'a\n\tb  c\r\n'; printf 'ünï' >&2; sleep 0.1; printf 'last'`, []gantry.LogsOptions{{}}},
 		{"Empty", `true`, []gantry.LogsOptions{{}, {Tail: 3}}},
 		{"LongLine", `head -c 40000 /dev/zero | tr '\0' x; echo; echo after`, []gantry.LogsOptions{{}, {Tail: 2}}},
-		{"TailBeforeStream", `echo o1; sleep 0.05; echo e1 >&2; sleep 0.05; echo o2; sleep 0.05; echo e2 >&2; sleep 0.05; echo e3 >&2; sleep 0.05; echo o3`,
+		{"TailBeforeStream", `echo o1; sleep 0.1; echo e1 >&2; sleep 0.1; echo o2; sleep 0.1; echo e2 >&2; sleep 0.1; echo e3 >&2; sleep 0.1; echo o3`,
 			[]gantry.LogsOptions{{Tail: 2, Stderr: true}, {Tail: 3, Stdout: true}, {Tail: gantry.TailNone}, {Tail: 100}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
