@@ -16,8 +16,11 @@
 // codes and logs. Names are unique per project and region because the job
 // ID is derived from the name: Cloud Run itself settles a race. All Waits
 // of a Runtime share one poller, one read per tick however many there
-// are. Every job carries a managed-by and a session label, and Sweep
-// deletes what a session (or anything older than an age) left behind.
+// are, and all following Logs one Cloud Logging tail session; every call
+// spends from one per-minute budget (Config.Budget) and a call refused for
+// quota is retried when Google says. Every job carries a managed-by and a
+// session label, and Sweep deletes what a session (or anything older than
+// an age) left behind.
 //
 // A program that runs one container:
 //
