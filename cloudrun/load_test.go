@@ -32,7 +32,9 @@ func TestLoad(t *testing.T) {
 	srv := newServer(t, loadServerOptions()...)
 	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
 	defer cancel()
-	rt, err := New(ctx, Config{Project: project, Region: region, LogGrace: 2 * time.Second}, srv.ClientOptions()...)
+	// The grace covers the strict emulator's ingestion delay (up to 2 s)
+	// with room for the delivery delays of a loaded machine.
+	rt, err := New(ctx, Config{Project: project, Region: region, LogGrace: 2 * strictGrace}, srv.ClientOptions()...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package cloudrun
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"sync"
@@ -121,7 +122,7 @@ func (r *Runtime) exitStatus(ctx context.Context, jobID, exec string, succeeded,
 			break
 		}
 		if gcperr.Is(err, codes.NotFound) {
-			return gantry.ExitStatus{}, gcperr.Wrap(ctx, err, "exit status of %s: the container was removed before its exit status could be read", name)
+			return gantry.ExitStatus{}, &removedFirst{gcperr.Wrap(ctx, err, "exit status of %s: the container was removed before its exit status could be read", name)}
 		}
 		if err != nil {
 			return gantry.ExitStatus{}, gcperr.Wrap(ctx, err, "exit status of %s", name)
@@ -135,6 +136,16 @@ func (r *Runtime) exitStatus(ctx context.Context, jobID, exec string, succeeded,
 	r.exits.put(name, st)
 	return st, nil
 }
+
+// errRemovedFirst is what errors.Is finds in the error of an exit status
+// that could not be read because the container's job was deleted first.
+var errRemovedFirst = errors.New("removed before its exit status could be read")
+
+// removedFirst is that error, with what was asked.
+type removedFirst struct{ err error }
+
+func (e *removedFirst) Error() string   { return e.err.Error() }
+func (e *removedFirst) Unwrap() []error { return []error{e.err, errRemovedFirst} }
 
 // exitCacheSize bounds the exit statuses a Runtime remembers.
 const exitCacheSize = 4096

@@ -353,6 +353,10 @@ func (r *Runtime) waitRemoved(ctx context.Context, j *job) (gantry.ExitStatus, e
 		switch {
 		case errors.Is(err, errVanished):
 			return gantry.ExitStatus{ExitCode: 128 + 9, Signal: "SIGKILL", Error: "removed while running"}, nil
+		case errors.Is(err, errRemovedFirst):
+			// The removal this Wait waits for came before the exit status
+			// could be read: it is gone with the job.
+			return gantry.ExitStatus{ExitCode: 128 + 9, Signal: "SIGKILL", Error: "removed before its exit status could be read"}, nil
 		case err != nil:
 			return st, err
 		}
