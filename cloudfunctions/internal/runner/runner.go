@@ -449,7 +449,10 @@ func (f *Function) launch(rn *run, req Request, stopSig syscall.Signal) {
 
 // copyLines copies r to w a whole line at a time, under the function's
 // output lock, so that lines of the two streams never interleave inside
-// a line. A last line without a newline is written as it is.
+// a line. A last line without a newline gets one: the function's streams
+// outlive the command, and the next run's first line must not join it
+// (Cloud Logging keeps lines, not bytes, so the reader sees one line
+// either way).
 func (f *Function) copyLines(wg *sync.WaitGroup, r io.ReadCloser, w io.Writer) {
 	defer wg.Done()
 	defer r.Close()
@@ -457,6 +460,9 @@ func (f *Function) copyLines(wg *sync.WaitGroup, r io.ReadCloser, w io.Writer) {
 	for {
 		line, err := br.ReadBytes('\n')
 		if len(line) > 0 {
+			if line[len(line)-1] != '\n' {
+				line = append(line, '\n')
+			}
 			f.outMu.Lock()
 			w.Write(line)
 			f.outMu.Unlock()

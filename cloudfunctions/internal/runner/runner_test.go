@@ -199,7 +199,7 @@ func TestRunEnvDirStdin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := "bonjour " + real + "\nfrom stdin\nno newline"
+	want := "bonjour " + real + "\nfrom stdin\nno newline\n"
 	if out := in.stdout.String(); out != want {
 		t.Errorf("stdout = %q, want %q", out, want)
 	}
