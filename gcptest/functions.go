@@ -90,8 +90,10 @@ type functionsWiring struct {
 	// objects GenerateUploadUrl has signed a URL for.
 	uploads map[string][]byte
 	pending map[string]bool
-	// builds caches built binaries by the hash of source and entry point.
-	builds map[string]string
+	// builds caches built binaries by the hash of source and entry point;
+	// buildMu serialises builds, which write to the cache's directories.
+	builds  map[string]string
+	buildMu sync.Mutex
 	// revisions counts each function's revisions, by function name.
 	revisions map[string]int
 	closed    bool

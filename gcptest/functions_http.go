@@ -102,6 +102,11 @@ func (w *functionsWiring) build(fn *functionspb.Function) (string, error) {
 	w.mu.Unlock()
 	sum := sha256.Sum256(append(append([]byte(bc.GetEntryPoint()), 0), archive...))
 	key := hex.EncodeToString(sum[:])
+	// Builds of one source share a directory: concurrent deploys of it
+	// (every gantry container is the same runner) take turns, and all
+	// but the first find it built.
+	w.buildMu.Lock()
+	defer w.buildMu.Unlock()
 	w.mu.Lock()
 	bin, cached := w.builds[key]
 	w.mu.Unlock()
