@@ -103,6 +103,14 @@ func ClassOf(method string) Class {
 			return LogList
 		}
 		return Other
+	case strings.HasPrefix(service, "google.cloud.functions."):
+		// Cloud Functions' API reads and writes spend from the read and
+		// write classes, its quotas being of the same kind; it has no
+		// runs (a function is invoked at its URL, not through the API).
+		if strings.HasPrefix(name, "Get") || strings.HasPrefix(name, "List") {
+			return RunRead
+		}
+		return RunWrite
 	case strings.HasPrefix(service, "google.cloud.run."), strings.HasPrefix(service, "google.longrunning."):
 		switch {
 		case name == "RunJob":

@@ -16,16 +16,22 @@ import (
 
 func TestClassOf(t *testing.T) {
 	for method, want := range map[string]Class{
-		"/google.cloud.run.v2.Jobs/GetJob":                   RunRead,
-		"/google.cloud.run.v2.Executions/ListExecutions":     RunRead,
-		"/google.longrunning.Operations/GetOperation":        RunRead,
-		"/google.cloud.run.v2.Jobs/CreateJob":                RunWrite,
-		"/google.cloud.run.v2.Executions/CancelExecution":    RunWrite,
-		"/google.cloud.run.v2.Jobs/DeleteJob":                RunWrite,
-		"/google.cloud.run.v2.Jobs/RunJob":                   RunJobRun,
-		"/google.logging.v2.LoggingServiceV2/ListLogEntries": LogList,
-		"/google.logging.v2.LoggingServiceV2/TailLogEntries": Other,
-		"/some.other.Service/Get":                            Other,
+		"/google.cloud.run.v2.Jobs/GetJob":                             RunRead,
+		"/google.cloud.run.v2.Executions/ListExecutions":               RunRead,
+		"/google.longrunning.Operations/GetOperation":                  RunRead,
+		"/google.cloud.run.v2.Jobs/CreateJob":                          RunWrite,
+		"/google.cloud.run.v2.Executions/CancelExecution":              RunWrite,
+		"/google.cloud.run.v2.Jobs/DeleteJob":                          RunWrite,
+		"/google.cloud.run.v2.Jobs/RunJob":                             RunJobRun,
+		"/google.logging.v2.LoggingServiceV2/ListLogEntries":           LogList,
+		"/google.logging.v2.LoggingServiceV2/TailLogEntries":           Other,
+		"/google.cloud.functions.v2.FunctionService/GetFunction":       RunRead,
+		"/google.cloud.functions.v2.FunctionService/ListFunctions":     RunRead,
+		"/google.cloud.functions.v2.FunctionService/ListRuntimes":      RunRead,
+		"/google.cloud.functions.v2.FunctionService/CreateFunction":    RunWrite,
+		"/google.cloud.functions.v2.FunctionService/DeleteFunction":    RunWrite,
+		"/google.cloud.functions.v2.FunctionService/GenerateUploadUrl": RunWrite,
+		"/some.other.Service/Get":                                      Other,
 	} {
 		if got := ClassOf(method); got != want {
 			t.Errorf("ClassOf(%s) = %d, want %d", method, got, want)
