@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/gantryhq/gantry"
+	"github.com/gantryhq/gantry/cloudfunctions"
 	"github.com/gantryhq/gantry/cloudrun"
 	"github.com/gantryhq/gantry/docker"
 	"github.com/gantryhq/gantry/fake"
@@ -26,6 +27,7 @@ func TestREADMECapabilities(t *testing.T) {
 		{"README.md", map[string]gantry.Capabilities{"fake": fake.New(fake.WithHostProcesses()).Capabilities()}},
 		{"cloudrun/README.md", map[string]gantry.Capabilities{"cloudrun": (&cloudrun.Runtime{}).Capabilities()}},
 		{"docker/README.md", map[string]gantry.Capabilities{"docker": (&docker.Runtime{}).Capabilities()}},
+		{"cloudfunctions/README.md", map[string]gantry.Capabilities{"cloudfunctions": (&cloudfunctions.Runtime{}).Capabilities()}},
 	} {
 		checkTables(t, doc.file, doc.tables)
 	}

@@ -2,6 +2,7 @@ package cloudfunctions
 
 import (
 	"context"
+	"github.com/gantryhq/gantry/internal/naming"
 	"testing"
 
 	"github.com/gantryhq/gantry"
@@ -24,7 +25,7 @@ func TestConformance(t *testing.T) {
 		// Each test has a project of its own, as Google's quotas are per
 		// project, and a Runtime whose budget is that project's quota.
 		NewRuntime: func(ctx context.Context, t *testing.T) (gantry.Runtime, error) {
-			return New(ctx, Config{Project: "rtt-" + randomHex(5), Region: region, PollInterval: testPoll, LogGrace: strictGrace, Budget: googleQuota, HTTPClient: plainHTTP}, srv.ClientOptions()...)
+			return New(ctx, Config{Project: "rtt-" + naming.RandomHex(5), Region: region, PollInterval: testPoll, LogGrace: strictGrace, Budget: googleQuota, HTTPClient: plainHTTP}, srv.ClientOptions()...)
 		},
 		// Logs reach the strict emulator's Cloud Logging up to 2 s late,
 		// and a follower holds each line for the grace.

@@ -19,6 +19,7 @@ import (
 	"github.com/gantryhq/gantry/internal/cloudlog"
 	"github.com/gantryhq/gantry/internal/gcperr"
 	"github.com/gantryhq/gantry/internal/meta"
+	"github.com/gantryhq/gantry/internal/naming"
 	"github.com/googleapis/gax-go/v2"
 	"go.uber.org/zap"
 	"google.golang.org/grpc/codes"
@@ -77,9 +78,9 @@ func (r *Runtime) Create(ctx context.Context, spec gantry.Spec) (_ *gantry.Conta
 		return nil, err
 	}
 	if spec.Name == "" {
-		spec.Name = newName()
+		spec.Name = naming.NewName()
 	}
-	rec := meta.Record{ID: newID(spec.Name), Name: spec.Name, Created: time.Now().UTC(), Spec: spec}
+	rec := meta.Record{ID: naming.NewID(spec.Name), Name: spec.Name, Created: time.Now().UTC(), Spec: spec}
 	// The mapping is checked before any call, with a placeholder source.
 	if _, err := r.functionFor(rec, rt, &functionspb.StorageSource{}); err != nil {
 		return nil, err
@@ -92,7 +93,7 @@ func (r *Runtime) Create(ctx context.Context, spec gantry.Spec) (_ *gantry.Conta
 	// meets ALREADY_EXISTS in its operation all the same.
 	if f, err := r.getFunction(ctx, fnID); err == nil || !gcperr.Is(err, codes.NotFound) {
 		if err == nil {
-			return nil, fmt.Errorf("%w: the name %q is in use by container %s", gantry.ErrConflict, spec.Name, shortID(f.rec.ID))
+			return nil, fmt.Errorf("%w: the name %q is in use by container %s", gantry.ErrConflict, spec.Name, naming.ShortID(f.rec.ID))
 		}
 		return nil, gcperr.Wrap(ctx, err, "read function %s", r.functionName(fnID))
 	}
@@ -111,8 +112,6 @@ func (r *Runtime) Create(ctx context.Context, spec gantry.Spec) (_ *gantry.Conta
 	r.log.Debug("created", zap.String("id", rec.ID), zap.String("name", rec.Name), zap.String("function", created.GetName()))
 	return r.describe(&fn{pb: created, rec: rec}, runner.Status{}, false), nil
 }
-
-func shortID(id string) string { return id[:min(12, len(id))] }
 
 // upload puts the runner's source where CreateFunction can take it: a
 // signed URL from GenerateUploadUrl, then a PUT of the zip.
@@ -175,7 +174,7 @@ func (r *Runtime) createFunction(ctx context.Context, req *functionspb.CreateFun
 			}
 			owner := "another container"
 			if gerr == nil {
-				owner = "container " + shortID(cur.rec.ID)
+				owner = "container " + naming.ShortID(cur.rec.ID)
 			}
 			return nil, gcperr.Wrap(ctx, err, "the name %q is in use by %s", rec.Name, owner)
 		case codes.Unavailable:
@@ -716,7 +715,7 @@ func (r *Runtime) stoppedAt(f *fn) func(context.Context) (time.Time, error) {
 // runner reports the latest run only, so the ID carries it: random hex,
 // then "-" and the previous run's end in Unix nanoseconds, base 36.
 func runID(prev runner.Status, ok bool) string {
-	id := randomHex(12)
+	id := naming.RandomHex(12)
 	if ok && !prev.Finished.IsZero() {
 		id += "-" + strconv.FormatInt(prev.Finished.UnixNano(), 36)
 	}

@@ -2,9 +2,6 @@ package cloudfunctions
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"maps"
@@ -21,6 +18,7 @@ import (
 	"github.com/gantryhq/gantry/internal/cloudlog"
 	"github.com/gantryhq/gantry/internal/gcperr"
 	"github.com/gantryhq/gantry/internal/meta"
+	"github.com/gantryhq/gantry/internal/naming"
 	"github.com/gantryhq/gantry/internal/quota"
 	"go.uber.org/zap"
 	"google.golang.org/api/iterator"
@@ -165,7 +163,7 @@ func New(ctx context.Context, cfg Config, opts ...option.ClientOption) (*Runtime
 		return nil, err
 	}
 	if cfg.Session == "" {
-		cfg.Session = "s" + randomHex(5)
+		cfg.Session = "s" + naming.RandomHex(5)
 	}
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = DefaultPollInterval
@@ -280,35 +278,12 @@ func (r *Runtime) release() error {
 	return errors.Join(errs...)
 }
 
-// A container's ID is 64 lowercase hex digits, as Docker's: 48 random ones
-// followed by the 16 that name its function. The function ID is derived
-// from the container's name, so that two creates racing for a name race
-// for one function ID (Cloud Functions lets one win), and a full ID or a
-// name finds its function with one GetFunction.
-const (
-	idLen          = 64
-	nameHash       = 16
-	functionPrefix = "gantryfn-"
-)
+// functionPrefix starts the ID of every function gantry creates (see
+// package naming for how a container's name becomes its function's ID).
+const functionPrefix = "gantryfn-"
 
-func nameDigest(name string) string {
-	sum := sha256.Sum256([]byte(name))
-	return hex.EncodeToString(sum[:])[:nameHash]
-}
-
-func functionIDForName(name string) string { return functionPrefix + nameDigest(name) }
-func functionIDForID(id string) string     { return functionPrefix + id[idLen-nameHash:] }
-func newID(name string) string             { return randomHex((idLen-nameHash)/2) + nameDigest(name) }
-func newName() string                      { return "gantry_" + randomHex(6) }
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
-func isHex(s string) bool    { return s != "" && strings.Trim(s, "0123456789abcdef") == "" }
-func isFullID(s string) bool { return len(s) == idLen && isHex(s) }
+func functionIDForName(name string) string { return naming.ResourceForName(functionPrefix, name) }
+func functionIDForID(id string) string     { return naming.ResourceForID(functionPrefix, id) }
 
 func lastSegment(name string) string { return name[strings.LastIndexByte(name, '/')+1:] }
 
@@ -385,7 +360,7 @@ func (r *Runtime) resolve(ctx context.Context, id string) (*fn, error) {
 		}
 		return nil, gcperr.Wrap(ctx, err, "read function %s", r.functionName(fnID))
 	}
-	if isFullID(id) {
+	if naming.IsFullID(id) {
 		if f, err := try(functionIDForID(id), func(rec meta.Record) bool { return rec.ID == id }); f != nil || err != nil {
 			return f, err
 		}
@@ -395,7 +370,7 @@ func (r *Runtime) resolve(ctx context.Context, id string) (*fn, error) {
 			return f, err
 		}
 	}
-	if isHex(id) && len(id) < idLen {
+	if naming.IsHex(id) && len(id) < naming.IDLen {
 		all, err := r.listFunctions(ctx)
 		if err != nil {
 			return nil, err
@@ -414,7 +389,7 @@ func (r *Runtime) resolve(ctx context.Context, id string) (*fn, error) {
 			return nil, fmt.Errorf("%w: ID prefix %q matches %d containers", gantry.ErrInvalidArgument, id, len(found))
 		}
 	}
-	if !isHex(id) && !gantry.ValidName(id) {
+	if !naming.IsHex(id) && !gantry.ValidName(id) {
 		return nil, fmt.Errorf("%w: no such container: %q is neither a container ID nor a valid name", gantry.ErrNotFound, id)
 	}
 	return nil, fmt.Errorf("%w: no such container: %s", gantry.ErrNotFound, id)

@@ -3,6 +3,7 @@ package cloudrun
 import (
 	"context"
 	"errors"
+	"github.com/gantryhq/gantry/internal/naming"
 	"io"
 	"strings"
 	"sync"
@@ -408,7 +409,7 @@ func TestRetriedCreateRecognised(t *testing.T) {
 	ctx := testCtx(t)
 	spec := sh("exit 0")
 	spec.Name = "retried"
-	rec := meta.Record{ID: newID(spec.Name), Name: spec.Name, Created: time.Now().UTC(), Spec: spec}
+	rec := meta.Record{ID: naming.NewID(spec.Name), Name: spec.Name, Created: time.Now().UTC(), Spec: spec}
 	pb, err := rt.jobFor(rec)
 	if err != nil {
 		t.Fatal(err)
@@ -422,7 +423,7 @@ func TestRetriedCreateRecognised(t *testing.T) {
 		t.Fatalf("retried create: %v, want it recognised as its own", err)
 	}
 	other := rec
-	other.ID = newID(spec.Name)
+	other.ID = naming.NewID(spec.Name)
 	if _, err := rt.createJob(ctx, req, other); !errors.Is(err, gantry.ErrConflict) {
 		t.Fatalf("create by another container: %v, want ErrConflict", err)
 	}

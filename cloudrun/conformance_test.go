@@ -2,6 +2,7 @@ package cloudrun
 
 import (
 	"context"
+	"github.com/gantryhq/gantry/internal/naming"
 	"testing"
 	"time"
 
@@ -36,7 +37,7 @@ func TestConformance(t *testing.T) {
 		// project, and a Runtime whose budget is that project's whole
 		// quota.
 		NewRuntime: func(ctx context.Context, t *testing.T) (gantry.Runtime, error) {
-			return New(ctx, Config{Project: "rtt-" + randomHex(5), Region: region, PollInterval: testPoll, LogGrace: strictGrace, Budget: googleQuota}, srv.ClientOptions()...)
+			return New(ctx, Config{Project: "rtt-" + naming.RandomHex(5), Region: region, PollInterval: testPoll, LogGrace: strictGrace, Budget: googleQuota}, srv.ClientOptions()...)
 		},
 		// Logs reach the strict emulator's Cloud Logging up to 2 s late,
 		// and a follower holds each line for the grace.

@@ -12,6 +12,7 @@ import (
 	"github.com/gantryhq/gantry/internal/cloudlog"
 	"github.com/gantryhq/gantry/internal/gcperr"
 	"github.com/gantryhq/gantry/internal/meta"
+	"github.com/gantryhq/gantry/internal/naming"
 	"github.com/googleapis/gax-go/v2"
 	"go.uber.org/zap"
 	"google.golang.org/grpc/codes"
@@ -50,9 +51,9 @@ func (r *Runtime) Create(ctx context.Context, spec gantry.Spec) (_ *gantry.Conta
 		return nil, err
 	}
 	if spec.Name == "" {
-		spec.Name = newName()
+		spec.Name = naming.NewName()
 	}
-	rec := meta.Record{ID: newID(spec.Name), Name: spec.Name, Created: time.Now().UTC(), Spec: spec}
+	rec := meta.Record{ID: naming.NewID(spec.Name), Name: spec.Name, Created: time.Now().UTC(), Spec: spec}
 	pb, err := r.jobFor(rec)
 	if err != nil {
 		return nil, err
@@ -89,7 +90,7 @@ func (r *Runtime) createJob(ctx context.Context, req *runpb.CreateJobRequest, re
 			}
 			owner := "another container"
 			if other, derr := meta.Decode(cur.GetLabels(), cur.GetAnnotations()); gerr == nil && derr == nil {
-				owner = "container " + shortID(other.ID)
+				owner = "container " + naming.ShortID(other.ID)
 			}
 			return nil, gcperr.Wrap(ctx, err, "the name %q is in use by %s", rec.Name, owner)
 		case codes.Unavailable:

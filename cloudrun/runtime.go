@@ -17,6 +17,7 @@ import (
 	"github.com/gantryhq/gantry/internal/cloudlog"
 	"github.com/gantryhq/gantry/internal/gcperr"
 	"github.com/gantryhq/gantry/internal/meta"
+	"github.com/gantryhq/gantry/internal/naming"
 	"github.com/gantryhq/gantry/internal/poll"
 	"github.com/gantryhq/gantry/internal/quota"
 	"go.uber.org/zap"
@@ -158,7 +159,7 @@ func New(ctx context.Context, cfg Config, opts ...option.ClientOption) (*Runtime
 		return nil, err
 	}
 	if cfg.Session == "" {
-		cfg.Session = "s" + randomHex(5)
+		cfg.Session = "s" + naming.RandomHex(5)
 	}
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = DefaultPollInterval
@@ -411,7 +412,7 @@ func (r *Runtime) resolve(ctx context.Context, id string) (*job, error) {
 		}
 		return nil, gcperr.Wrap(ctx, err, "read job %s", r.jobName(jobID))
 	}
-	if isFullID(id) {
+	if naming.IsFullID(id) {
 		if j, err := try(jobIDForID(id), func(rec meta.Record) bool { return rec.ID == id }); j != nil || err != nil {
 			return j, err
 		}
@@ -421,7 +422,7 @@ func (r *Runtime) resolve(ctx context.Context, id string) (*job, error) {
 			return j, err
 		}
 	}
-	if isHex(id) && len(id) < idLen {
+	if naming.IsHex(id) && len(id) < naming.IDLen {
 		all, err := r.listJobs(ctx)
 		if err != nil {
 			return nil, err
@@ -440,7 +441,7 @@ func (r *Runtime) resolve(ctx context.Context, id string) (*job, error) {
 			return nil, fmt.Errorf("%w: ID prefix %q matches %d containers", gantry.ErrInvalidArgument, id, len(found))
 		}
 	}
-	if !isHex(id) && !gantry.ValidName(id) {
+	if !naming.IsHex(id) && !gantry.ValidName(id) {
 		return nil, fmt.Errorf("%w: no such container: %q is neither a container ID nor a valid name", gantry.ErrNotFound, id)
 	}
 	return nil, fmt.Errorf("%w: no such container: %s", gantry.ErrNotFound, id)

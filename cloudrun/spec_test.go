@@ -2,6 +2,7 @@ package cloudrun
 
 import (
 	"errors"
+	"github.com/gantryhq/gantry/internal/naming"
 	"strings"
 	"testing"
 	"time"
@@ -39,7 +40,7 @@ func TestJobMapping(t *testing.T) {
 			{Name: "projects/o/secrets/cert", Version: "3", Path: "/certs/tls.pem"},
 		},
 	}
-	rec := meta.Record{ID: strings.Repeat("a", 48) + nameDigest("mapped"), Name: "mapped", Created: time.Unix(0, 0).UTC(), Spec: spec}
+	rec := meta.Record{ID: naming.NewID("mapped"), Name: "mapped", Created: time.Unix(0, 0).UTC(), Spec: spec}
 	got, err := r.jobFor(rec)
 	if err != nil {
 		t.Fatal(err)
@@ -115,20 +116,20 @@ func TestGPUAndTimeoutDefaults(t *testing.T) {
 }
 
 func TestIDsAndJobNames(t *testing.T) {
-	a, b := newID("web"), newID("web")
-	if a == b || !isFullID(a) || jobIDForID(a) != jobIDForName("web") || jobIDForID(b) != jobIDForName("web") {
+	a, b := naming.NewID("web"), naming.NewID("web")
+	if a == b || !naming.IsFullID(a) || jobIDForID(a) != jobIDForName("web") || jobIDForID(b) != jobIDForName("web") {
 		t.Errorf("IDs %s and %s: both must be full IDs pointing to %s", a, b, jobIDForName("web"))
 	}
 	if jobIDForName("web") == jobIDForName("Web") {
 		t.Error("names differing in case share a job")
 	}
-	for _, name := range []string{"web", "Web_1.x", strings.Repeat("n", 200), newName()} {
+	for _, name := range []string{"web", "Web_1.x", strings.Repeat("n", 200), naming.NewName()} {
 		if id := jobIDForName(name); len(id) > 63 || strings.Trim(id, "abcdefghijklmnopqrstuvwxyz0123456789-") != "" || id[0] < 'a' || id[0] > 'z' {
 			t.Errorf("job ID %q for %q breaks Cloud Run's job ID rules", id, name)
 		}
 	}
-	if !gantry.ValidName(newName()) {
-		t.Errorf("generated name %q is not a valid Docker name", newName())
+	if !gantry.ValidName(naming.NewName()) {
+		t.Errorf("generated name %q is not a valid Docker name", naming.NewName())
 	}
 }
 

@@ -34,9 +34,10 @@ import (
 
 // Limits are requests per minute for each class; zero means unlimited.
 type Limits struct {
-	// RunReads, RunWrites and RunJobRuns are Cloud Run Admin API read
+	// RunReads, RunWrites and RunJobRuns are the admin API's read
 	// requests (Get, List, and operation polls), write requests (Create,
-	// Update, Delete, Cancel) and job runs (RunJob).
+	// Update, Delete, Cancel) and job runs (RunJob): Cloud Run's, or Cloud
+	// Functions' for a Budget on a Functions client.
 	RunReads, RunWrites, RunJobRuns int
 	// LogLists is Cloud Logging's entries.list (ListLogEntries).
 	LogLists int
