@@ -85,14 +85,16 @@ func loadOne(ctx context.Context, rt *Runtime, script string, i int, follow bool
 	if err != nil {
 		return fmt.Errorf("register wait: %w", err)
 	}
+	if err := rt.Start(ctx, c.ID); err != nil {
+		return fmt.Errorf("start: %w", err)
+	}
+	// Following begins once the container runs: as Docker's, a follow of
+	// a container that has not started ends at once.
 	var r gantry.LogReader
 	if follow {
 		if r, err = rt.Logs(ctx, c.ID, gantry.LogsOptions{Follow: true}); err != nil {
 			return fmt.Errorf("follow: %w", err)
 		}
-	}
-	if err := rt.Start(ctx, c.ID); err != nil {
-		return fmt.Errorf("start: %w", err)
 	}
 	res := <-ch
 	if res.Err != nil || res.Status.ExitCode != code {
