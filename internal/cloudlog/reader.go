@@ -408,6 +408,13 @@ func (p *producer) follow(ctx context.Context, followFrom time.Time) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-hold.C:
+			// What the session could not hand over must be listed before
+			// anything newer is released.
+			if sub.lost.Swap(false) {
+				if err := p.list(ctx, relistFrom()); err != nil {
+					return err
+				}
+			}
 			if err := p.release(ctx, time.Now().Add(-p.src.Grace)); err != nil {
 				return err
 			}
