@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 
+	"cloud.google.com/go/functions/apiv2/functionspb"
 	"cloud.google.com/go/logging/apiv2/loggingpb"
 	"cloud.google.com/go/run/apiv2/runpb"
 	"google.golang.org/grpc"
@@ -36,7 +37,41 @@ var methodMetrics = map[string][]*quota.Metric{
 	"/google.logging.v2.LoggingServiceV2/ListLogEntries":  {quota.LoggingList, quota.LoggingRead},
 	"/google.logging.v2.LoggingServiceV2/ListLogs":        {quota.LoggingRead},
 	"/google.logging.v2.LoggingServiceV2/WriteLogEntries": {quota.LoggingWrite},
+
+	"/google.cloud.functions.v2.FunctionService/GetFunction":       {functionsRead},
+	"/google.cloud.functions.v2.FunctionService/ListFunctions":     {functionsRead},
+	"/google.cloud.functions.v2.FunctionService/ListRuntimes":      {functionsRead},
+	"/google.cloud.functions.v2.FunctionService/CreateFunction":    {functionsWrite},
+	"/google.cloud.functions.v2.FunctionService/UpdateFunction":    {functionsWrite},
+	"/google.cloud.functions.v2.FunctionService/DeleteFunction":    {functionsWrite},
+	"/google.cloud.functions.v2.FunctionService/GenerateUploadUrl": {functionsWrite},
 }
+
+// The Cloud Functions API's quotas (RULES.md, "Cloud Functions quotas"):
+// reads are calls that describe or list, writes those that deploy or
+// delete; both per project, as Google scopes them. A function's operations
+// are polled through the Operations service and count as Cloud Run reads,
+// as every GetOperation does here.
+var (
+	functionsRead = &quota.Metric{
+		Service: "cloudfunctions.googleapis.com",
+		Name:    "Read requests",
+		ID:      "cloudfunctions.googleapis.com/read_requests",
+		Limit:   "Read requests per minute",
+		LimitID: "ReadRequestsPerMinutePerProject",
+		Help:    functionsQuotas,
+	}
+	functionsWrite = &quota.Metric{
+		Service: "cloudfunctions.googleapis.com",
+		Name:    "Write requests",
+		ID:      "cloudfunctions.googleapis.com/write_requests",
+		Limit:   "Write requests per minute",
+		LimitID: "WriteRequestsPerMinutePerProject",
+		Help:    functionsQuotas,
+	}
+)
+
+const functionsQuotas = "https://cloud.google.com/functions/quotas"
 
 // limit is the limit q sets for m; 0 is none.
 func (q *Quotas) limit(m *quota.Metric) int {
@@ -56,6 +91,10 @@ func (q *Quotas) limit(m *quota.Metric) int {
 		return q.LoggingReads
 	case quota.LoggingWrite:
 		return q.LoggingWrites
+	case functionsRead:
+		return q.FunctionsReads
+	case functionsWrite:
+		return q.FunctionsWrites
 	}
 	return 0
 }
@@ -110,6 +149,8 @@ func (s *Server) scopes(m proto.Message) []scope {
 	switch r := m.(type) {
 	case *runpb.UpdateJobRequest:
 		name = r.GetJob().GetName()
+	case *functionspb.UpdateFunctionRequest:
+		name = r.GetFunction().GetName()
 	case interface{ GetParent() string }:
 		name = r.GetParent()
 	case interface{ GetName() string }:

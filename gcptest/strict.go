@@ -62,6 +62,10 @@ type Quotas struct {
 	// Cloud Logging, per project, per minute: ListLogEntries calls; read
 	// calls (ListLogEntries and ListLogs); WriteLogEntries calls.
 	LoggingEntriesLists, LoggingReads, LoggingWrites int
+	// Cloud Functions API, per project, per minute: calls that describe
+	// or list functions or runtimes; calls that deploy, update or delete
+	// a function or generate an upload URL.
+	FunctionsReads, FunctionsWrites int
 	// TailSessions is how many TailLogEntries sessions may be open at once
 	// per project.
 	TailSessions int
@@ -77,6 +81,8 @@ func DefaultQuotas() Quotas {
 		LoggingEntriesLists: 60,
 		LoggingReads:        120,
 		LoggingWrites:       120_000,
+		FunctionsReads:      1200,
+		FunctionsWrites:     60,
 		TailSessions:        10,
 	}
 }
