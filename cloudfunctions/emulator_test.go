@@ -25,7 +25,7 @@ var unlimited = Budget{Reads: -1, Writes: -1, LogLists: -1}
 
 // googleQuota is the Budget of a Runtime that has a project to itself:
 // the strict emulator's quotas for the classes Functions' calls spend.
-var googleQuota = Budget{Reads: 1000, Writes: 180, LogLists: 60}
+var googleQuota = Budget{Reads: 1000, Writes: 60, LogLists: 60}
 
 // strictGrace covers the strict emulator's ingestion delay (at most 2 s).
 const strictGrace = 2500 * time.Millisecond
