@@ -332,67 +332,34 @@ type corruptError struct {
 func (e *corruptError) Error() string { return "function " + e.name + ": " + e.err.Error() }
 func (e *corruptError) Unwrap() error { return e.err }
 
-// resolve finds the container id names, as Docker does: a full ID, then a
-// name, then a unique ID prefix. On a closed Runtime it fails at once.
+// resolve finds the container id names, as Docker does (see
+// naming.Lookup). On a closed Runtime it fails at once.
 func (r *Runtime) resolve(ctx context.Context, id string) (*fn, error) {
 	if err := r.state.Err(); err != nil {
 		return nil, err
 	}
-	if id == "" {
-		return nil, fmt.Errorf("%w: empty container ID or name", gantry.ErrInvalidArgument)
-	}
-	if name, ok := strings.CutPrefix(id, "/"); ok && gantry.ValidName(name) {
-		id = name
-	}
-	try := func(fnID string, match func(meta.Record) bool) (*fn, error) {
+	get := func(fnID string) (*fn, meta.Record, bool, error) {
 		f, err := r.getFunction(ctx, fnID)
 		var corrupt *corruptError
 		switch {
 		case err == nil:
-			if match(f.rec) {
-				return f, nil
-			}
-			return nil, nil
+			return f, f.rec, true, nil
 		case errors.Is(err, meta.ErrNotGantry), gcperr.Is(err, codes.NotFound):
-			return nil, nil
+			return nil, meta.Record{}, false, nil
 		case errors.As(err, &corrupt):
-			return nil, err
+			return nil, meta.Record{}, false, err
 		}
-		return nil, gcperr.Wrap(ctx, err, "read function %s", r.functionName(fnID))
+		return nil, meta.Record{}, false, gcperr.Wrap(ctx, err, "read function %s", r.functionName(fnID))
 	}
-	if naming.IsFullID(id) {
-		if f, err := try(functionIDForID(id), func(rec meta.Record) bool { return rec.ID == id }); f != nil || err != nil {
-			return f, err
-		}
-	}
-	if gantry.ValidName(id) {
-		if f, err := try(functionIDForName(id), func(rec meta.Record) bool { return rec.Name == id }); f != nil || err != nil {
-			return f, err
-		}
-	}
-	if naming.IsHex(id) && len(id) < naming.IDLen {
+	list := func() ([]*fn, []meta.Record, error) {
 		all, err := r.listFunctions(ctx)
-		if err != nil {
-			return nil, err
+		recs := make([]meta.Record, len(all))
+		for i, f := range all {
+			recs[i] = f.rec
 		}
-		var found []*fn
-		for _, f := range all {
-			if strings.HasPrefix(f.rec.ID, id) {
-				found = append(found, f)
-			}
-		}
-		switch len(found) {
-		case 1:
-			return found[0], nil
-		case 0:
-		default:
-			return nil, fmt.Errorf("%w: ID prefix %q matches %d containers", gantry.ErrInvalidArgument, id, len(found))
-		}
+		return all, recs, err
 	}
-	if !naming.IsHex(id) && !gantry.ValidName(id) {
-		return nil, fmt.Errorf("%w: no such container: %q is neither a container ID nor a valid name", gantry.ErrNotFound, id)
-	}
-	return nil, fmt.Errorf("%w: no such container: %s", gantry.ErrNotFound, id)
+	return naming.Lookup(id, functionPrefix, get, list)
 }
 
 // listFunctions returns every gantry function in the region that is not

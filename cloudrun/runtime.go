@@ -383,68 +383,34 @@ type corruptError struct {
 func (e *corruptError) Error() string { return "job " + e.job + ": " + e.err.Error() }
 func (e *corruptError) Unwrap() error { return e.err }
 
-// resolve finds the container id names, as Docker does: a full ID, then a
-// name, then a unique ID prefix. On a closed Runtime it fails at once.
+// resolve finds the container id names, as Docker does (see
+// naming.Lookup). On a closed Runtime it fails at once.
 func (r *Runtime) resolve(ctx context.Context, id string) (*job, error) {
 	if err := r.state.Err(); err != nil {
 		return nil, err
 	}
-	if id == "" {
-		return nil, fmt.Errorf("%w: empty container ID or name", gantry.ErrInvalidArgument)
-	}
-	// Docker's names carry a leading slash, which lookups accept.
-	if name, ok := strings.CutPrefix(id, "/"); ok && gantry.ValidName(name) {
-		id = name
-	}
-	try := func(jobID string, match func(meta.Record) bool) (*job, error) {
+	get := func(jobID string) (*job, meta.Record, bool, error) {
 		j, err := r.getJob(ctx, jobID)
 		var corrupt *corruptError
 		switch {
 		case err == nil:
-			if match(j.rec) {
-				return j, nil
-			}
-			return nil, nil
+			return j, j.rec, true, nil
 		case errors.Is(err, meta.ErrNotGantry), gcperr.Is(err, codes.NotFound):
-			return nil, nil
+			return nil, meta.Record{}, false, nil
 		case errors.As(err, &corrupt):
-			return nil, err
+			return nil, meta.Record{}, false, err
 		}
-		return nil, gcperr.Wrap(ctx, err, "read job %s", r.jobName(jobID))
+		return nil, meta.Record{}, false, gcperr.Wrap(ctx, err, "read job %s", r.jobName(jobID))
 	}
-	if naming.IsFullID(id) {
-		if j, err := try(jobIDForID(id), func(rec meta.Record) bool { return rec.ID == id }); j != nil || err != nil {
-			return j, err
-		}
-	}
-	if gantry.ValidName(id) {
-		if j, err := try(jobIDForName(id), func(rec meta.Record) bool { return rec.Name == id }); j != nil || err != nil {
-			return j, err
-		}
-	}
-	if naming.IsHex(id) && len(id) < naming.IDLen {
+	list := func() ([]*job, []meta.Record, error) {
 		all, err := r.listJobs(ctx)
-		if err != nil {
-			return nil, err
+		recs := make([]meta.Record, len(all))
+		for i, j := range all {
+			recs[i] = j.rec
 		}
-		var found []*job
-		for _, j := range all {
-			if strings.HasPrefix(j.rec.ID, id) {
-				found = append(found, j)
-			}
-		}
-		switch len(found) {
-		case 1:
-			return found[0], nil
-		case 0:
-		default:
-			return nil, fmt.Errorf("%w: ID prefix %q matches %d containers", gantry.ErrInvalidArgument, id, len(found))
-		}
+		return all, recs, err
 	}
-	if !naming.IsHex(id) && !gantry.ValidName(id) {
-		return nil, fmt.Errorf("%w: no such container: %q is neither a container ID nor a valid name", gantry.ErrNotFound, id)
-	}
-	return nil, fmt.Errorf("%w: no such container: %s", gantry.ErrNotFound, id)
+	return naming.Lookup(id, jobPrefix, get, list)
 }
 
 // listJobs returns every gantry job in the region.
