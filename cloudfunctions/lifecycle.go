@@ -18,32 +18,13 @@ import (
 	"github.com/gantryhq/gantry/cloudfunctions/internal/runner"
 	"github.com/gantryhq/gantry/internal/cloudlog"
 	"github.com/gantryhq/gantry/internal/gcperr"
+	"github.com/gantryhq/gantry/internal/lro"
 	"github.com/gantryhq/gantry/internal/meta"
 	"github.com/gantryhq/gantry/internal/naming"
 	"github.com/googleapis/gax-go/v2"
 	"go.uber.org/zap"
 	"google.golang.org/grpc/codes"
 )
-
-// operation is the part of a generated long-running operation waitOp
-// needs.
-type operation[T any] interface {
-	Done() bool
-	Poll(context.Context, ...gax.CallOption) (T, error)
-}
-
-// waitOp polls op at the Runtime's cadence until it is done.
-func waitOp[T any](ctx context.Context, r *Runtime, op operation[T]) (T, error) {
-	for {
-		res, err := op.Poll(ctx, gcperr.Retry())
-		if err != nil || op.Done() {
-			return res, err
-		}
-		if err := gax.Sleep(ctx, r.cfg.PollInterval); err != nil {
-			return res, err
-		}
-	}
-}
 
 // deleteOp adapts DeleteFunctionOperation, whose Poll returns no value.
 type deleteOp struct {
@@ -162,7 +143,7 @@ func (r *Runtime) createFunction(ctx context.Context, req *functionspb.CreateFun
 		op, err := r.fns.CreateFunction(ctx, req)
 		if err == nil {
 			var f *functionspb.Function
-			if f, err = waitOp(ctx, r, op); err == nil {
+			if f, err = lro.Wait(ctx, op, r.cfg.PollInterval); err == nil {
 				return f, nil
 			}
 		}
@@ -220,7 +201,7 @@ func (r *Runtime) discard(name, id string) {
 		return
 	}
 	if op, err := r.fns.DeleteFunction(ctx, &functionspb.DeleteFunctionRequest{Name: name}); err == nil {
-		waitOp(ctx, r, deleteOp{op})
+		lro.Wait(ctx, deleteOp{op}, r.cfg.PollInterval)
 	}
 }
 
@@ -487,7 +468,7 @@ func (r *Runtime) deleteFunction(ctx context.Context, f *fn) error {
 	for attempt := 1; ; attempt++ {
 		op, err := r.fns.DeleteFunction(ctx, &functionspb.DeleteFunctionRequest{Name: f.pb.GetName()})
 		if err == nil {
-			_, err = waitOp(ctx, r, deleteOp{op})
+			_, err = lro.Wait(ctx, deleteOp{op}, r.cfg.PollInterval)
 		}
 		switch {
 		case err == nil, gcperr.Is(err, codes.NotFound):

@@ -11,33 +11,13 @@ import (
 	"github.com/gantryhq/gantry"
 	"github.com/gantryhq/gantry/internal/cloudlog"
 	"github.com/gantryhq/gantry/internal/gcperr"
+	"github.com/gantryhq/gantry/internal/lro"
 	"github.com/gantryhq/gantry/internal/meta"
 	"github.com/gantryhq/gantry/internal/naming"
 	"github.com/googleapis/gax-go/v2"
 	"go.uber.org/zap"
 	"google.golang.org/grpc/codes"
 )
-
-// operation is the part of a generated long-running operation that
-// waitOp needs.
-type operation[T any] interface {
-	Done() bool
-	Poll(context.Context, ...gax.CallOption) (T, error)
-}
-
-// waitOp polls op at the Runtime's cadence until it is done (no call at all
-// when it was done on return, as with the emulator's instant operations).
-func waitOp[T any](ctx context.Context, r *Runtime, op operation[T]) (T, error) {
-	for {
-		res, err := op.Poll(ctx, gcperr.Retry())
-		if err != nil || op.Done() {
-			return res, err
-		}
-		if err := gax.Sleep(ctx, r.cfg.PollInterval); err != nil {
-			return res, err
-		}
-	}
-}
 
 // Create validates spec, maps it to a Cloud Run job and creates the job:
 // the container is created, with no execution yet. Nothing is called for a
@@ -76,7 +56,7 @@ func (r *Runtime) createJob(ctx context.Context, req *runpb.CreateJobRequest, re
 	for attempt := 1; ; attempt++ {
 		op, err := r.jobs.CreateJob(ctx, req)
 		if err == nil {
-			j, err := waitOp(ctx, r, op)
+			j, err := lro.Wait(ctx, op, r.cfg.PollInterval)
 			if err != nil {
 				return nil, gcperr.Wrap(ctx, err, "create job %s", req.JobId)
 			}
@@ -297,7 +277,7 @@ func (r *Runtime) deleteJob(ctx context.Context, j *job) error {
 	for attempt := 1; ; attempt++ {
 		op, err := r.jobs.DeleteJob(ctx, &runpb.DeleteJobRequest{Name: j.pb.GetName()})
 		if err == nil {
-			_, err = waitOp(ctx, r, op)
+			_, err = lro.Wait(ctx, op, r.cfg.PollInterval)
 		}
 		switch {
 		case err == nil, gcperr.Is(err, codes.NotFound):
