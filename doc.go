@@ -3,7 +3,8 @@
 // Cloud, with no daemon in between.
 //
 // Programs use the Runtime interface; a backend implements it: cloudrun
-// runs each container as a Cloud Run job, docker on a local Docker Engine
+// runs each container as a Cloud Run job, cloudfunctions as invocations of
+// a Cloud Functions (2nd gen) function, docker on a local Docker Engine
 // (the oracle gantry's semantics are checked against), and fake runs
 // containers in memory (Go functions, or processes of this host) for
 // tests. The
