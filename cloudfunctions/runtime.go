@@ -283,7 +283,6 @@ func (r *Runtime) release() error {
 const functionPrefix = "gantryfn-"
 
 func functionIDForName(name string) string { return naming.ResourceForName(functionPrefix, name) }
-func functionIDForID(id string) string     { return naming.ResourceForID(functionPrefix, id) }
 
 func lastSegment(name string) string { return name[strings.LastIndexByte(name, '/')+1:] }
 

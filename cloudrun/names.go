@@ -8,6 +8,3 @@ const jobPrefix = "gantry-"
 
 // jobIDForName returns the Cloud Run job ID of the container called name.
 func jobIDForName(name string) string { return naming.ResourceForName(jobPrefix, name) }
-
-// jobIDForID returns the job ID a full container ID points to.
-func jobIDForID(id string) string { return naming.ResourceForID(jobPrefix, id) }

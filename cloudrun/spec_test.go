@@ -117,7 +117,7 @@ func TestGPUAndTimeoutDefaults(t *testing.T) {
 
 func TestIDsAndJobNames(t *testing.T) {
 	a, b := naming.NewID("web"), naming.NewID("web")
-	if a == b || !naming.IsFullID(a) || jobIDForID(a) != jobIDForName("web") || jobIDForID(b) != jobIDForName("web") {
+	if a == b || !naming.IsFullID(a) || naming.ResourceForID(jobPrefix, a) != jobIDForName("web") || naming.ResourceForID(jobPrefix, b) != jobIDForName("web") {
 		t.Errorf("IDs %s and %s: both must be full IDs pointing to %s", a, b, jobIDForName("web"))
 	}
 	if jobIDForName("web") == jobIDForName("Web") {
