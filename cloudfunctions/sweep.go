@@ -32,17 +32,14 @@ func (r *Runtime) Sweep(ctx context.Context, opts SweepOptions) (_ []string, err
 	if err := r.state.Err(); err != nil {
 		return nil, err
 	}
-	switch {
-	case opts.Session == "" && opts.OlderThan <= 0:
-		return nil, fmt.Errorf("%w: set Session or a positive OlderThan; sweeping everything is not offered", gantry.ErrInvalidArgument)
-	case opts.Session != "" && !meta.ValidValue(opts.Session):
-		return nil, fmt.Errorf("%w: session %q is not a label value", gantry.ErrInvalidArgument, opts.Session)
+	sweep, err := meta.NewSweep(opts.Session, opts.OlderThan)
+	if err != nil {
+		return nil, err
 	}
 	all, err := r.listFunctions(ctx)
 	if err != nil {
 		return nil, err
 	}
-	cutoff := time.Now().Add(-opts.OlderThan)
 	var removed []string
 	var errs []error
 	for _, f := range all {
@@ -50,9 +47,7 @@ func (r *Runtime) Sweep(ctx context.Context, opts SweepOptions) (_ []string, err
 		if created.IsZero() {
 			created = f.rec.Created
 		}
-		bySession := opts.Session != "" && f.pb.GetLabels()[meta.LabelSession] == opts.Session
-		byAge := opts.OlderThan > 0 && created.Before(cutoff)
-		if !bySession && !byAge {
+		if !sweep.Selects(f.pb.GetLabels(), created) {
 			continue
 		}
 		if err := r.sweepOne(ctx, f); err != nil {

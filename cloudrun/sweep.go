@@ -27,17 +27,14 @@ type SweepOptions struct {
 // errors of those it could not.
 func (r *Runtime) Sweep(ctx context.Context, opts SweepOptions) (_ []string, err error) {
 	defer gantry.WrapOp(&err, "cloudrun", "sweep", "")
-	switch {
-	case opts.Session == "" && opts.OlderThan <= 0:
-		return nil, fmt.Errorf("%w: set Session or a positive OlderThan; sweeping everything is not offered", gantry.ErrInvalidArgument)
-	case opts.Session != "" && !meta.ValidValue(opts.Session):
-		return nil, fmt.Errorf("%w: session %q is not a label value", gantry.ErrInvalidArgument, opts.Session)
+	sweep, err := meta.NewSweep(opts.Session, opts.OlderThan)
+	if err != nil {
+		return nil, err
 	}
 	all, err := r.listJobs(ctx)
 	if err != nil {
 		return nil, err
 	}
-	cutoff := time.Now().Add(-opts.OlderThan)
 	var removed []string
 	var errs []error
 	for _, j := range all {
@@ -45,9 +42,7 @@ func (r *Runtime) Sweep(ctx context.Context, opts SweepOptions) (_ []string, err
 		if created.IsZero() {
 			created = j.rec.Created
 		}
-		bySession := opts.Session != "" && j.pb.GetLabels()[meta.LabelSession] == opts.Session
-		byAge := opts.OlderThan > 0 && created.Before(cutoff)
-		if !bySession && !byAge {
+		if !sweep.Selects(j.pb.GetLabels(), created) {
 			continue
 		}
 		if j.running() {
