@@ -32,6 +32,11 @@ var (
 	// ErrUnavailable: the backend could not be reached; retrying later may
 	// succeed.
 	ErrUnavailable = errors.New("unavailable")
+	// ErrDataLoss: data the backend knows was written is missing, such as
+	// log lines a container's agent counted that never reached the log
+	// store. What was found has been returned; the error says what is
+	// missing.
+	ErrDataLoss = errors.New("data loss")
 	// ErrClosed: the Runtime was closed. Nothing on it will succeed again;
 	// make a new one. (Closing a Runtime does not touch the containers a
 	// cloud backend runs: a new Runtime sees them.)

@@ -26,6 +26,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"slices"
 	"strings"
@@ -88,9 +89,35 @@ type Source struct {
 	// Ended is when the container's last run ended, or zero while it
 	// runs (or never ran). A reader waits until Grace has passed since
 	// then before it lists, so that entries still on their way to Cloud
-	// Logging are in the listing.
+	// Logging are in the listing (unless Runs proves it has everything
+	// sooner).
 	Ended time.Time
+	// Runs, when set, tells the reader when it has every line: the
+	// container's agent ends each run with a record of how many lines it
+	// wrote on each stream. A reader of the whole log (no Since, Until or
+	// Tail) then ends as soon as the last run's counted lines are in,
+	// without waiting out Grace, and reports lines that never came as an
+	// error wrapping gantry.ErrDataLoss.
+	Runs *Runs
 }
+
+// Runs describes the agent's final records of a container's runs.
+type Runs struct {
+	// Of names the run an entry belongs to, such as its execution.
+	Of func(*loggingpb.LogEntry) string
+	// Record reports whether e is a run's final record, and its counts.
+	// A record is never returned as a line.
+	Record func(*loggingpb.LogEntry) (Counts, bool)
+	// Last names the container's last run: called once the container is
+	// known to have stopped ("" when it never ran).
+	Last func() string
+	// Exclude is a filter term that leaves records out, added to queries
+	// that do not read the whole log (a tail would count one as a line).
+	Exclude string
+}
+
+// Counts are the lines a run wrote on each stream.
+type Counts struct{ Stdout, Stderr int }
 
 // Open starts reading; the returned reader yields entries in time order
 // (for follow, history in time order, then new entries as they arrive). It
@@ -181,6 +208,55 @@ type producer struct {
 	// entry written before it has arrived too.
 	held    []gantry.LogEntry
 	holding bool
+	// counted are the lines read of each run, and records the runs' final
+	// records, when Source.Runs is set.
+	counted map[string]*Counts
+	records map[string]Counts
+}
+
+// whole reports whether the reader reads the whole log of both streams,
+// so that the runs' records can tell it when it has every line.
+func (p *producer) whole() bool {
+	return p.src.Runs != nil && p.opts.Since.IsZero() && p.opts.Until.IsZero() && p.opts.Tail == 0 && len(p.logIDs) == 2
+}
+
+// complete reports whether the container's last run has its final
+// record and every line the record counts.
+func (p *producer) complete() bool {
+	if !p.whole() {
+		return false
+	}
+	last := p.src.Runs.Last()
+	if last == "" {
+		return true
+	}
+	rec, ok := p.records[last]
+	if !ok {
+		return false
+	}
+	got := p.counted[last]
+	return got != nil && *got == rec
+}
+
+// loss is the error for lines the last run's record counts that were not
+// read, or nil.
+func (p *producer) loss() error {
+	if !p.whole() {
+		return nil
+	}
+	last := p.src.Runs.Last()
+	rec, ok := p.records[last]
+	if !ok {
+		return nil
+	}
+	var got Counts
+	if c := p.counted[last]; c != nil {
+		got = *c
+	}
+	if got.Stdout >= rec.Stdout && got.Stderr >= rec.Stderr {
+		return nil
+	}
+	return fmt.Errorf("%s: %w: run %s wrote %d stdout and %d stderr lines, of which %d and %d reached Cloud Logging", p.src.Describe, gantry.ErrDataLoss, last, rec.Stdout, rec.Stderr, got.Stdout, got.Stderr)
 }
 
 func (p *producer) logID(s gantry.Stream) string {
@@ -194,6 +270,9 @@ func (p *producer) logID(s gantry.Stream) string {
 func (p *producer) filter(since time.Time) string {
 	f := p.src.Filter.Clone()
 	f.Logs(p.logIDs...)
+	if p.src.Runs != nil && p.src.Runs.Exclude != "" && !p.whole() {
+		f.Raw(p.src.Runs.Exclude)
+	}
 	f.Since(since)
 	f.Until(p.opts.Until)
 	return f.String()
@@ -211,6 +290,9 @@ func (p *producer) run(ctx context.Context) error {
 	// has passed since it was written, so that one still on its way to
 	// Cloud Logging is not overtaken by a later one.
 	p.holding = p.opts.Follow
+	if !p.src.Ended.IsZero() && !p.opts.Follow && p.whole() {
+		return p.listComplete(ctx)
+	}
 	if !p.src.Ended.IsZero() {
 		// Cloud Logging ingests seconds late: a listing right after the
 		// container stopped could miss its last lines.
@@ -252,6 +334,48 @@ func (p *producer) run(ctx context.Context) error {
 		from = p.last
 	}
 	return p.follow(ctx, from)
+}
+
+// listComplete reads the whole log of a stopped container whose runs end
+// with the agent's records: it lists at once, and lists again (from one
+// grace period before the newest line) until the last run's counted
+// lines are all in or the grace after the stop has passed. Lines are
+// released in time order: those written more than a grace period ago at
+// once (nothing written before them can still be on its way), the rest
+// when the log is complete or the grace has passed.
+func (p *producer) listComplete(ctx context.Context) error {
+	p.holding = true
+	deadline := p.src.Ended.Add(p.src.Grace)
+	delay := p.src.Settle
+	if delay <= 0 {
+		delay = 100 * time.Millisecond
+	}
+	from := p.lower()
+	for {
+		if err := p.list(ctx, from); err != nil {
+			return err
+		}
+		if p.complete() || !time.Now().Before(deadline) {
+			if err := p.release(ctx, p.last); err != nil {
+				return err
+			}
+			return p.loss()
+		}
+		if err := p.release(ctx, time.Now().Add(-p.src.Grace)); err != nil {
+			return err
+		}
+		if back := p.last.Add(-p.src.Grace); back.After(from) {
+			from = back
+		}
+		t := time.NewTimer(min(delay, time.Until(deadline)))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+		delay = min(2*delay, max(p.src.Grace, delay))
+	}
 }
 
 func (p *producer) request(since time.Time, order string, pageSize int) *loggingpb.ListLogEntriesRequest {
@@ -387,6 +511,7 @@ func (p *producer) follow(ctx context.Context, followFrom time.Time) error {
 	defer relist.Stop()
 	delay, proven := settle, false
 	var graceC <-chan time.Time
+	stopSeen := false
 	endIn := func(d time.Duration) {
 		if graceC == nil {
 			t := time.NewTimer(max(d, 0))
@@ -404,6 +529,10 @@ func (p *producer) follow(ctx context.Context, followFrom time.Time) error {
 		return from
 	}
 	for {
+		if stopSeen && p.complete() {
+			unsubscribe()
+			return p.release(ctx, p.last)
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -473,6 +602,9 @@ func (p *producer) follow(ctx context.Context, followFrom time.Time) error {
 		case err := <-stopErr:
 			return err
 		case at := <-stopped:
+			// With the agent's records, following ends once the last
+			// run's counted lines are all in; the grace remains the bound.
+			stopSeen = true
 			// The grace for entries still in flight counts from when the
 			// stop was seen, unless the container had stopped long before
 			// following began: then everything has long been ingested.
@@ -501,7 +633,10 @@ func (p *producer) follow(ctx context.Context, followFrom time.Time) error {
 			if err := p.list(ctx, relistFrom()); err != nil {
 				return err
 			}
-			return p.release(ctx, p.last)
+			if err := p.release(ctx, p.last); err != nil {
+				return err
+			}
+			return p.loss()
 		}
 	}
 }
@@ -523,6 +658,29 @@ func (p *producer) emit(ctx context.Context, e *loggingpb.LogEntry) error {
 	le, ok := p.convert(e)
 	if !ok {
 		return nil
+	}
+	if runs := p.src.Runs; runs != nil {
+		if c, isRecord := runs.Record(e); isRecord {
+			if p.records == nil {
+				p.records = map[string]Counts{}
+			}
+			p.records[runs.Of(e)] = c
+			return nil
+		}
+		run := runs.Of(e)
+		if p.counted == nil {
+			p.counted = map[string]*Counts{}
+		}
+		c := p.counted[run]
+		if c == nil {
+			c = &Counts{}
+			p.counted[run] = c
+		}
+		if le.Stream == gantry.Stderr {
+			c.Stderr++
+		} else {
+			c.Stdout++
+		}
 	}
 	if le.Time.After(p.last) {
 		p.last = le.Time
