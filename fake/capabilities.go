@@ -4,7 +4,7 @@ import "github.com/gantryhq/gantry"
 
 // Notes shared by the capability table and the errors that refuse a field.
 const (
-	noteMounts   = "no file system isolation: a host process sees the host's files and a Go image has none, so nothing could be mounted"
+	noteMounts   = "a Go image has no file system, so nothing can be mounted (host processes take bind and tmpfs mounts)"
 	noteSidecars = "one process per container: sidecars are refused"
 	noteGPU      = "no accelerators are emulated"
 )
@@ -47,6 +47,7 @@ func (rt *Runtime) Capabilities() gantry.Capabilities {
 		c[gantry.FeatureUser] = gantry.Partial.With("applied with setuid/setgid, which needs privilege unless it is the current user")
 		c[gantry.FeatureTty] = gantry.Full.With("the main process runs on a real pseudo-terminal")
 		c[gantry.FeatureCreate] = gantry.Full.With("the command runs on this host in a process group of its own; the image is not pulled or used")
+		c[gantry.FeatureMounts] = gantry.Partial.With(noteMountsHost)
 	} else {
 		c[gantry.FeatureExec] = gantry.Partial.With("runs the image's Exec function; an image without one refuses exec with ErrNotSupported")
 		c[gantry.FeatureExecTTY] = gantry.Partial.With("the image's Exec function is told Tty and gets one output stream; there is no real terminal or resize")

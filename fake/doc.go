@@ -19,6 +19,18 @@
 // Stats read /proc. The image reference is then only a name. This mode
 // needs Linux.
 //
+// A host process has no mount namespace, so in that mode Spec.Mounts of
+// type bind and tmpfs are given by path substitution: for a mount with
+// Target T and host directory S (a bind mount's Source, or a directory
+// the fake makes for each run of a tmpfs mount), each argument of the
+// command (and of an exec), each value of the spec's environment
+// variables and the working directory that equals T or begins with T and
+// "/" is rewritten to S and the rest. Only a whole argument's prefix is
+// rewritten: a path inside an argument ("--out=/data/f", or a shell
+// script naming /data) is passed unchanged. ReadOnly and SizeBytes are
+// not enforced; other mount types are refused, and so is every mount in
+// Go-function mode.
+//
 // The fake also implements every optional interface of gantry (Restarter,
 // Pauser, Renamer, Updater, Attacher, ProcessLister, StatsReader), so it is
 // the reference for how each operation behaves. Capabilities states the

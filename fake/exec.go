@@ -57,7 +57,9 @@ func (rt *Runtime) Exec(ctx context.Context, id string, cfg gantry.ExecConfig) (
 		usr = c.spec.User
 	}
 	if r.h != nil {
-		return rt.execHost(ctx, r, cfg, env, dir, usr)
+		// An exec sees the container's mounts as its main process does.
+		cfg.Cmd = r.h.mounts.args(cfg.Cmd)
+		return rt.execHost(ctx, r, cfg, rt.processEnv(c, r.h.mounts, cfg.Env), r.h.mounts.path(dir), usr)
 	}
 	return rt.execImage(ctx, r, cfg, env, dir, usr)
 }

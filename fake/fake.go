@@ -48,7 +48,9 @@ type Option func(*Runtime)
 // WithHostProcesses runs each container's Entrypoint followed by Cmd as a
 // process of this host (os/exec) in its own process group, instead of an
 // image's Go function. Images are then ignored: any valid reference is
-// accepted, and a spec without a command is refused.
+// accepted, and a spec without a command is refused. Bind and tmpfs
+// mounts are given by path substitution (see Spec.Mounts in the package
+// documentation).
 func WithHostProcesses() Option { return func(rt *Runtime) { rt.host = true } }
 
 // WithImage registers img under ref, as RegisterImage does.
@@ -240,9 +242,10 @@ func (rt *Runtime) checkSupported(spec *gantry.Spec) error {
 	refuse := func(field, why string) error {
 		return fmt.Errorf("%s: %w: %s", field, gantry.ErrNotSupported, why)
 	}
+	if err := rt.checkMounts(spec.Mounts); err != nil {
+		return err
+	}
 	switch {
-	case len(spec.Mounts) > 0:
-		return refuse("Mounts", noteMounts)
 	case len(spec.Sidecars) > 0:
 		return refuse("Sidecars", noteSidecars)
 	case spec.Resources.GPUs > 0:

@@ -31,6 +31,8 @@ type hostRun struct {
 	outputs []*os.File
 	outDone chan struct{}
 	ptmx    *os.File // the main process's terminal, with Spec.Tty
+	mounts  mountTable
+	tmpfs   []string // directories made for the run's tmpfs mounts
 
 	mu       sync.Mutex
 	ttyExecs map[int]bool // exec processes in sessions of their own
@@ -83,27 +85,26 @@ func (h *hostRun) settle(stopped bool) {
 // group of its own. Call with rt.mu held.
 func (rt *Runtime) startHost(r *run) (err error) {
 	c := r.c
-	argv := append(slices.Clone(c.spec.Entrypoint), c.spec.Cmd...)
+	h := &hostRun{ttyExecs: map[int]bool{}}
+	if h.mounts, h.tmpfs, err = hostMounts(c.spec.Mounts); err != nil {
+		return rt.startFailed(c, err)
+	}
+	argv := h.mounts.args(append(slices.Clone(c.spec.Entrypoint), c.spec.Cmd...))
 	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = rt.containerEnv(c)
+	cmd.Env = rt.processEnv(c, h.mounts, nil)
 	// Docker's default working directory is the image's, and "/" for an
 	// image that names none; a host process has no image.
-	cmd.Dir = c.spec.WorkingDir
+	cmd.Dir = h.mounts.path(c.spec.WorkingDir)
 	if cmd.Dir == "" {
 		cmd.Dir = "/"
 	}
-	attrs := &syscall.SysProcAttr{Setpgid: true}
-	if attrs.Credential, err = credential(c.spec.User); err != nil {
-		c.state.Error = err.Error()
-		return fmt.Errorf("%w: %v", gantry.ErrInvalidArgument, err)
-	}
-	h := &hostRun{ttyExecs: map[int]bool{}}
 	var childSide []*os.File
 	defer func() {
 		for _, f := range childSide {
 			f.Close()
 		}
 		if err != nil {
+			removeAll(h.tmpfs)
 			for _, f := range h.outputs {
 				f.Close()
 			}
@@ -113,6 +114,11 @@ func (rt *Runtime) startHost(r *run) (err error) {
 			}
 		}
 	}()
+	attrs := &syscall.SysProcAttr{Setpgid: true}
+	if attrs.Credential, err = credential(c.spec.User); err != nil {
+		c.state.Error = err.Error()
+		return fmt.Errorf("%w: %v", gantry.ErrInvalidArgument, err)
+	}
 	if c.spec.Tty {
 		ptmx, tty, err := pty.Open()
 		if err != nil {
@@ -261,6 +267,7 @@ func (rt *Runtime) waitHost(r *run) {
 		break
 	}
 	grace.Stop()
+	removeAll(h.tmpfs)
 	rt.mu.Lock()
 	rt.finish(r, exitStatus(h.cmd.ProcessState))
 	rt.mu.Unlock()
