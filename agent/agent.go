@@ -422,7 +422,7 @@ func (a *Agent) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if len(a.endpoints) > 0 {
 		serves = servesListed(a.endpoints)
 	}
-	a.serve(r.Context(), newWSTransport(c, nil, raw), modeForward, r.RemoteAddr, binding{serves: serves})
+	a.serve(r.Context(), newWSTransport(c, raw), modeForward, r.RemoteAddr, binding{serves: serves})
 }
 
 // serve authenticates one connection and runs its sessions. It returns

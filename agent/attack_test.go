@@ -43,7 +43,7 @@ func impostorAgentServer(t *testing.T, script func(tr transport, open frame)) st
 		if err != nil {
 			return
 		}
-		tr := newWSTransport(c, nil, nil)
+		tr := newWSTransport(c, nil)
 		defer tr.close(true)
 		if agentHandshake(context.Background(), tr, testSecret, modeForward, "", binding{serves: servesLoopback(r)}) != nil {
 			return
@@ -60,7 +60,7 @@ func impostorAgentConnect(t *testing.T, hubURL string, script func(tr transport,
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr := newWSTransport(c, nil, nil)
+	tr := newWSTransport(c, nil)
 	t.Cleanup(func() { tr.close(true) })
 	if err := agentHandshake(context.Background(), tr, testSecret, modeReverse, "c1", binding{dialled: mustEndpoint(t, hubURL)}); err != nil {
 		t.Fatal(err)
@@ -218,7 +218,7 @@ func acceptPeer(w http.ResponseWriter, r *http.Request) (transport, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newWSTransport(c, nil, nil), nil
+	return newWSTransport(c, nil), nil
 }
 
 func dialPeer(url string) (transport, error) {
@@ -226,7 +226,7 @@ func dialPeer(url string) (transport, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newWSTransport(c, nil, nil), nil
+	return newWSTransport(c, nil), nil
 }
 
 // nextMessage reads one whole message.

@@ -10,7 +10,6 @@ import (
 	"net/url"
 	"sync"
 
-	"github.com/coder/websocket"
 	"github.com/gantryhq/gantry"
 	"go.uber.org/zap"
 )
@@ -54,12 +53,7 @@ func Dial(ctx context.Context, rawURL string, secret []byte, opts *DialOptions) 
 	if err != nil {
 		return nil, fmt.Errorf("agent: dial %s: %w", rawURL, err)
 	}
-	hc, gt := gatheringClient(o.HTTPClient)
-	c, _, err := websocket.Dial(ctx, rawURL, &websocket.DialOptions{
-		HTTPClient:   hc,
-		HTTPHeader:   o.HTTPHeader,
-		Subprotocols: []string{subprotocol},
-	})
+	c, raw, _, err := dialWebSocket(ctx, rawURL, o.HTTPClient, o.HTTPHeader)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -70,7 +64,7 @@ func Dial(ctx context.Context, rawURL string, secret []byte, opts *DialOptions) 
 		c.CloseNow()
 		return nil, fmt.Errorf("agent: dial %s: %w: the server is not a gantry agent", rawURL, gantry.ErrUnavailable)
 	}
-	t := dialledTransport(c, gt)
+	t := newWSTransport(c, raw)
 	_, err = controllerHandshake(ctx, t, func(string) []byte { return secret }, modeForward, binding{dialled: endpoint})
 	if err != nil {
 		t.close(true)

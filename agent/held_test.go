@@ -12,7 +12,6 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/coder/websocket"
 )
 
 // pipeListener is an in-memory network for one server: every dial is a
@@ -243,10 +242,9 @@ func connectLegitimately(t *testing.T, target string, ln *pipeListener, endpoint
 }
 
 func dialThrough(ctx context.Context, hc *http.Client, url string) (*wsTransport, error) {
-	hc, gt := gatheringClient(hc)
-	c, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPClient: hc, Subprotocols: []string{subprotocol}})
+	c, raw, _, err := dialWebSocket(ctx, url, hc, nil)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", url, err)
 	}
-	return dialledTransport(c, gt), nil
+	return newWSTransport(c, raw), nil
 }

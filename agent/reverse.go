@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/coder/websocket"
 	"github.com/gantryhq/gantry"
 	"go.uber.org/zap"
 )
@@ -67,7 +66,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if c == nil {
 		return
 	}
-	t := newWSTransport(c, nil, raw)
+	t := newWSTransport(c, raw)
 	serves := servesLoopback(r)
 	if len(h.endpoints) > 0 {
 		serves = servesListed(h.endpoints)
@@ -224,13 +223,8 @@ func (a *Agent) Connect(ctx context.Context, rawURL string, opts *ConnectOptions
 	}()
 	backoff := o.MinBackoff
 	for {
-		hc, gt := gatheringClient(o.HTTPClient)
 		dctx, dcancel := context.WithTimeout(ctx, o.DialTimeout)
-		c, _, err := websocket.Dial(dctx, rawURL, &websocket.DialOptions{
-			HTTPClient:   hc,
-			HTTPHeader:   o.HTTPHeader,
-			Subprotocols: []string{subprotocol},
-		})
+		c, raw, _, err := dialWebSocket(dctx, rawURL, o.HTTPClient, o.HTTPHeader)
 		dcancel()
 		switch {
 		case err != nil:
@@ -240,7 +234,7 @@ func (a *Agent) Connect(ctx context.Context, rawURL string, opts *ConnectOptions
 			err = errors.New("the server is not a gantry hub")
 			a.log.Info("agent: dialing the hub failed", zap.String("url", rawURL), zap.Error(err))
 		default:
-			if a.serve(ctx, dialledTransport(c, gt), modeReverse, rawURL, binding{dialled: endpoint}) {
+			if a.serve(ctx, newWSTransport(c, raw), modeReverse, rawURL, binding{dialled: endpoint}) {
 				backoff = o.MinBackoff
 			}
 		}

@@ -177,7 +177,7 @@ func rawController(t *testing.T, url string) *wsTransport {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr := newWSTransport(c, nil, nil)
+	tr := newWSTransport(c, nil)
 	if _, err := controllerHandshake(context.Background(), tr, func(string) []byte { return testSecret }, modeForward, binding{dialled: mustEndpoint(t, url)}); err != nil {
 		t.Fatal(err)
 	}
@@ -230,7 +230,7 @@ func TestMalformedFramesCloseOnlyThatConnection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr := newWSTransport(c, nil, nil)
+	tr := newWSTransport(c, nil)
 	if _, err := tr.next(context.Background()); err != nil { // HELLO
 		t.Fatal(err)
 	}

@@ -3,10 +3,12 @@ package agent
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/coder/websocket"
@@ -32,9 +34,6 @@ const subprotocol = "gantry-agent.v1"
 
 type wsTransport struct {
 	c *websocket.Conn
-	// direct, on a connection this package dialed, writes this package's
-	// messages itself; see frameGatherer.
-	direct *frameGatherer
 	// raw closes the connection under c, which ends a close handshake
 	// that c.Close would otherwise wait on for as long as the peer likes.
 	raw io.Closer
@@ -48,12 +47,12 @@ type wsTransport struct {
 // it, for ever.
 const closeGrace = 2 * time.Second
 
-// newWSTransport wraps c; direct is the frameGatherer under c when this
-// side dialed it (gatheringClient), or nil to write through the library;
-// raw is the connection under c, or nil to close without a handshake.
-func newWSTransport(c *websocket.Conn, direct *frameGatherer, raw io.Closer) *wsTransport {
+// newWSTransport wraps c; raw is the connection under c (upgrade on the
+// accepting side, dialWebSocket on the dialing side), or nil to close
+// without a handshake.
+func newWSTransport(c *websocket.Conn, raw io.Closer) *wsTransport {
 	c.SetReadLimit(maxMessage)
-	return &wsTransport{c: c, direct: direct, raw: raw}
+	return &wsTransport{c: c, raw: raw}
 }
 
 func (t *wsTransport) next(ctx context.Context) (io.Reader, error) {
@@ -68,12 +67,6 @@ func (t *wsTransport) next(ctx context.Context) (io.Reader, error) {
 }
 
 func (t *wsTransport) write(ctx context.Context, msg []byte) error {
-	if t.direct != nil {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		return t.direct.writeBinary(msg)
-	}
 	return t.c.Write(ctx, websocket.MessageBinary, msg)
 }
 
@@ -144,3 +137,60 @@ func (h *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 }
 
 func (h *hijackRecorder) Unwrap() http.ResponseWriter { return h.ResponseWriter }
+
+// dialWebSocket dials rawURL as this package's WebSocket client and returns
+// the connection with the one under it, which coder/websocket does not
+// expose either. The handshake follows no redirect, whatever hc does.
+func dialWebSocket(ctx context.Context, rawURL string, hc *http.Client, header http.Header) (*websocket.Conn, io.Closer, *http.Response, error) {
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	rec := &upgradeRecorder{base: hc.Transport}
+	if rec.base == nil {
+		rec.base = http.DefaultTransport
+	}
+	client := *hc
+	client.Transport = rec
+	client.CheckRedirect = refuseRedirect
+	c, resp, err := websocket.Dial(ctx, rawURL, &websocket.DialOptions{
+		HTTPClient:   &client,
+		HTTPHeader:   header,
+		Subprotocols: []string{subprotocol},
+	})
+	if err != nil {
+		return nil, nil, resp, err
+	}
+	rec.mu.Lock()
+	raw := rec.conn
+	rec.mu.Unlock()
+	return c, raw, resp, nil
+}
+
+// upgradeRecorder keeps the connection of the response that upgraded
+// (status 101), whose body is the connection itself.
+type upgradeRecorder struct {
+	base http.RoundTripper
+
+	mu   sync.Mutex
+	conn io.Closer
+}
+
+func (t *upgradeRecorder) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.base.RoundTrip(req)
+	if err == nil && resp.StatusCode == http.StatusSwitchingProtocols {
+		if rwc, ok := resp.Body.(io.ReadWriteCloser); ok {
+			t.mu.Lock()
+			t.conn = rwc
+			t.mu.Unlock()
+		}
+	}
+	return resp, err
+}
+
+// refuseRedirect stops the WebSocket handshake at a redirect. Following
+// one would carry the handshake, and the caller's HTTPHeader, to a URL
+// that checkSecure never saw (a wss:// URL can redirect to plain ws://
+// on another host) and that is not the endpoint the handshake binds.
+func refuseRedirect(req *http.Request, _ []*http.Request) error {
+	return fmt.Errorf("the server redirects to %s; redirects are not followed, dial the final URL", req.URL.Redacted())
+}
