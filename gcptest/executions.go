@@ -96,6 +96,7 @@ func applyOverrides(t *runpb.ExecutionTemplate, o *runpb.RunJobRequest_Overrides
 		}
 	}
 	cs := t.Template.Containers
+	overridden := map[*runpb.Container]bool{}
 	for i, co := range o.ContainerOverrides {
 		var c *runpb.Container
 		if co.Name == "" {
@@ -112,6 +113,13 @@ func applyOverrides(t *runpb.ExecutionTemplate, o *runpb.RunJobRequest_Overrides
 			if c == nil {
 				return invalid("overrides.container_overrides[%d].name %q names no container of the job", i, co.Name)
 			}
+		}
+		if overridden[c] {
+			return invalid("overrides.container_overrides[%d]: container %q is overridden twice", i, co.Name)
+		}
+		overridden[c] = true
+		if len(co.Args) > maxArgs {
+			return invalid("overrides.container_overrides[%d].args: %d arguments; the maximum is %d per container", i, len(co.Args), maxArgs)
 		}
 		if co.ClearArgs && len(co.Args) > 0 {
 			return invalid("overrides.container_overrides[%d]: clear_args cannot be set together with args", i)

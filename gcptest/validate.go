@@ -3,6 +3,7 @@ package gcptest
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -29,6 +30,7 @@ const (
 	maxAnnotationsBytes = 256 * 1024
 	maxEnvNameLen       = 32768
 	maxGPUTaskTimeout   = time.Hour
+	maxArgs             = 1000
 )
 
 // systemPrefixes are the label and annotation namespaces Cloud Run API v2
@@ -199,46 +201,129 @@ func validateContainers(field string, cs []*runpb.Container, volumes []*runpb.Vo
 	if len(cs) > maxContainers {
 		return invalid("%s: %d containers; the maximum is %d", field, len(cs), maxContainers)
 	}
-	volumeNames, err := validateVolumes(strings.TrimSuffix(field, ".containers")+".volumes", volumes)
+	byName, err := validateVolumes(strings.TrimSuffix(field, ".containers")+".volumes", volumes)
 	if err != nil {
 		return err
 	}
-	names := map[string]bool{}
-	for _, c := range cs {
-		if c.Name != "" {
-			names[c.Name] = false
+	names := map[string]*runpb.Container{}
+	for i, c := range cs {
+		f := fmt.Sprintf("%s[%d]", field, i)
+		if c.Name == "" {
+			if len(cs) > 1 {
+				return invalid("%s.name is required: the task has %d containers", f, len(cs))
+			}
+			continue
 		}
+		if len(c.Name) > 63 || !rfc1123LabelRe.MatchString(c.Name) {
+			return invalid("%s.name %q must be a DNS label (RFC 1123): at most 63 lowercase letters, digits and hyphens, starting and ending with a letter or digit", f, c.Name)
+		}
+		if names[c.Name] != nil {
+			return invalid("%s.name %q is used by another container", f, c.Name)
+		}
+		names[c.Name] = c
 	}
 	for i, c := range cs {
 		f := fmt.Sprintf("%s[%d]", field, i)
 		if c.GetImage() == "" {
 			return invalid("%s.image is required", f)
 		}
-		if c.Name != "" {
-			if len(c.Name) > 63 || !rfc1123LabelRe.MatchString(c.Name) {
-				return invalid("%s.name %q must be a DNS label (RFC 1123): at most 63 lowercase letters, digits and hyphens, starting and ending with a letter or digit", f, c.Name)
-			}
-			if names[c.Name] {
-				return invalid("%s.name %q is used by another container", f, c.Name)
-			}
-			names[c.Name] = true
+		if len(c.Args) > maxArgs {
+			return invalid("%s.args: %d arguments; the maximum is %d per container", f, len(c.Args), maxArgs)
 		}
 		if err := validateEnv(f+".env", c.Env); err != nil {
 			return err
 		}
-		if err := validateResources(f+".resources", c.Resources); err != nil {
-			return err
-		}
-		if err := validateVolumeMounts(f+".volume_mounts", c.VolumeMounts, volumeNames); err != nil {
-			return err
-		}
-		for _, d := range c.DependsOn {
-			if _, ok := names[d]; !ok || d == c.Name {
-				return invalid("%s.depends_on: %q is not the name of another container of the task", f, d)
+		if len(cs) == 1 {
+			if err := validateResources(f+".resources", c.Resources); err != nil {
+				return err
 			}
+		}
+		if len(c.Ports) > 1 {
+			return invalid("%s.ports: only one port can be specified", f)
+		}
+		for _, p := range c.Ports {
+			if p.GetContainerPort() < 1 || p.GetContainerPort() > maxPort {
+				return invalid("%s.ports[0].container_port %d must be between 1 and %d", f, p.GetContainerPort(), maxPort)
+			}
+		}
+		if err := validateVolumeMounts(f+".volume_mounts", c.VolumeMounts, byName); err != nil {
+			return err
+		}
+		switch {
+		case c.LivenessProbe != nil:
+			return invalid("%s.liveness_probe: a job's containers take only a startup probe", f)
+		case c.ReadinessProbe != nil:
+			return invalid("%s.readiness_probe: a job's containers take only a startup probe", f)
+		}
+		if err := validateStartupProbe(f+".startup_probe", c); err != nil {
+			return err
+		}
+		seen := map[string]bool{}
+		for _, d := range c.DependsOn {
+			dep := names[d]
+			switch {
+			case dep == nil || d == c.Name:
+				return invalid("%s.depends_on: %q is not the name of another container of the task", f, d)
+			case seen[d]:
+				return invalid("%s.depends_on: %q is named twice", f, d)
+			case dep.StartupProbe == nil:
+				return invalid("%s.depends_on: Dependent container '%s' must have startup probe specified", f, d)
+			}
+			seen[d] = true
 		}
 		if c.WorkingDir != "" && !strings.HasPrefix(c.WorkingDir, "/") {
 			return invalid("%s.working_dir %q must be an absolute path", f, c.WorkingDir)
+		}
+	}
+	if len(cs) > 1 {
+		if err := validateTaskResources(field, cs); err != nil {
+			return err
+		}
+	}
+	if cycle := dependencyCycle(cs); cycle != nil {
+		return invalid("%s: depends_on forms a cycle: %s", field, strings.Join(cycle, " -> "))
+	}
+	return nil
+}
+
+// dependencyCycle returns the names of a cycle of depends_on (the first
+// name repeated at the end), or nil when there is none. The names are
+// valid.
+func dependencyCycle(cs []*runpb.Container) []string {
+	deps := map[string][]string{}
+	for _, c := range cs {
+		deps[c.Name] = c.DependsOn
+	}
+	const (
+		unseen = iota
+		onPath
+		done
+	)
+	state := map[string]int{}
+	var path []string
+	var visit func(n string) []string
+	visit = func(n string) []string {
+		switch state[n] {
+		case onPath:
+			i := slices.Index(path, n)
+			return append(slices.Clone(path[i:]), n)
+		case done:
+			return nil
+		}
+		state[n] = onPath
+		path = append(path, n)
+		for _, d := range deps[n] {
+			if cycle := visit(d); cycle != nil {
+				return cycle
+			}
+		}
+		path = path[:len(path)-1]
+		state[n] = done
+		return nil
+	}
+	for _, c := range cs {
+		if cycle := visit(c.Name); cycle != nil {
+			return cycle
 		}
 	}
 	return nil

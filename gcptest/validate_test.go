@@ -339,7 +339,30 @@ func TestAcceptedResources(t *testing.T) {
 		{"depends_on a sidecar", func(j *runpb.Job) *runpb.Job {
 			cs := j.Template.Template.Containers
 			cs[0].Name, cs[0].DependsOn = "main", []string{"proxy"}
-			j.Template.Template.Containers = append(cs, &runpb.Container{Name: "proxy", Image: "proxy"})
+			j.Template.Template.Containers = append(cs, &runpb.Container{Name: "proxy", Image: "proxy", StartupProbe: tcpProbe(9000)})
+			return j
+		}},
+		{"the job cloudrun writes with the agent", func(*runpb.Job) *runpb.Job { return agentShapedJob("sh", 9001) }},
+		{"probes at their limits", func(j *runpb.Job) *runpb.Job {
+			j.Template.Template.Containers[0].StartupProbe = &runpb.Probe{
+				InitialDelaySeconds: 240, TimeoutSeconds: 240, PeriodSeconds: 240, FailureThreshold: 1,
+				ProbeType: &runpb.Probe_HttpGet{HttpGet: &runpb.HTTPGetAction{Path: "/ready", Port: 65535, HttpHeaders: []*runpb.HTTPHeader{{Name: "X-Probe", Value: "1"}}}},
+			}
+			return j
+		}},
+		{"probe port from the container", func(j *runpb.Job) *runpb.Job {
+			c := j.Template.Template.Containers[0]
+			c.Ports = []*runpb.ContainerPort{{ContainerPort: 8080}}
+			c.StartupProbe = &runpb.Probe{ProbeType: &runpb.Probe_Grpc{Grpc: &runpb.GRPCAction{}}}
+			return j
+		}},
+		{"a disk volume", mounts([]*runpb.Volume{{Name: "disk", VolumeType: &runpb.Volume_EmptyDir{EmptyDir: &runpb.EmptyDirVolumeSource{Medium: runpb.EmptyDirVolumeSource_DISK, SizeLimit: "10Gi"}}}},
+			&runpb.VolumeMount{Name: "disk", MountPath: "/disk", SubPath: "a/b"})},
+		{"a sidecar with little memory", func(j *runpb.Job) *runpb.Job {
+			cs := j.Template.Template.Containers
+			cs[0].Name = "main"
+			j.Template.Template.Containers = append(cs, &runpb.Container{Name: "side", Image: "side",
+				Resources: &runpb.ResourceRequirements{Limits: map[string]string{"cpu": "0.5", "memory": "128Mi"}}})
 			return j
 		}},
 	} {

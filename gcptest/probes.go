@@ -1,0 +1,171 @@
+package gcptest
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+
+	"cloud.google.com/go/run/apiv2/runpb"
+)
+
+// Cloud Run's startup probe limits for jobs (RULES.md, "Containers of a
+// task"). Zero values in a Probe mean the defaults.
+const (
+	defaultProbeTimeout   = 1
+	defaultProbePeriod    = 10
+	defaultProbeThreshold = 3
+	maxProbeTimeout       = 3600
+	maxStartupDelay       = 240
+	maxStartupPeriod      = 240
+	// maxStartupWindow bounds failure_threshold * period_seconds.
+	maxStartupWindow = 240
+	maxPort          = 65535
+)
+
+// probeSpec is a startup probe with its defaults applied.
+type probeSpec struct {
+	kind      string // "TCP", "HTTP" or "GRPC", as Cloud Run's messages name them
+	port      int
+	path      string // HTTP
+	headers   http.Header
+	service   string // gRPC
+	delay     int
+	timeout   int
+	period    int
+	threshold int
+}
+
+// startupProbe reads a container's startup probe, or nil when it has
+// none. The probe has been validated.
+func startupProbe(c *runpb.Container) *probeSpec {
+	p := c.GetStartupProbe()
+	if p == nil {
+		return nil
+	}
+	ps := &probeSpec{
+		delay:     int(p.GetInitialDelaySeconds()),
+		timeout:   orDefault(int(p.GetTimeoutSeconds()), defaultProbeTimeout),
+		period:    orDefault(int(p.GetPeriodSeconds()), defaultProbePeriod),
+		threshold: orDefault(int(p.GetFailureThreshold()), defaultProbeThreshold),
+	}
+	switch t := p.ProbeType.(type) {
+	case *runpb.Probe_TcpSocket:
+		ps.kind, ps.port = "TCP", int(t.TcpSocket.GetPort())
+	case *runpb.Probe_HttpGet:
+		ps.kind, ps.port, ps.path = "HTTP", int(t.HttpGet.GetPort()), t.HttpGet.GetPath()
+		if ps.path == "" {
+			ps.path = "/"
+		}
+		ps.headers = http.Header{}
+		for _, h := range t.HttpGet.GetHttpHeaders() {
+			ps.headers.Add(h.GetName(), h.GetValue())
+		}
+	case *runpb.Probe_Grpc:
+		ps.kind, ps.port, ps.service = "GRPC", int(t.Grpc.GetPort()), t.Grpc.GetService()
+	}
+	if ps.port == 0 {
+		ps.port = int(c.GetPorts()[0].GetContainerPort())
+	}
+	return ps
+}
+
+func orDefault(v, d int) int {
+	if v == 0 {
+		return d
+	}
+	return v
+}
+
+// validateStartupProbe applies the jobs' startup probe rules: exactly one
+// of tcp_socket, http_get and grpc; a port from 1 to 65535 (or the
+// container's port when unset); initial_delay_seconds 0 to 240;
+// timeout_seconds 1 to 3600 and at most period_seconds; period_seconds
+// 1 to 240; failure_threshold at least 1; failure_threshold *
+// period_seconds at most 240.
+func validateStartupProbe(field string, c *runpb.Container) error {
+	p := c.GetStartupProbe()
+	if p == nil {
+		return nil
+	}
+	var port int32
+	switch t := p.ProbeType.(type) {
+	case *runpb.Probe_TcpSocket:
+		port = t.TcpSocket.GetPort()
+	case *runpb.Probe_HttpGet:
+		port = t.HttpGet.GetPort()
+		if path := t.HttpGet.GetPath(); path != "" && !strings.HasPrefix(path, "/") {
+			return invalid("%s.http_get.path %q must begin with '/'", field, path)
+		}
+		for i, h := range t.HttpGet.GetHttpHeaders() {
+			if !validHeaderName(h.GetName()) {
+				return invalid("%s.http_get.http_headers[%d].name %q is not a valid HTTP header name", field, i, h.GetName())
+			}
+		}
+	case *runpb.Probe_Grpc:
+		port = t.Grpc.GetPort()
+	default:
+		return invalid("%s: a startup probe needs one of tcp_socket, http_get or grpc", field)
+	}
+	switch {
+	case port < 0 || port > maxPort:
+		return invalid("%s: port %d must be between 1 and %d", field, port, maxPort)
+	case port == 0 && len(c.GetPorts()) == 0:
+		return invalid("%s: the probe names no port and the container declares none to default to", field)
+	}
+	delay, timeout, period, threshold := p.GetInitialDelaySeconds(), p.GetTimeoutSeconds(), p.GetPeriodSeconds(), p.GetFailureThreshold()
+	if timeout == 0 {
+		timeout = defaultProbeTimeout
+	}
+	if period == 0 {
+		period = defaultProbePeriod
+	}
+	if threshold == 0 {
+		threshold = defaultProbeThreshold
+	}
+	switch {
+	case delay < 0 || delay > maxStartupDelay:
+		return invalid("%s.initial_delay_seconds %d must be between 0 and %d for a startup probe", field, delay, maxStartupDelay)
+	case timeout < 1 || timeout > maxProbeTimeout:
+		return invalid("%s.timeout_seconds %d must be between 1 and %d", field, timeout, maxProbeTimeout)
+	case period < 1 || period > maxStartupPeriod:
+		return invalid("%s.period_seconds %d must be between 1 and %d for a startup probe", field, period, maxStartupPeriod)
+	case timeout > period:
+		return invalid("%s.timeout_seconds %d must not be greater than period_seconds %d", field, timeout, period)
+	case threshold < 1:
+		return invalid("%s.failure_threshold %d must be at least 1", field, threshold)
+	case int64(threshold)*int64(period) > maxStartupWindow:
+		return invalid("%s: failure_threshold * period_seconds is %d seconds; a job's startup probe must succeed within %d", field, int64(threshold)*int64(period), maxStartupWindow)
+	}
+	return nil
+}
+
+// validHeaderName reports whether s is an HTTP token (RFC 9110).
+func validHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if r >= 0x80 || !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("!#$%&'*+-.^_`|~", r)) {
+			return false
+		}
+	}
+	return true
+}
+
+// probeFailure is Cloud Run's message for a startup probe that never
+// passed.
+func (p *probeSpec) failure(container string, failures int, cause string) string {
+	where := fmt.Sprintf("on port %d", p.port)
+	if p.kind == "HTTP" {
+		where = fmt.Sprintf("on path %q", p.path)
+	}
+	plural := "s"
+	if failures == 1 {
+		plural = ""
+	}
+	msg := fmt.Sprintf("STARTUP %s probe failed %d time%s consecutively for container %q %s. The instance was not started.", p.kind, failures, plural, container, where)
+	if cause != "" {
+		msg += " " + cause
+	}
+	return msg
+}
