@@ -1,0 +1,175 @@
+package agent
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+)
+
+// Record is the log completeness record: how the main command ended and
+// how many lines the agent wrote on each of its streams. With
+// Config.Record the agent writes it as the last line of its stderr, so
+// that whoever reads the container's logs (Cloud Logging on Cloud Run)
+// knows when it has read every line, and can tell a loss from a delay.
+//
+// On the stream it is one JSON object on one line, the same every time
+// but for the numbers:
+//
+//	{"message":"gantry-agent: exit 3","logging.googleapis.com/labels":{"gantry-agent-record":"exit"},"gantryAgentRecord":{"v":1,"exitCode":3,"signal":0,"stdoutLines":10000,"stderrLines":2}}
+//
+// Cloud Run's logging agent turns such a line into a structured entry:
+// message becomes its text, the labels its labels, and gantryAgentRecord
+// stays in its jsonPayload. A line is each '\n'-terminated run of bytes
+// (empty lines count), plus one more if a stream ended with bytes after
+// its last '\n'; the record's own line is not counted. If stderr ended
+// with such bytes, a '\n' is written after them, before the record.
+type Record struct {
+	// ExitCode is the main command's exit code, 128+N when signal N
+	// killed it, or 127 or 126 when it could not be started (not found,
+	// not executable).
+	ExitCode int
+	// Signal is N when signal N killed the main command, else 0.
+	Signal int
+	// StdoutLines and StderrLines count the lines written on each
+	// stream.
+	StdoutLines, StderrLines int64
+}
+
+// RecordVersion is the version ("v") of the record format.
+const RecordVersion = 1
+
+// RecordLabel is the key of the label that marks the record's log entry;
+// its value is "exit".
+const RecordLabel = "gantry-agent-record"
+
+// Line returns the record as it is written: one JSON object and '\n'.
+func (r Record) Line() []byte {
+	return fmt.Appendf(nil, `{"message":"gantry-agent: exit %d","logging.googleapis.com/labels":{%q:"exit"},"gantryAgentRecord":{"v":%d,"exitCode":%d,"signal":%d,"stdoutLines":%d,"stderrLines":%d}}`+"\n",
+		r.ExitCode, RecordLabel, RecordVersion, r.ExitCode, r.Signal, r.StdoutLines, r.StderrLines)
+}
+
+// ErrNoRecord is what ParseRecord returns for an object that holds no
+// record.
+var ErrNoRecord = errors.New("agent: no gantry-agent record")
+
+// ParseRecord reads a record from a JSON object holding a
+// gantryAgentRecord member: the line Line returns, or the jsonPayload of
+// the log entry Cloud Logging made of it. An object without the member
+// is ErrNoRecord; a record of another version, or with a negative
+// count, is an error.
+func ParseRecord(obj []byte) (Record, error) {
+	var v struct {
+		R *struct {
+			V           *int   `json:"v"`
+			ExitCode    *int   `json:"exitCode"`
+			Signal      int    `json:"signal"`
+			StdoutLines *int64 `json:"stdoutLines"`
+			StderrLines *int64 `json:"stderrLines"`
+		} `json:"gantryAgentRecord"`
+	}
+	if err := json.Unmarshal(bytes.TrimSpace(obj), &v); err != nil {
+		return Record{}, fmt.Errorf("agent: reading a record: %w", err)
+	}
+	r := v.R
+	switch {
+	case r == nil:
+		return Record{}, ErrNoRecord
+	case r.V == nil || *r.V != RecordVersion:
+		return Record{}, fmt.Errorf("agent: a gantry-agent record of an unknown version")
+	case r.ExitCode == nil || r.StdoutLines == nil || r.StderrLines == nil:
+		return Record{}, fmt.Errorf("agent: a gantry-agent record without its exit code or counts")
+	case *r.StdoutLines < 0 || *r.StderrLines < 0:
+		return Record{}, fmt.Errorf("agent: a gantry-agent record with a negative count")
+	}
+	return Record{ExitCode: *r.ExitCode, Signal: r.Signal, StdoutLines: *r.StdoutLines, StderrLines: *r.StderrLines}, nil
+}
+
+// LineCounter is an io.Writer that passes writes on to another writer
+// and counts the lines it passed, as the record counts them. Writes are
+// serialized, so the count is that of the bytes the underlying writer
+// received in that order, whoever wrote them. Once sealed it takes no
+// more writes: they are discarded.
+type LineCounter struct {
+	mu      sync.Mutex
+	w       io.Writer
+	lines   int64
+	partial bool // the last byte passed on was not '\n'
+	sealed  bool
+}
+
+// NewLineCounter returns a LineCounter writing to w.
+func NewLineCounter(w io.Writer) *LineCounter {
+	return &LineCounter{w: w}
+}
+
+// Write passes p on and counts the lines in what the underlying writer
+// took.
+func (c *LineCounter) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.sealed {
+		return len(p), nil
+	}
+	n, err := c.w.Write(p)
+	n = max(0, min(n, len(p)))
+	c.count(p[:n])
+	return n, err
+}
+
+func (c *LineCounter) count(p []byte) {
+	if len(p) == 0 {
+		return
+	}
+	c.lines += int64(bytes.Count(p, newline))
+	c.partial = p[len(p)-1] != '\n'
+}
+
+var newline = []byte{'\n'}
+
+// Lines returns the lines passed on so far; bytes after the last '\n'
+// count as one.
+func (c *LineCounter) Lines() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.linesLocked()
+}
+
+func (c *LineCounter) linesLocked() int64 {
+	if c.partial {
+		return c.lines + 1
+	}
+	return c.lines
+}
+
+// seal stops c taking writes and returns its final count.
+func (c *LineCounter) seal() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.sealed = true
+	return c.linesLocked()
+}
+
+// WriteRecord writes r's line to the writer under errc, after sealing
+// both counters, so that the record is the last thing either stream
+// gets. The counts are taken from the counters at that moment; r's
+// exit code and signal are kept. outc may be nil. When stderr's last
+// line has no '\n', one is written first so that the record is a line
+// of its own; that line was counted already and still counts once.
+func WriteRecord(outc, errc *LineCounter, r Record) error {
+	if outc != nil {
+		r.StdoutLines = outc.seal()
+	}
+	errc.mu.Lock()
+	defer errc.mu.Unlock()
+	errc.sealed = true
+	r.StderrLines = errc.linesLocked()
+	line := r.Line()
+	if errc.partial {
+		line = append([]byte{'\n'}, line...)
+	}
+	_, err := errc.w.Write(line)
+	return err
+}

@@ -1,0 +1,290 @@
+package agent
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// refLines is the reference line count: one per '\n', one more for bytes
+// after the last.
+func refLines(b []byte) int64 {
+	n := int64(bytes.Count(b, []byte{'\n'}))
+	if len(b) > 0 && b[len(b)-1] != '\n' {
+		n++
+	}
+	return n
+}
+
+func TestRecordLine(t *testing.T) {
+	got := string(Record{ExitCode: 137, Signal: 9, StdoutLines: 10000, StderrLines: 2}.Line())
+	want := `{"message":"gantry-agent: exit 137","logging.googleapis.com/labels":{"gantry-agent-record":"exit"},"gantryAgentRecord":{"v":1,"exitCode":137,"signal":9,"stdoutLines":10000,"stderrLines":2}}` + "\n"
+	if got != want {
+		t.Fatalf("Line() =\n%s\nwant\n%s", got, want)
+	}
+}
+
+func TestParseRecord(t *testing.T) {
+	r := Record{ExitCode: 3, StdoutLines: 1 << 40, StderrLines: 7}
+	if got, err := ParseRecord(r.Line()); err != nil || got != r {
+		t.Errorf("ParseRecord(Line()) = %+v, %v; want %+v", got, err, r)
+	}
+	// Cloud Logging's jsonPayload: the labels moved out, the rest kept.
+	payload := `{"message":"gantry-agent: exit 0","gantryAgentRecord":{"v":1,"exitCode":0,"signal":0,"stdoutLines":5,"stderrLines":0}}`
+	if got, err := ParseRecord([]byte(payload)); err != nil || got != (Record{StdoutLines: 5}) {
+		t.Errorf("ParseRecord(jsonPayload) = %+v, %v", got, err)
+	}
+	if _, err := ParseRecord([]byte(`{"message":"hello"}`)); !errors.Is(err, ErrNoRecord) {
+		t.Errorf("an ordinary entry: %v, want ErrNoRecord", err)
+	}
+	for _, bad := range []string{
+		`not json`,
+		`{"gantryAgentRecord":{"v":2,"exitCode":0,"stdoutLines":0,"stderrLines":0}}`,
+		`{"gantryAgentRecord":{"exitCode":0,"stdoutLines":0,"stderrLines":0}}`,
+		`{"gantryAgentRecord":{"v":1,"stdoutLines":0,"stderrLines":0}}`,
+		`{"gantryAgentRecord":{"v":1,"exitCode":0,"stderrLines":0}}`,
+		`{"gantryAgentRecord":{"v":1,"exitCode":0,"stdoutLines":-1,"stderrLines":0}}`,
+	} {
+		if _, err := ParseRecord([]byte(bad)); err == nil || errors.Is(err, ErrNoRecord) {
+			t.Errorf("ParseRecord(%s) = %v, want an error other than ErrNoRecord", bad, err)
+		}
+	}
+}
+
+// shortWriter takes at most limit bytes of each write.
+type shortWriter struct {
+	buf   bytes.Buffer
+	limit int
+}
+
+func (w *shortWriter) Write(p []byte) (int, error) {
+	if len(p) > w.limit {
+		w.buf.Write(p[:w.limit])
+		return w.limit, io.ErrShortWrite
+	}
+	return w.buf.Write(p)
+}
+
+func TestLineCounter(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		writes []string
+		want   int64
+	}{
+		{"nothing", nil, 0},
+		{"empty writes", []string{"", ""}, 0},
+		{"one empty line", []string{"\n"}, 1},
+		{"empty lines", []string{"\n\n", "\n"}, 3},
+		{"no trailing newline", []string{"a\nb"}, 2},
+		{"a line in pieces", []string{"a", "b", "c"}, 1},
+		{"a line in pieces ended", []string{"a", "b", "c\n"}, 1},
+		{"newline then partial", []string{"a\n", "b"}, 2},
+		{"binary", []string{"\x00\r\n\xff", "\n\x00"}, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			c := NewLineCounter(&buf)
+			for _, w := range tc.writes {
+				if n, err := c.Write([]byte(w)); n != len(w) || err != nil {
+					t.Fatalf("Write = %d, %v", n, err)
+				}
+			}
+			if c.Lines() != tc.want || buf.String() != strings.Join(tc.writes, "") {
+				t.Errorf("Lines() = %d, passed %q; want %d", c.Lines(), buf.String(), tc.want)
+			}
+		})
+	}
+	// Only what the writer took counts.
+	w := &shortWriter{limit: 2}
+	c := NewLineCounter(w)
+	if n, err := c.Write([]byte("a\nb\nc\n")); n != 2 || err == nil {
+		t.Fatalf("short Write = %d, %v", n, err)
+	}
+	if c.Lines() != 1 {
+		t.Errorf("Lines() after a short write of %q = %d, want 1", w.buf.String(), c.Lines())
+	}
+}
+
+func TestWriteRecordSeals(t *testing.T) {
+	var out, errb bytes.Buffer
+	outc, errc := NewLineCounter(&out), NewLineCounter(&errb)
+	outc.Write([]byte("1\n2\n3"))
+	errc.Write([]byte("oops\n"))
+	if err := WriteRecord(outc, errc, Record{ExitCode: 4, StdoutLines: 99}); err != nil {
+		t.Fatal(err)
+	}
+	outc.Write([]byte("late\n"))
+	errc.Write([]byte("late\n"))
+	want := "oops\n" + string(Record{ExitCode: 4, StdoutLines: 3, StderrLines: 1}.Line())
+	if out.String() != "1\n2\n3" || errb.String() != want {
+		t.Errorf("stdout %q stderr %q; want %q and %q", out.String(), errb.String(), "1\n2\n3", want)
+	}
+
+	// A last line of stderr without '\n' is ended first, and counted
+	// once.
+	errb.Reset()
+	errc = NewLineCounter(&errb)
+	errc.Write([]byte("a\nb"))
+	WriteRecord(nil, errc, Record{})
+	if want := "a\nb\n" + string(Record{StderrLines: 2}.Line()); errb.String() != want {
+		t.Errorf("stderr %q, want %q", errb.String(), want)
+	}
+}
+
+// FuzzLineCounter: whatever the bytes, however they are split into
+// writes and however much of each write the underlying writer takes, the
+// counter's count is the reference count of what the writer received.
+func FuzzLineCounter(f *testing.F) {
+	f.Add([]byte("a\nb\n\nc"), []byte{1, 2, 3})
+	f.Add([]byte("\n\n\n"), []byte{0})
+	f.Add([]byte("no newline"), []byte{})
+	f.Add([]byte("\x00\n\xff\r\n"), []byte{2, 0x81, 1})
+	f.Fuzz(func(t *testing.T, data, splits []byte) {
+		w := &shortWriter{limit: len(data) + 1}
+		c := NewLineCounter(w)
+		rest := data
+		for i := 0; len(rest) > 0; i++ {
+			n := len(rest)
+			if i < len(splits) {
+				s := splits[i]
+				n = min(n, int(s&0x7f))
+				// The high bit makes the writer take only half.
+				if s&0x80 != 0 {
+					w.limit = n / 2
+				} else {
+					w.limit = len(data) + 1
+				}
+			}
+			m, _ := c.Write(rest[:n])
+			rest = rest[m:]
+			if i > len(data)+len(splits)+1 {
+				break
+			}
+		}
+		if got, want := c.Lines(), refLines(w.buf.Bytes()); got != want {
+			t.Fatalf("Lines() = %d, reference count of %q is %d", got, w.buf.Bytes(), want)
+		}
+		if !bytes.HasPrefix(data, w.buf.Bytes()) {
+			t.Fatalf("the writer got %q, not a prefix of %q", w.buf.Bytes(), data)
+		}
+	})
+}
+
+// runRecorded runs cmd as an agent's main command with Record and
+// returns what reached stdout and stderr (the record cut off) and the
+// record, checking that the record is the last line of stderr.
+func runRecorded(t *testing.T, cfg Config) (stdout, stderr []byte, r Record) {
+	t.Helper()
+	out, errb := &syncBuffer{}, &syncBuffer{}
+	if cfg.Stdout == nil {
+		cfg.Stdout = out
+	}
+	if cfg.Stderr == nil {
+		cfg.Stderr = errb
+	}
+	cfg.Record = true
+	a := startAgent(t, cfg)
+	a.Wait()
+	e := []byte(errb.String())
+	if !bytes.HasSuffix(e, []byte("}}\n")) {
+		t.Fatalf("stderr does not end with the record: ...%q", e[max(0, len(e)-200):])
+	}
+	i := bytes.LastIndex(e[:len(e)-1], []byte("\n")) + 1
+	r, err := ParseRecord(e[i:])
+	if err != nil {
+		t.Fatalf("the last line of stderr, %q: %v", e[i:], err)
+	}
+	if !bytes.Equal(e[i:], r.Line()) {
+		t.Fatalf("the record line %q is not as Line writes it", e[i:])
+	}
+	if bytes.Count(e, []byte("gantryAgentRecord")) != 1 {
+		t.Fatalf("stderr holds more than one record: %q", e)
+	}
+	return []byte(out.String()), e[:i], r
+}
+
+func TestRecordCounts(t *testing.T) {
+	const big = 300 << 10 // beyond Cloud Logging's 256 KiB entry
+	var tenThousand strings.Builder
+	for i := range 10000 {
+		fmt.Fprintln(&tenThousand, i)
+	}
+	for _, tc := range []struct {
+		name   string
+		script string
+		// Exact output; a last line of stderr without '\n' gets one
+		// before the record.
+		stdout, stderr   string
+		outLines, errLin int64
+		code             int
+	}{
+		{"nothing", `exit 3`, "", "", 0, 0, 3},
+		{"empty lines", `printf '\n\n\n'; printf '\n' >&2`, "\n\n\n", "\n", 3, 1, 0},
+		{"no trailing newline", `printf 'a\nb'; printf c >&2`, "a\nb", "c\n", 2, 1, 0},
+		{"ten thousand lines", `i=0; while [ $i -lt 10000 ]; do echo $i; i=$((i+1)); done`, tenThousand.String(), "", 10000, 0, 0},
+		{"lines beyond 256 KiB", fmt.Sprintf(`head -c %d /dev/zero | tr '\0' x; echo; head -c %d /dev/zero | tr '\0' y; head -c %d /dev/zero | tr '\0' z >&2; echo >&2`, big, 2*big, big),
+			strings.Repeat("x", big) + "\n" + strings.Repeat("y", 2*big), strings.Repeat("z", big) + "\n", 2, 1, 0},
+		{"binary data", `printf 'a\000\r\nb\377\n\000'; printf '\000\000' >&2`, "a\x00\r\nb\xff\n\x00", "\x00\x00\n", 3, 1, 0},
+		{"interleaved", `i=0; while [ $i -lt 1000 ]; do echo o; echo e >&2; printf x >&2; i=$((i+1)); done`,
+			strings.Repeat("o\n", 1000), strings.Repeat("e\nx", 1000) + "\n", 1000, 1001, 0},
+		{"killed", `echo before; kill -TERM $$`, "before\n", "", 1, 0, 143},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			stdout, stderr, r := runRecorded(t, Config{Cmd: []string{"sh", "-c", tc.script}})
+			if string(stdout) != tc.stdout || string(stderr) != tc.stderr {
+				t.Fatalf("stdout (%d bytes) or stderr (%d bytes) not as written", len(stdout), len(stderr))
+			}
+			sig := 0
+			if tc.code > 128 {
+				sig = tc.code - 128
+			}
+			want := Record{ExitCode: tc.code, Signal: sig, StdoutLines: tc.outLines, StderrLines: tc.errLin}
+			if r != want {
+				t.Errorf("record %+v, want %+v", r, want)
+			}
+		})
+	}
+}
+
+// TestRecordCountsLargeBinaryOutput: 2 MiB of pseudo-random bytes on
+// stdout, which holds newlines at random places, counted exactly.
+func TestRecordCountsLargeBinaryOutput(t *testing.T) {
+	const size = 2<<20 + 12345
+	stdout, _, r := runRecorded(t, Config{Cmd: []string{os.Args[0]}, Env: genEnv(size)})
+	if len(stdout) != size {
+		t.Fatalf("stdout got %d bytes, want %d", len(stdout), size)
+	}
+	if want := refLines(stdout); r.StdoutLines != want || want < 1000 {
+		t.Errorf("stdout lines %d, reference %d", r.StdoutLines, want)
+	}
+}
+
+// TestRecordCountsWhatTheCallerWrote: a caller's own messages through the
+// counter it passes as Stderr are counted, in order with the command's.
+func TestRecordCountsWhatTheCallerWrote(t *testing.T) {
+	errb := &syncBuffer{}
+	errc := NewLineCounter(errb)
+	fmt.Fprintf(errc, "caller: starting\n")
+	a := startAgent(t, Config{Cmd: []string{"sh", "-c", "echo cmd >&2"}, Stderr: errc, Record: true})
+	a.Wait()
+	want := "caller: starting\ncmd\n" + string(Record{StderrLines: 2}.Line())
+	if errb.String() != want {
+		t.Errorf("stderr %q, want %q", errb.String(), want)
+	}
+}
+
+// TestRecordAfterALeftoverWriter: a process the main command left
+// behind that keeps writing is cut off as before, and the record, which
+// counts exactly what reached the stream, is still the last line.
+func TestRecordAfterALeftoverWriter(t *testing.T) {
+	setExitGrace(t, 100*time.Millisecond)
+	stdout, _, r := runRecorded(t, Config{Cmd: []string{"sh", "-c", `(while :; do echo x; sleep 0.005; done) & echo main`}})
+	if r.StdoutLines != refLines(stdout) || !strings.HasPrefix(string(stdout), "main\n") {
+		t.Errorf("record %+v for stdout %q", r, stdout)
+	}
+}
