@@ -53,8 +53,25 @@ type Config struct {
 	// StdinOnce closes the main command's standard input when the first
 	// attached session closes its input.
 	StdinOnce bool
+	// Tty runs the main command in a new session with a pty as its
+	// controlling terminal and its standard streams, as docker run -t
+	// does. What it writes to the terminal goes to Stdout and attached
+	// sessions as standard output; with OpenStdin, attached sessions'
+	// input is written to the terminal (Stdin is not used), and RESIZE on
+	// an attached session resizes it. The terminal starts at 0 rows and 0
+	// columns, until an attached session sets a size.
+	Tty bool
+	// Record makes the agent count the lines it writes to Stdout and
+	// Stderr and, once the main command has exited and both streams are
+	// drained, write the log completeness record (see Record) to Stderr
+	// as the last thing either stream gets. A Stdout or Stderr that is a
+	// *LineCounter is counted as it is, so that a caller can write its
+	// own messages through the same counter; anything written to it
+	// after the record is discarded.
+	Record bool
 	// PassThrough hands *os.File streams to the main command unchanged and
-	// serves no sessions: the agent is then only an init process.
+	// serves no sessions: the agent is then only an init process. With
+	// Tty or Record the streams still pass through the agent.
 	PassThrough bool
 	// Reap makes the agent reap every child, including orphans re-parented
 	// to it. Set it only when the agent is PID 1 or a child subreaper and
@@ -120,8 +137,16 @@ type Agent struct {
 	cutNow context.CancelFunc
 	status gantry.ExecResult
 
-	stdinMu   sync.Mutex
-	mainStdin *os.File // write end when OpenStdin, else nil
+	// mainTTY is the pty master of a main command with Tty; the tee owns
+	// it and closes it at the end of the output.
+	mainTTY *os.File
+	// outc and errc count the lines of Stdout and Stderr with Record.
+	outc, errc *LineCounter
+
+	stdinMu sync.Mutex
+	// mainStdin is the main command's input with OpenStdin (a pipe, or
+	// its terminal), until it is closed.
+	mainStdin io.WriteCloser
 
 	mu        sync.Mutex
 	closing   bool
@@ -187,69 +212,100 @@ func (a *Agent) startMain() error {
 		return err
 	}
 
-	switch in := a.cfg.Stdin; {
-	case a.cfg.OpenStdin && !a.cfg.PassThrough:
-		r, w, err := os.Pipe()
+	stdout, stderr := a.cfg.Stdout, a.cfg.Stderr
+	if a.cfg.Record {
+		a.outc, a.errc = counterFor(stdout), counterFor(stderr)
+		stdout, stderr = a.outc, a.errc
+	}
+	env := a.env
+	attr := &os.ProcAttr{Dir: a.cfg.Dir}
+
+	if a.cfg.Tty {
+		master, slave, err := openPTY()
 		if err != nil {
-			return fail(err)
+			return fail(fmt.Errorf("agent: allocating a pty: %w", err))
 		}
-		files[0], a.mainStdin = r, w
-		closeAfter = append(closeAfter, r)
-	case isFile(in):
-		files[0] = in.(*os.File)
-	case in == nil:
-		null, err := os.Open(os.DevNull)
-		if err != nil {
-			return fail(err)
+		closeAfter = append(closeAfter, slave)
+		files = [3]*os.File{slave, slave, slave}
+		attr.Sys = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+		if envValue(env, "TERM") == "" {
+			env = append(env[:len(env):len(env)], "TERM=xterm")
 		}
-		files[0] = null
-		closeAfter = append(closeAfter, null)
-	default:
-		r, w, err := os.Pipe()
-		if err != nil {
-			return fail(err)
+		a.mainTTY = master
+		if a.cfg.OpenStdin {
+			a.mainStdin = &ttyInput{master}
 		}
-		files[0] = r
-		closeAfter = append(closeAfter, r)
-		go func() {
-			io.Copy(w, in)
-			w.Close()
-		}()
+		dst := orDiscard(stdout)
+		tees = append(tees, func() { a.tee(master, dst, streamStdout) })
+	} else {
+		switch in := a.cfg.Stdin; {
+		case a.cfg.OpenStdin && !a.cfg.PassThrough:
+			r, w, err := os.Pipe()
+			if err != nil {
+				return fail(err)
+			}
+			files[0], a.mainStdin = r, w
+			closeAfter = append(closeAfter, r)
+		case isFile(in):
+			files[0] = in.(*os.File)
+		case in == nil:
+			null, err := os.Open(os.DevNull)
+			if err != nil {
+				return fail(err)
+			}
+			files[0] = null
+			closeAfter = append(closeAfter, null)
+		default:
+			r, w, err := os.Pipe()
+			if err != nil {
+				return fail(err)
+			}
+			files[0] = r
+			closeAfter = append(closeAfter, r)
+			go func() {
+				io.Copy(w, in)
+				w.Close()
+			}()
+		}
+
+		for i, out := range []io.Writer{stdout, stderr} {
+			if a.cfg.PassThrough && isFile(out) {
+				files[1+i] = out.(*os.File)
+				continue
+			}
+			r, w, err := os.Pipe()
+			if err != nil {
+				return fail(err)
+			}
+			growPipe(w)
+			files[1+i] = w
+			closeAfter = append(closeAfter, w)
+			stream := streamStdout + byte(i)
+			dst := orDiscard(out)
+			tees = append(tees, func() { a.tee(r, dst, stream) })
+		}
+	}
+	if a.mainTTY != nil {
+		// Until the tee owns it.
+		closeAfter = append(closeAfter, a.mainTTY)
 	}
 
-	for i, out := range []io.Writer{a.cfg.Stdout, a.cfg.Stderr} {
-		if a.cfg.PassThrough && isFile(out) {
-			files[1+i] = out.(*os.File)
-			continue
-		}
-		r, w, err := os.Pipe()
-		if err != nil {
-			return fail(err)
-		}
-		growPipe(w)
-		files[1+i] = w
-		closeAfter = append(closeAfter, w)
-		stream := streamStdout + byte(i)
-		dst := out
-		if dst == nil {
-			dst = io.Discard
-		}
-		tees = append(tees, func() { a.tee(r, dst, stream) })
-	}
-
-	path, serr := lookPath(a.cfg.Cmd[0], a.env)
+	path, serr := lookPath(a.cfg.Cmd[0], env)
 	if serr != nil {
 		return fail(startErr(serr))
 	}
 	if serr := checkDir(a.cfg.Dir); serr != nil {
 		return fail(startErr(serr))
 	}
-	p, err := a.sp.start(path, a.cfg.Cmd, &os.ProcAttr{Dir: a.cfg.Dir, Env: a.env, Files: files[:]})
+	attr.Env, attr.Files = env, files[:]
+	p, err := a.sp.start(path, a.cfg.Cmd, attr)
 	if err != nil {
 		return fail(startErr(classifyStart(a.cfg.Cmd[0], err)))
 	}
 	for _, f := range closeAfter {
-		f.Close()
+		if f != a.mainTTY {
+			f.Close()
+		}
 	}
 	a.main = p
 
@@ -264,9 +320,39 @@ func (a *Agent) startMain() error {
 		teeWG.Wait()
 		cut.Stop()
 		a.cutNow()
+		if a.cfg.Record {
+			if err := WriteRecord(a.outc, a.errc, recordOf(a.status)); err != nil {
+				a.log.Debug("writing the log record", zap.Error(err))
+			}
+		}
 		a.mainExited()
 	}()
 	return nil
+}
+
+// counterFor returns w as a LineCounter: w itself when it is one.
+func counterFor(w io.Writer) *LineCounter {
+	if c, ok := w.(*LineCounter); ok && c != nil {
+		return c
+	}
+	return NewLineCounter(orDiscard(w))
+}
+
+func orDiscard(w io.Writer) io.Writer {
+	if w == nil {
+		return io.Discard
+	}
+	return w
+}
+
+// recordOf is the record of a main command that ended with r, without
+// its counts.
+func recordOf(r gantry.ExecResult) Record {
+	sig := 0
+	if r.Signal != "" {
+		sig, _ = gantry.ParseSignal(r.Signal)
+	}
+	return Record{ExitCode: r.ExitCode, Signal: sig}
 }
 
 func isFile(v any) bool {
@@ -305,7 +391,13 @@ var errOther = errors.New("exec failed")
 // output, as docker attach does, but only while the main command runs
 // (see exitGrace).
 func (a *Agent) tee(r *os.File, dst io.Writer, stream byte) {
-	defer r.Close()
+	defer func() {
+		// Not before the main command has exited: closing a terminal's
+		// master hangs up its session, which would kill a command that
+		// has only closed its output (as cat does right before it exits).
+		<-a.main.done
+		r.Close()
+	}()
 	// drainGrace past exitGrace: what is still in the pipe when attached
 	// sessions are given up on reaches dst.
 	d := newDrainer(r, a.main.done, exitGrace+drainGrace)
@@ -345,18 +437,32 @@ func (a *Agent) mainExited() {
 	for _, s := range targets {
 		s.finish(a.status)
 	}
-	a.closeMainStdin()
+	a.releaseMainStdin(false)
 	// Only now, with every EXIT written, may a caller of Wait shut the
 	// connections down.
 	close(a.exited)
 }
 
-func (a *Agent) closeMainStdin() {
+// releaseMainStdin stops attached sessions writing to the main command's
+// input. With closeIt it also ends that input: a pipe is closed, a
+// terminal gets its end-of-file character. Once the main command has
+// exited a terminal is left alone: its tee closes it.
+func (a *Agent) releaseMainStdin(closeIt bool) {
 	a.stdinMu.Lock()
 	defer a.stdinMu.Unlock()
-	if a.mainStdin != nil {
+	if a.mainStdin == nil {
+		return
+	}
+	if closeIt || a.mainTTY == nil {
 		a.mainStdin.Close()
-		a.mainStdin = nil
+	}
+	a.mainStdin = nil
+}
+
+// resizeMain sets the size of the main command's terminal, if it has one.
+func (a *Agent) resizeMain(rows, cols uint16) {
+	if a.mainTTY != nil {
+		setWinsize(a.mainTTY, rows, cols)
 	}
 }
 
@@ -535,7 +641,11 @@ func (c *agentConn) handle(f *frame) error {
 	case frameResize:
 		s.resize(f.rows, f.cols)
 	case frameSignal:
-		if s.proc != nil {
+		switch {
+		case s.attach:
+			// As docker kill with an init reaches the init's child.
+			c.a.Signal(syscall.Signal(f.signal))
+		case s.proc != nil:
 			s.proc.signal(syscall.Signal(f.signal))
 		}
 	case frameClose:
@@ -560,7 +670,7 @@ func (c *agentConn) open(id uint32, req *openRequest) error {
 	s := newSession(c, id, req)
 	var serr *startError
 	if req.Kind == "attach" {
-		serr = c.a.attach(s)
+		serr = c.a.attach(s, req)
 	} else {
 		c.mu.Lock()
 		c.sessions[id] = s
@@ -586,7 +696,7 @@ func (c *agentConn) refuse(id uint32, e *startError) error {
 }
 
 // attach registers s as an attached session of the main command.
-func (a *Agent) attach(s *session) *startError {
+func (a *Agent) attach(s *session, req *openRequest) *startError {
 	a.stdinMu.Lock()
 	stdinOpen := a.mainStdin != nil
 	a.stdinMu.Unlock()
@@ -620,8 +730,13 @@ func (a *Agent) attach(s *session) *startError {
 	}
 	a.attachers[s] = struct{}{}
 	a.mu.Unlock()
+	if req.Rows > 0 && req.Cols > 0 {
+		a.resizeMain(req.Rows, req.Cols)
+	}
 	if s.stdin != nil {
-		go s.pumpStdin(&mainStdinWriter{a: a}, false)
+		// With a terminal, only an explicit end of input sends Ctrl-D,
+		// never a client that went away.
+		go s.pumpStdin(&mainStdinWriter{a: a}, a.mainTTY != nil)
 	}
 	return nil
 }
@@ -648,7 +763,7 @@ func (w *mainStdinWriter) Write(p []byte) (int, error) {
 
 func (w *mainStdinWriter) Close() error {
 	if w.a.cfg.StdinOnce {
-		w.a.closeMainStdin()
+		w.a.releaseMainStdin(true)
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/creack/pty"
 	"github.com/gantryhq/gantry"
@@ -80,12 +81,12 @@ func (s *session) startExec(req *openRequest) *startError {
 	var stdinW io.WriteCloser
 	var outputs []*os.File
 	if req.TTY {
-		master, slave, err := pty.Open()
+		master, slave, err := openPTY()
 		if err != nil {
 			return startErrorf(errKindOther, "exec %q: allocating a pty: %v", req.Cmd[0], err)
 		}
 		if req.Rows > 0 && req.Cols > 0 {
-			pty.Setsize(master, &pty.Winsize{Rows: req.Rows, Cols: req.Cols})
+			setWinsize(master, req.Rows, req.Cols)
 		}
 		parentEnds = append(parentEnds, master)
 		childEnds = append(childEnds, slave)
@@ -298,10 +299,59 @@ func (s *session) pumpStdin(w io.WriteCloser, tty bool) {
 	}
 }
 
+// resize resizes an exec's terminal, or for an attached session the main
+// command's.
 func (s *session) resize(rows, cols uint16) {
-	if s.tty != nil {
-		pty.Setsize(s.tty, &pty.Winsize{Rows: rows, Cols: cols})
+	switch {
+	case s.attach:
+		s.c.a.resizeMain(rows, cols)
+	case s.tty != nil:
+		setWinsize(s.tty, rows, cols)
 	}
+}
+
+// openPTY opens a pty pair. The master is made non-blocking and handed to
+// Go's poller, so that read deadlines work on it (the drainer's grace
+// depends on them); pty.Open returns it in blocking mode.
+func openPTY() (master, slave *os.File, err error) {
+	m, slave, err := pty.Open()
+	if err != nil {
+		return nil, nil, err
+	}
+	defer m.Close()
+	fd, _, errno := syscall.Syscall(syscall.SYS_FCNTL, m.Fd(), syscall.F_DUPFD_CLOEXEC, 0)
+	if errno != 0 {
+		slave.Close()
+		return nil, nil, errno
+	}
+	if err := syscall.SetNonblock(int(fd), true); err != nil {
+		syscall.Close(int(fd))
+		slave.Close()
+		return nil, nil, err
+	}
+	return os.NewFile(fd, m.Name()), slave, nil
+}
+
+// setWinsize sets a terminal's size. Unlike pty.Setsize it goes through
+// the file's poller reference, which neither switches the file to
+// blocking mode nor touches a descriptor that was closed.
+func setWinsize(f *os.File, rows, cols uint16) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	ws := pty.Winsize{Rows: rows, Cols: cols}
+	var errno syscall.Errno
+	err = rc.Control(func(fd uintptr) {
+		_, _, errno = syscall.Syscall(syscall.SYS_IOCTL, fd, syscall.TIOCSWINSZ, uintptr(unsafe.Pointer(&ws)))
+	})
+	if err != nil {
+		return err
+	}
+	if errno != 0 {
+		return errno
+	}
+	return nil
 }
 
 // finish reports the exit status and ends the session.
