@@ -83,8 +83,8 @@ func (m *mux) shutdown(err error, fault bool) {
 // handle and data payloads to sink. It returns the reason the connection
 // ended. A malformed frame or any handler error closes the connection.
 func (m *mux) run(handle func(f *frame) error, sink dataSink) error {
-	if ws, ok := m.t.(*wsTransport); ok {
-		go m.keepalive(ws.c)
+	if ws, ok := m.t.(interface{ conn() *websocket.Conn }); ok {
+		go m.keepalive(ws.conn())
 	}
 	buf := make([]byte, maxControlPayload)
 	for {

@@ -75,6 +75,12 @@ func readHandshakeFrame(ctx context.Context, t transport, want byte) (frame, err
 	if err != nil {
 		return frame{}, err
 	}
+	return decodeHandshakeFrame(r, want)
+}
+
+// decodeHandshakeFrame decodes the message r as a control frame of the
+// wanted type.
+func decodeHandshakeFrame(r io.Reader, want byte) (frame, error) {
 	buf := make([]byte, maxHandshakePayload)
 	f, err := readFrame(r, buf, func(header, io.Reader) error {
 		return protoErr("data frame during the handshake")
@@ -86,6 +92,17 @@ func readHandshakeFrame(ctx context.Context, t transport, want byte) (frame, err
 		return f, protoErr("frame 0x%02x during the handshake, want 0x%02x", f.typ, want)
 	}
 	return f, nil
+}
+
+// queuedTransport is a connection an agent holds open at a relay for a
+// controller that has not arrived yet (Agent.ConnectRelay). On it the
+// agent waits for AUTH for as long as the connection lives, with no
+// deadline (pings keep the connection alive meanwhile), calls claimed as
+// soon as AUTH begins to arrive, and gives the rest of the handshake the
+// usual handshakeTimeout from then on.
+type queuedTransport interface {
+	transport
+	claimed()
 }
 
 func writeFrame(ctx context.Context, t transport, f *frame) error {
@@ -102,17 +119,35 @@ func writeFrame(ctx context.Context, t transport, f *frame) error {
 // mode the one the agent dialled (ep.dialled), which it names in HELLO; in
 // forward mode the one the controller names in AUTH, if ep.serves it.
 func agentHandshake(ctx context.Context, t transport, secret []byte, mode byte, id string, ep binding) error {
-	ctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
+	hctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
 	defer cancel()
 	nonceA := newNonce()
 	hello := frame{header: header{typ: frameHello}, version: protocolVersion, mode: mode, nonce: nonceA, id: id}
 	if mode == modeReverse {
 		hello.endpoint = ep.dialled
 	}
-	if err := writeFrame(ctx, t, &hello); err != nil {
+	if err := writeFrame(hctx, t, &hello); err != nil {
 		return err
 	}
-	auth, err := readHandshakeFrame(ctx, t, frameAuth)
+	var r io.Reader
+	var err error
+	if q, ok := t.(queuedTransport); ok {
+		// AUTH is read under wait, which has no deadline until AUTH
+		// begins to arrive and the handshake's deadline after.
+		wait, stop := context.WithCancel(ctx)
+		defer stop()
+		if r, err = t.next(wait); err != nil {
+			return err
+		}
+		q.claimed()
+		var cancelRest context.CancelFunc
+		hctx, cancelRest = context.WithTimeout(ctx, handshakeTimeout)
+		defer cancelRest()
+		defer context.AfterFunc(hctx, stop)()
+	} else if r, err = t.next(hctx); err != nil {
+		return err
+	}
+	auth, err := decodeHandshakeFrame(r, frameAuth)
 	if err != nil {
 		return err
 	}
@@ -130,7 +165,7 @@ func agentHandshake(ctx context.Context, t transport, secret []byte, mode byte, 
 		return errAuth
 	}
 	ok := frame{header: header{typ: frameAuthOK}, mac: transcriptMAC(secret, labelAgent, mode, id, endpoint, nonceA, auth.nonce)}
-	return writeFrame(ctx, t, &ok)
+	return writeFrame(hctx, t, &ok)
 }
 
 // controllerHandshake runs the controller's side. secretFor maps the id the

@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -189,19 +188,145 @@ const defaultDialTimeout = 30 * time.Second
 // It returns when ctx ends or the agent is closed, and at once for a URL
 // that could never work.
 func (a *Agent) Connect(ctx context.Context, rawURL string, opts *ConnectOptions) error {
+	d, err := a.newRedialer("connect", "hub", rawURL, opts)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := a.untilClosed(ctx)
+	defer cancel()
+	backoff := d.o.MinBackoff
+	for {
+		if t := d.dial(ctx); t != nil {
+			if a.serve(ctx, t, modeReverse, rawURL, binding{dialled: d.endpoint}) {
+				backoff = d.o.MinBackoff
+			}
+		}
+		if !d.pause(ctx, &backoff) {
+			return nil
+		}
+	}
+}
+
+// ConnectRelay runs reverse mode through a Relay: it keeps one idle
+// connection open at rawURL, the relay's /agent URL with the container's
+// ID (RelayAgentURL), for the next client (DialRelay) to claim. The
+// handshake on an idle connection waits for its client with no deadline
+// (the relay and the agent ping each other meanwhile); as soon as a
+// client's first handshake message arrives, the agent dials its next idle
+// connection, so clients may come one after another or at once, each
+// with its own end-to-end handshake and sessions. It dials again with
+// backoff when the relay cannot be reached or drops an idle connection;
+// the backoff starts over once a client has claimed a connection or an
+// idle one has lasted MaxBackoff. rawURL is bound into the handshake
+// (without its query), and DialRelay accepts exactly that endpoint.
+// ConnectRelay returns when ctx ends or the agent is closed, once every
+// connection it made has ended, and at once for a URL that could never
+// work.
+func (a *Agent) ConnectRelay(ctx context.Context, rawURL string, opts *ConnectOptions) error {
+	d, err := a.newRedialer("connect through relay", "relay", rawURL, opts)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := a.untilClosed(ctx)
+	defer cancel()
+	var conns sync.WaitGroup
+	defer conns.Wait()
+	backoff := d.o.MinBackoff
+	for {
+		if ws := d.dial(ctx); ws != nil {
+			claimed := make(chan struct{})
+			ended := make(chan struct{})
+			t := &relayTransport{wsTransport: ws, claim: sync.OnceFunc(func() { close(claimed) })}
+			opened := time.Now()
+			conns.Go(func() {
+				defer close(ended)
+				a.serve(ctx, t, modeReverse, rawURL, binding{dialled: d.endpoint})
+			})
+			conns.Go(func() { idleKeepalive(ws, claimed, ended) })
+			select {
+			case <-claimed:
+			case <-ended:
+			}
+			select {
+			case <-claimed:
+				backoff = d.o.MinBackoff
+				if ctx.Err() != nil {
+					return nil
+				}
+				continue
+			default:
+			}
+			if time.Since(opened) >= d.o.MaxBackoff {
+				backoff = d.o.MinBackoff
+			}
+		}
+		if !d.pause(ctx, &backoff) {
+			return nil
+		}
+	}
+}
+
+// relayTransport is an idle connection ConnectRelay holds at a relay;
+// claimed tells ConnectRelay that a client has arrived on it.
+type relayTransport struct {
+	*wsTransport
+	claim func()
+}
+
+func (t *relayTransport) claimed() { t.claim() }
+
+// idleKeepalive pings the relay on an idle connection until a client
+// claims it or it ends, and cuts it off if the relay stops answering: the
+// handshake waiting on it has no deadline of its own.
+func idleKeepalive(t *wsTransport, claimed, ended <-chan struct{}) {
+	tick := time.NewTicker(keepaliveInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-claimed:
+			return
+		case <-ended:
+			return
+		case <-tick.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), keepaliveInterval)
+		err := t.c.Ping(ctx)
+		cancel()
+		if err != nil {
+			select {
+			case <-claimed:
+			case <-ended:
+			default:
+				t.close(true)
+			}
+			return
+		}
+	}
+}
+
+// redialer holds what Connect and ConnectRelay need to dial, checked.
+type redialer struct {
+	a        *Agent
+	url      string
+	endpoint string
+	peer     string // "hub" or "relay", for messages
+	o        ConnectOptions
+}
+
+func (a *Agent) newRedialer(op, peer, rawURL string, opts *ConnectOptions) (*redialer, error) {
 	var o ConnectOptions
 	if opts != nil {
 		o = *opts
 	}
 	if a.cfg.PassThrough {
-		return fmt.Errorf("agent: connect: %w: a pass-through agent serves no sessions", gantry.ErrInvalidArgument)
+		return nil, fmt.Errorf("agent: %s: %w: a pass-through agent serves no sessions", op, gantry.ErrInvalidArgument)
 	}
 	if err := checkSecure(rawURL, o.Insecure); err != nil {
-		return fmt.Errorf("agent: connect %s: %w", rawURL, err)
+		return nil, fmt.Errorf("agent: %s %s: %w", op, rawURL, err)
 	}
 	endpoint, err := endpointOf(rawURL)
 	if err != nil {
-		return fmt.Errorf("agent: connect %s: %w", rawURL, err)
+		return nil, fmt.Errorf("agent: %s %s: %w", op, rawURL, err)
 	}
 	if o.MinBackoff <= 0 {
 		o.MinBackoff = 100 * time.Millisecond
@@ -212,8 +337,12 @@ func (a *Agent) Connect(ctx context.Context, rawURL string, opts *ConnectOptions
 	if o.DialTimeout <= 0 {
 		o.DialTimeout = defaultDialTimeout
 	}
+	return &redialer{a: a, url: rawURL, endpoint: endpoint, peer: peer, o: o}, nil
+}
+
+// untilClosed returns ctx, cancelled as well when the agent is closed.
+func (a *Agent) untilClosed(ctx context.Context) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	go func() {
 		select {
 		case <-a.closed:
@@ -221,34 +350,41 @@ func (a *Agent) Connect(ctx context.Context, rawURL string, opts *ConnectOptions
 		case <-ctx.Done():
 		}
 	}()
-	backoff := o.MinBackoff
-	for {
-		dctx, dcancel := context.WithTimeout(ctx, o.DialTimeout)
-		c, raw, _, err := dialWebSocket(dctx, rawURL, o.HTTPClient, o.HTTPHeader)
-		dcancel()
-		switch {
-		case err != nil:
-			a.log.Info("agent: dialing the hub failed", zap.String("url", rawURL), zap.Error(err))
-		case c.Subprotocol() != subprotocol:
-			c.CloseNow()
-			err = errors.New("the server is not a gantry hub")
-			a.log.Info("agent: dialing the hub failed", zap.String("url", rawURL), zap.Error(err))
-		default:
-			if a.serve(ctx, newWSTransport(c, raw), modeReverse, rawURL, binding{dialled: endpoint}) {
-				backoff = o.MinBackoff
-			}
+	return ctx, cancel
+}
+
+// dial makes one attempt, logging a failure; nil means it failed.
+func (d *redialer) dial(ctx context.Context) *wsTransport {
+	dctx, cancel := context.WithTimeout(ctx, d.o.DialTimeout)
+	c, raw, _, err := dialWebSocket(dctx, d.url, d.o.HTTPClient, d.o.HTTPHeader)
+	cancel()
+	if err == nil && c.Subprotocol() != subprotocol {
+		c.CloseNow()
+		err = fmt.Errorf("the server is not a gantry %s", d.peer)
+	}
+	if err != nil {
+		if ctx.Err() == nil {
+			d.a.log.Info("agent: dialing the "+d.peer+" failed", zap.String("url", d.url), zap.Error(err))
 		}
-		if ctx.Err() != nil {
-			return nil
-		}
-		wait := backoff/2 + rand.N(backoff/2+1)
-		backoff = min(2*backoff, o.MaxBackoff)
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return nil
-		}
+		return nil
+	}
+	return newWSTransport(c, raw)
+}
+
+// pause waits before the next attempt, doubling *backoff, and reports
+// whether to go on: false once ctx has ended.
+func (d *redialer) pause(ctx context.Context, backoff *time.Duration) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	wait := *backoff/2 + rand.N(*backoff/2+1)
+	*backoff = min(2**backoff, d.o.MaxBackoff)
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }

@@ -55,6 +55,9 @@ func newWSTransport(c *websocket.Conn, raw io.Closer) *wsTransport {
 	return &wsTransport{c: c, raw: raw}
 }
 
+// conn is the WebSocket, which the mux pings to keep it alive.
+func (t *wsTransport) conn() *websocket.Conn { return t.c }
+
 func (t *wsTransport) next(ctx context.Context) (io.Reader, error) {
 	typ, r, err := t.c.Reader(ctx)
 	if err != nil {
@@ -87,16 +90,32 @@ func (t *wsTransport) close(fault bool) error {
 // settings. It is refused before upgrading: an upgraded peer could only
 // be refused with a close handshake, which it could stall.
 func upgrade(w http.ResponseWriter, r *http.Request) (*websocket.Conn, net.Conn) {
-	w.Header().Set("Connection", "close")
+	if !upgradable(w, r) {
+		return nil, nil
+	}
+	return acceptUpgrade(w, r)
+}
+
+// upgradable reports whether r asks for this package's WebSocket, and if
+// not answers it with an HTTP error on a connection that is then closed.
+func upgradable(w http.ResponseWriter, r *http.Request) bool {
 	if !hasToken(r.Header, "Connection", "upgrade", false) || !hasToken(r.Header, "Upgrade", "websocket", false) {
+		w.Header().Set("Connection", "close")
 		w.Header().Set("Upgrade", "websocket")
 		http.Error(w, "this URL speaks only WebSocket", http.StatusUpgradeRequired)
-		return nil, nil
+		return false
 	}
 	if !hasToken(r.Header, "Sec-WebSocket-Protocol", subprotocol, true) {
+		w.Header().Set("Connection", "close")
 		http.Error(w, "WebSocket subprotocol "+subprotocol+" required", http.StatusBadRequest)
-		return nil, nil
+		return false
 	}
+	return true
+}
+
+// acceptUpgrade upgrades a request that upgradable accepted.
+func acceptUpgrade(w http.ResponseWriter, r *http.Request) (*websocket.Conn, net.Conn) {
+	w.Header().Set("Connection", "close")
 	hw := &hijackRecorder{ResponseWriter: w}
 	c, err := websocket.Accept(hw, r, &websocket.AcceptOptions{Subprotocols: []string{subprotocol}})
 	if err != nil {
