@@ -2,9 +2,9 @@ package gcptest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -471,30 +471,32 @@ func (s *Server) runTask(en executionName, index, taskCount int, run *executionR
 	taskID := fmt.Sprintf("%s-task%d", en.execution, index)
 	tn := name + "/tasks/" + taskID
 	s.store.mu.Lock()
-	t := s.store.tasks[tn]
-	t.ScheduledTime = ts(s.now())
-	container := clone(t.Containers[0])
+	t := clone(s.store.tasks[tn])
+	s.store.tasks[tn].ScheduledTime = ts(s.now())
+	s.store.mu.Unlock()
 	maxRetries := int(t.MaxRetries)
 	timeout := t.Timeout.AsDuration()
-	s.store.mu.Unlock()
 
 	for attempt := 0; ; attempt++ {
-		spec, err := s.taskSpec(en, taskID, container, index, attempt, taskCount)
+		plan, err := s.planAttempt(s.ctx, en, taskID, t, index, attempt, taskCount)
 		if err != nil {
-			// Cloud Run reads secret environment variables before the
-			// container starts; one it cannot read keeps it from starting.
+			// Cloud Run pulls images, reads secret environment variables
+			// and makes volumes before the containers start; what it
+			// cannot do keeps them from starting.
 			if s.recordAttempt(en, tn, outcome{err: err, finished: s.now()}, false, attempt, maxRetries) {
 				return
 			}
 			continue
 		}
-		w := workload{
-			spec:    spec,
-			timeout: timeout,
-			logs:    jobTaskLogTarget(en.location, en.job, en.execution, index, attempt),
+		// Tasks share this host's network: an attempt waits, scheduled,
+		// until no other holds its startup-probe ports.
+		if !s.ports.acquire(s.ctx, run.stop, plan.ports) {
+			plan.cleanup()
+			s.recordAttempt(en, tn, outcome{stopped: true, finished: s.now()}, false, attempt, maxRetries)
+			return
 		}
 		wasStarted := false
-		out := s.runner.run(s.ctx, w, run.stop, func(at time.Time) {
+		out := s.runAttempt(s.ctx, plan.containers, timeout, run.stop, func(at time.Time) {
 			wasStarted = true
 			s.store.mu.Lock()
 			defer s.store.mu.Unlock()
@@ -514,7 +516,12 @@ func (s *Server) runTask(en executionName, index, taskCount int, run *executionR
 				ex.Conditions[0] = condition("Completed", runpb.Condition_CONDITION_RECONCILING, "", at)
 			}
 		})
-		if s.recordAttempt(en, tn, out, wasStarted, attempt, maxRetries) {
+		plan.cleanup()
+		// The ports are free once the attempt is recorded as ended, so
+		// that no two attempts that probe a port ever overlap.
+		done := s.recordAttempt(en, tn, out, wasStarted, attempt, maxRetries)
+		s.ports.release(plan.ports)
+		if done {
 			return
 		}
 	}
@@ -547,17 +554,26 @@ func (s *Server) recordAttempt(en executionName, tn string, out outcome, wasStar
 		msg    string
 		reason runpb.Condition_ExecutionReason
 	)
+	container := "The container"
+	if out.container != "" {
+		container = fmt.Sprintf("The container %q", out.container)
+	}
+	var imgErr *imageError
 	switch {
 	case out.stopped:
 		code, msg, reason = codes.Canceled, "The task was cancelled.", runpb.Condition_CANCELLED
+	case errors.As(out.err, &imgErr):
+		code, msg, reason = codes.NotFound, imgErr.msg, runpb.Condition_NON_ZERO_EXIT_CODE
 	case out.err != nil:
-		code, msg, reason = codes.Internal, "The container could not be started: "+out.err.Error(), runpb.Condition_NON_ZERO_EXIT_CODE
+		code, msg, reason = codes.Internal, container+" could not be started: "+out.err.Error(), runpb.Condition_NON_ZERO_EXIT_CODE
 	case out.timedOut:
 		code, msg, reason = codes.DeadlineExceeded, "The configured timeout was reached.", runpb.Condition_NON_ZERO_EXIT_CODE
+	case out.failure != "":
+		code, msg, reason = codes.Unknown, out.failure, runpb.Condition_NON_ZERO_EXIT_CODE
 	case out.signal != 0:
-		code, msg, reason = codes.Unknown, fmt.Sprintf("The container was terminated by signal %d (%s).", out.signal, gantry.SignalName(out.signal)), runpb.Condition_NON_ZERO_EXIT_CODE
+		code, msg, reason = codes.Unknown, fmt.Sprintf("%s was terminated by signal %d (%s).", container, out.signal, gantry.SignalName(out.signal)), runpb.Condition_NON_ZERO_EXIT_CODE
 	case out.exitCode != 0:
-		code, msg, reason = codes.Unknown, fmt.Sprintf("The container exited with an error (exit code %d).", out.exitCode), runpb.Condition_NON_ZERO_EXIT_CODE
+		code, msg, reason = codes.Unknown, fmt.Sprintf("%s exited with an error (exit code %d).", container, out.exitCode), runpb.Condition_NON_ZERO_EXIT_CODE
 	default:
 		code = codes.OK
 	}
@@ -589,45 +605,6 @@ func (s *Server) recordAttempt(en executionName, tn string, out outcome, wasStar
 func withRetryReason(c *runpb.Condition) *runpb.Condition {
 	c.Reasons = &runpb.Condition_Reason{Reason: runpb.Condition_IMMEDIATE_RETRY}
 	return c
-}
-
-// taskSpec is the container of one attempt: the task's main container,
-// its command and args run as given (images are not pulled), with secret
-// environment variables read from the Server's secrets and the
-// environment Cloud Run sets for jobs. Volumes are not mounted: the
-// container is a process of this host and sees the host's file system.
-func (s *Server) taskSpec(en executionName, taskID string, c *runpb.Container, index, attempt, taskCount int) (gantry.Spec, error) {
-	env := make([]string, 0, len(c.Env)+5)
-	for _, e := range c.Env {
-		v := e.GetValue()
-		if ref := e.GetValueSource().GetSecretKeyRef(); ref != nil {
-			var err error
-			if v, err = s.secrets.resolve(en.project, ref.GetSecret(), ref.GetVersion()); err != nil {
-				return gantry.Spec{}, fmt.Errorf("environment variable %s: %w", e.GetName(), err)
-			}
-		}
-		env = append(env, e.GetName()+"="+v)
-	}
-	env = append(env,
-		"CLOUD_RUN_JOB="+en.job,
-		"CLOUD_RUN_EXECUTION="+en.execution,
-		"CLOUD_RUN_TASK_INDEX="+strconv.Itoa(index),
-		"CLOUD_RUN_TASK_ATTEMPT="+strconv.Itoa(attempt),
-		"CLOUD_RUN_TASK_COUNT="+strconv.Itoa(taskCount),
-	)
-	return gantry.Spec{
-		Name:       fmt.Sprintf("%s-a%d", taskID, attempt),
-		Image:      c.Image,
-		Entrypoint: c.Command,
-		Cmd:        c.Args,
-		Env:        env,
-		WorkingDir: c.WorkingDir,
-		Labels: map[string]string{
-			"gcptest.job":        en.jobName.String(),
-			"gcptest.execution":  en.execution,
-			"gcptest.task_index": strconv.Itoa(index),
-		},
-	}, nil
 }
 
 // GetExecution returns an execution.

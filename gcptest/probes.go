@@ -1,11 +1,20 @@
 package gcptest
 
 import (
+	"context"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 
 	"cloud.google.com/go/run/apiv2/runpb"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 )
 
 // Cloud Run's startup probe limits for jobs (RULES.md, "Containers of a
@@ -152,7 +161,7 @@ func validHeaderName(s string) bool {
 	return true
 }
 
-// probeFailure is Cloud Run's message for a startup probe that never
+// failure is Cloud Run's message for a startup probe that never
 // passed.
 func (p *probeSpec) failure(container string, failures int, cause string) string {
 	where := fmt.Sprintf("on port %d", p.port)
@@ -168,4 +177,105 @@ func (p *probeSpec) failure(container string, failures int, cause string) string
 		msg += " " + cause
 	}
 	return msg
+}
+
+// probeRetry is how soon a failed probe is tried again within its
+// period.
+const probeRetry = 20 * time.Millisecond
+
+// run probes a started container until its startup probe passes (true),
+// fails failure_threshold periods in a row (the failure message), or ctx
+// ends or the container exits (neither). The first period begins
+// initial_delay after the start. Within a period a failed probe is tried
+// again every probeRetry, each try bounded by the probe's timeout, so
+// that a container is seen ready as soon as it is; the period counts as
+// one failure when no try in it passed, as Cloud Run's one probe per
+// period would.
+func (p *probeSpec) run(ctx context.Context, container string, exited <-chan struct{}) (passed bool, failure string) {
+	wait := func(d time.Duration) bool {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			return true
+		case <-ctx.Done():
+		case <-exited:
+		}
+		return false
+	}
+	if !wait(time.Duration(p.delay) * time.Second) {
+		return false, ""
+	}
+	timeout := time.Duration(p.timeout) * time.Second
+	for failures := 0; ; {
+		end := time.Now().Add(time.Duration(p.period) * time.Second)
+		var cause string
+		for {
+			if cause = p.once(ctx, min(timeout, time.Until(end))); cause == "" {
+				return true, ""
+			}
+			if ctx.Err() != nil || time.Until(end) < probeRetry || !wait(probeRetry) {
+				break
+			}
+		}
+		if ctx.Err() != nil {
+			return false, ""
+		}
+		if failures++; failures >= p.threshold {
+			return false, p.failure(container, failures, cause)
+		}
+		if !wait(time.Until(end)) {
+			return false, ""
+		}
+	}
+}
+
+// once probes once; it returns why the probe failed, or "" when it
+// passed.
+func (p *probeSpec) once(ctx context.Context, timeout time.Duration) string {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(p.port))
+	switch p.kind {
+	case "HTTP":
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+p.path, nil)
+		if err != nil {
+			return err.Error()
+		}
+		for k, vs := range p.headers {
+			req.Header[k] = vs
+		}
+		resp, err := http.DefaultTransport.RoundTrip(req)
+		if err != nil {
+			return "Connection failed with status DEADLINE_EXCEEDED."
+		}
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
+		resp.Body.Close()
+		if resp.StatusCode < 200 || resp.StatusCode >= 400 {
+			return fmt.Sprintf("HTTP probe failed with status code %d.", resp.StatusCode)
+		}
+		return ""
+	case "GRPC":
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return err.Error()
+		}
+		defer conn.Close()
+		resp, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: p.service})
+		switch {
+		case err != nil:
+			return "Connection failed with status " + status.Code(err).String() + "."
+		case resp.GetStatus() != healthpb.HealthCheckResponse_SERVING:
+			return "The health check returned " + resp.GetStatus().String() + "."
+		}
+		return ""
+	default:
+		var d net.Dialer
+		conn, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return "Connection failed with status DEADLINE_EXCEEDED."
+		}
+		conn.Close()
+		return ""
+	}
 }

@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"os"
 	"sync"
 	"time"
 
 	"cloud.google.com/go/longrunning/autogen/longrunningpb"
 	"cloud.google.com/go/run/apiv2/runpb"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"google.golang.org/api/option"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -36,6 +38,7 @@ type config struct {
 	now           func() time.Time
 	serverOptions []grpc.ServerOption
 	secrets       []secretVersion
+	registries    map[string][]remote.Option
 
 	strict  strictness
 	seed    uint64
@@ -99,12 +102,17 @@ type Server struct {
 	rt     gantry.Runtime
 	ownsRT bool
 
-	faults    *faultTable
-	limiter   *quota.Limiter
-	secrets   secrets
-	store     *store
-	ops       *operations
-	runner    *runner
+	faults  *faultTable
+	limiter *quota.Limiter
+	secrets secrets
+	store   *store
+	ops     *operations
+	runner  *runner
+	images  *imageStore
+	ports   *portTable
+	// work holds the attempts' volumes and the pulled images; Close
+	// removes it.
+	work      string
 	logs      *logWiring
 	functions *functionsWiring
 
@@ -173,12 +181,22 @@ func NewServer(opts ...Option) (*Server, error) {
 		}
 		s.rt, s.ownsRT = rt, true
 	}
+	if s.work, err = os.MkdirTemp("", "gcptest-"); err != nil {
+		s.cancel()
+		if s.ownsRT {
+			s.rt.Close()
+		}
+		return nil, fmt.Errorf("gcptest: a work directory: %w", err)
+	}
+	s.images = &imageStore{registries: cfg.registries, dir: s.work, pulled: map[string]*pullOnce{}}
+	s.ports = newPortTable()
 	s.store = newStore()
 	s.ops = newOperations(s)
 	s.runner = &runner{rt: s.rt, grace: cfg.grace, now: cfg.now, ingest: s.ingestLog}
 	lis, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
 		s.cancel()
+		os.RemoveAll(s.work)
 		if s.ownsRT {
 			s.rt.Close()
 		}
@@ -243,6 +261,7 @@ func (s *Server) Close() error {
 				s.closeErr = err
 			}
 		}
+		os.RemoveAll(s.work)
 	})
 	return s.closeErr
 }
