@@ -7,8 +7,10 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/gantryhq/gantry"
@@ -414,6 +416,11 @@ func controllerScript(data []byte) [][]byte {
 		{Kind: "attach", Stdin: true},
 		{Kind: "attach"},
 	}
+	// Sessions that may have been opened as attach: SIGNAL on them goes
+	// to the main command, which ignores every signal it can, so those
+	// get no signal that cannot be ignored (SIGKILL, SIGSTOP) and none
+	// of the two the C library keeps for itself, which sh cannot trap.
+	attached := map[uint32]bool{}
 	for len(data) > 0 {
 		op := take(1)[0]
 		b := take(5)
@@ -440,12 +447,16 @@ func controllerScript(data []byte) [][]byte {
 				o := opens[int(b[2])%len(opens)]
 				o.Window = MinWindow + uint32(binary.BigEndian.Uint16(b[3:])%64)*MinWindow
 				f.typ, f.open = frameOpen, &o
+				attached[session] = attached[session] || o.Kind == "attach"
 			case 1:
 				f.typ, f.stream, f.amount = frameCredit, 1+b[2]%2, 1+uint32(binary.BigEndian.Uint16(b[3:]))
 			case 2:
 				f.typ, f.rows, f.cols = frameResize, 1+uint16(b[2]), 1+uint16(b[3])
 			case 3:
 				f.typ, f.signal = frameSignal, 1+b[2]%64
+				if attached[session] && !ignorable(f.signal) {
+					f.signal = byte(syscall.SIGCONT)
+				}
 			case 4:
 				f.typ = frameStdinClose
 			case 5:
@@ -463,13 +474,26 @@ func controllerScript(data []byte) [][]byte {
 	return msgs
 }
 
+// ignorable reports whether sh can make a process ignore signal n.
+func ignorable(n byte) bool {
+	return n != byte(syscall.SIGKILL) && n != byte(syscall.SIGSTOP) && n != 32 && n != 33
+}
+
 // FuzzAgentAgainstController plays a malicious controller that knows the
 // secret against a real agent, whose main command is cat on an open
-// stdin: whatever it sends, in whatever order, the agent must not crash
-// or hang, must end the connection when the controller hangs up, and
-// must not leave a process of the connection's sessions running.
+// stdin, ignoring every signal it can: whatever it sends, in whatever
+// order, the agent must not crash or hang, must end the connection when
+// the controller hangs up, and must not leave a process of the
+// connection's sessions running.
 func FuzzAgentAgainstController(f *testing.F) {
-	a := startAgent(f, Config{ID: "c1"})
+	var ignore []string
+	for n := byte(1); n <= 64; n++ {
+		if ignorable(n) {
+			ignore = append(ignore, strconv.Itoa(int(n)))
+		}
+	}
+	a := startAgent(f, Config{ID: "c1", OpenStdin: true,
+		Cmd: []string{"sh", "-c", "trap '' " + strings.Join(ignore, " ") + "; exec cat"}})
 	open := func(kind, session byte) []byte { return []byte{2, session, 0, kind, 0, 0} }
 	stdin := func(session byte) []byte { return []byte{1, session, 0, 0, 0x10, 0} }
 	seq := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
