@@ -234,7 +234,7 @@ func untar(r io.Reader, dir string) error {
 	}
 }
 
-// imageRootMounts are the directories and files of a pulled image's root
+// rootEntries are the directories and files of a pulled image's root
 // that its container sees through mounts: every top-level entry but dev,
 // proc and sys, which stay the host's.
 func (p *pulledImage) rootEntries() ([]string, error) {

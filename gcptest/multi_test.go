@@ -3,6 +3,7 @@ package gcptest_test
 import (
 	"context"
 	"errors"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -220,5 +221,37 @@ func TestContainerNameLabel(t *testing.T) {
 	}
 	if name, ok := es[0].Labels["run.googleapis.com/container_name"]; ok {
 		t.Errorf("the line of a one-container task is labelled with container %q", name)
+	}
+}
+
+// TestProbePortHeldByTheHost runs a task whose probe port some other
+// process of this host listens on: the task stays scheduled, not started,
+// until the port is free, as a probe would otherwise reach that process.
+func TestProbePortHeldByTheHost(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	port := freePort()
+	l, err := net.Listen("tcp", ":"+strconv.Itoa(int(port)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	e.createJob(t, "held-port", sidecarJob(t, port, "0s", `cat "$1"; touch "$2"`))
+	op, err := e.jobs.RunJob(ctx, &runpb.RunJobRequest{Name: parent + "/jobs/held-port"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta, err := op.Metadata()
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	task := e.listTasks(t, meta.Name)[0]
+	if task.ScheduledTime == nil || task.StartTime != nil {
+		t.Errorf("while the port is taken the task is scheduled %v, started %v; want scheduled only", task.ScheduledTime, task.StartTime)
+	}
+	l.Close()
+	if _, err := pollRun(t, op); err != nil {
+		t.Errorf("once the port is free: %v", err)
 	}
 }

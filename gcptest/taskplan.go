@@ -220,6 +220,8 @@ func (pt *portTable) acquire(ctx context.Context, stop <-chan struct{}, ports []
 	if len(ports) == 0 {
 		return true
 	}
+	recheck := time.NewTimer(portRecheck)
+	defer recheck.Stop()
 	for {
 		pt.mu.Lock()
 		changed := pt.changed
@@ -227,22 +229,18 @@ func (pt *portTable) acquire(ctx context.Context, stop <-chan struct{}, ports []
 		for _, p := range ports {
 			free = free && !pt.held[p]
 		}
-		var recheck <-chan time.Time
 		if free && portsBindable(ports) {
 			for _, p := range ports {
 				pt.held[p] = true
 			}
 			pt.mu.Unlock()
 			return true
-		} else if free {
-			t := time.NewTimer(portRecheck)
-			defer t.Stop()
-			recheck = t.C
 		}
 		pt.mu.Unlock()
+		recheck.Reset(portRecheck)
 		select {
 		case <-changed:
-		case <-recheck:
+		case <-recheck.C:
 		case <-stop:
 			return false
 		case <-ctx.Done():
