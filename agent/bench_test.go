@@ -11,17 +11,46 @@ import (
 	"github.com/gantryhq/gantry"
 )
 
+// benchModes are the ways a client reaches the agent: forward (it dials
+// the agent), reverse (the agent dials a Hub) and relay (both dial a
+// Relay, which pairs them and copies messages), all over loopback.
+var benchModes = []struct {
+	name string
+	dial func(testing.TB, *Agent) *Client
+}{{"forward", dialForward}, {"reverse", dialReverse}, {"relay", dialRelayed}}
+
 // BenchmarkExecTrue is the round trip of exec "true" over loopback; compare
 // with BenchmarkSpawnTrue, the process spawn alone, for the agent's share.
 func BenchmarkExecTrue(b *testing.B) {
-	a := startAgent(b, Config{})
-	cl := dialForward(b, a)
+	for _, mode := range benchModes {
+		b.Run(mode.name, func(b *testing.B) {
+			a := startAgent(b, Config{ID: "c1"})
+			cl := mode.dial(b, a)
+			ctx := context.Background()
+			for b.Loop() {
+				res, err := cl.Exec(ctx, gantry.ExecConfig{Cmd: []string{"true"}})
+				if err != nil || res.ExitCode != 0 {
+					b.Fatal(res, err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkDialRelay is what a client pays to reach an agent through a
+// relay: the WebSocket upgrade, the pairing and the end-to-end handshake
+// (the agent's next idle connection is dialled meanwhile).
+func BenchmarkDialRelay(b *testing.B) {
+	a := startAgent(b, Config{ID: "c1"})
+	_, base := startRelay(b, nil)
+	connectRelay(b, a, base, "c1")
 	ctx := context.Background()
 	for b.Loop() {
-		res, err := cl.Exec(ctx, gantry.ExecConfig{Cmd: []string{"true"}})
-		if err != nil || res.ExitCode != 0 {
-			b.Fatal(res, err)
+		cl, err := DialRelay(ctx, base, "c1", testSecret, nil)
+		if err != nil {
+			b.Fatal(err)
 		}
+		cl.Close()
 	}
 }
 
@@ -51,10 +80,7 @@ func BenchmarkStdoutThroughput(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	for _, mode := range []struct {
-		name string
-		dial func(testing.TB, *Agent) *Client
-	}{{"forward", dialForward}, {"reverse", dialReverse}} {
+	for _, mode := range benchModes {
 		b.Run(mode.name, func(b *testing.B) {
 			a := startAgent(b, Config{ID: "c1"})
 			cl := mode.dial(b, a)
