@@ -9,8 +9,25 @@
 // Instances and local use. In reverse mode the agent dials out to a URL it
 // was given (Agent.Connect), reconnecting with backoff, and the backend
 // runs a Hub, an http.Handler that agents dial into; this suits Jobs,
-// which take no inbound traffic. Either way the backend ends up with a
-// *Client, and a backend's Exec is a thin call:
+// which take no inbound traffic, when the backend can take connections.
+//
+// When neither side can take a connection (a Job, and a client on a
+// laptop behind NAT), both dial a Relay, an http.Handler run somewhere
+// both can reach (cmd/gantry-relay, for example as a Cloud Run service).
+// The agent keeps an idle connection open at the relay's /agent URL
+// under its container's ID (Agent.ConnectRelay, with RelayAgentURL), in
+// reverse mode; a client dials /client with that ID (DialRelay), the
+// relay pairs it with the oldest idle connection of the ID and from then
+// on copies WebSocket messages between the two, unchanged and unread.
+// The handshake on an idle connection waits for its client with no
+// deadline (the relay and the agent ping each other meanwhile); once a
+// client's AUTH arrives, the agent dials its next idle connection, so
+// clients may come one after another or at once, each with its own
+// connection, handshake and sessions. The relay holds no secret: client
+// and agent authenticate each other end to end through it, as below.
+//
+// Either way the backend ends up with a *Client, and a backend's Exec is
+// a thin call:
 //
 //	cl, err := agent.Dial(ctx, "wss://svc.example.run.app/agent", secret, nil)
 //	if err != nil {
@@ -121,6 +138,15 @@
 // connection from the relay. TLS channel binding would not serve here:
 // TLS ends at Google's front end on Cloud Run, and at such a relay.
 //
+// Through a Relay, the connection is in reverse mode and E is the
+// relay's /agent URL, the one the agent dialled (its query, which carries
+// the ID, is not part of E). DialRelay, the controller, accepts exactly
+// the /agent URL of the relay URL it was given, and the ID it asked for:
+// an agent that reached the relay under another name, a relay the client
+// names differently (another host name for the same relay), or an agent
+// of another container is refused, and so is a party that queued itself
+// under the ID without the secret.
+//
 // Sessions. The controller picks session IDs (non-zero, not in use on the
 // connection) and sends OPEN. The agent answers STARTED once the process
 // runs (or the attach is registered), or ERROR if it cannot start; ERROR
@@ -157,7 +183,8 @@
 // the container itself.
 //
 // Attackers considered: anyone who can reach the agent's listening port
-// (forward mode) or the Hub's URL (reverse mode); anyone who can make the
+// (forward mode), the Hub's URL (reverse mode) or a relay's; the relay
+// itself, or whoever runs it; anyone who can make the
 // agent or a backend dial a URL of theirs (a wrong URL, a DNS takeover, a
 // hostile proxy); a passive observer of the network path; and an
 // authenticated peer, either a controller or, since root in the
@@ -176,7 +203,8 @@
 //     container ID it knows, and that MAC lets the peer test guesses of
 //     the secret offline. This is harmless for a random secret of 16 bytes
 //     or more and fatal for a password: secrets must come from a random
-//     generator.
+//     generator. Through a relay, DialRelay likewise hands its MAC to
+//     whatever waits under the container's ID.
 //   - A peer without the secret learns that an agent speaks this protocol,
 //     a random nonce, and in reverse mode the container ID and the
 //     endpoint the agent sends (which the Hub operator already knows). It
@@ -193,10 +221,10 @@
 //   - The handshake authenticates the peer, not the bytes that follow: an
 //     active attacker on the path could take over an authenticated
 //     connection. So wherever the connection leaves the machine it must run
-//     over TLS (wss://); Dial and Connect refuse ws:// to anything but a
-//     loopback address unless told Insecure, and follow no redirect, which
-//     could lead them elsewhere. On Cloud Run, Google's front end
-//     terminates TLS for the service URL.
+//     over TLS (wss://); Dial, DialRelay, Connect and ConnectRelay refuse
+//     ws:// to anything but a loopback address unless told Insecure, and
+//     follow no redirect, which could lead them elsewhere. On Cloud Run,
+//     Google's front end terminates TLS for the service URL.
 //   - An authenticated peer cannot crash the other side or make it wait
 //     for ever, whatever frames it sends in whatever order: a violation
 //     closes that connection only. What it can make the other side hold is
@@ -209,21 +237,42 @@
 //   - An unauthenticated peer holds a connection for at most the time the
 //     http.Server in front of the agent or Hub allows for a request's
 //     headers (its ReadHeaderTimeout, which must be set; gantry-agent's is
-//     10 s) and then the handshake timeout (10 s). Agent.ServeHTTP and
-//     Hub.ServeHTTP answer a request that is not a WebSocket upgrade
-//     offering the subprotocol with an HTTP error and close its
-//     connection, rather than upgrade it or leave it idle; an upgraded
-//     peer that does not complete the handshake in time is cut off without
-//     a close handshake; and every close handshake, with any peer, is cut
-//     off after 2 s, as the WebSocket library would otherwise wait for
-//     ever on a peer that declares a huge frame and stalls.
+//     10 s) and then the handshake timeout (10 s). Agent.ServeHTTP,
+//     Hub.ServeHTTP and Relay.ServeHTTP answer a request that is not a
+//     WebSocket upgrade offering the subprotocol with an HTTP error and
+//     close its connection, rather than upgrade it or leave it idle; an
+//     upgraded peer that does not complete the handshake in time is cut
+//     off without a close handshake; and every close handshake, with any
+//     peer, is cut off after 2 s, as the WebSocket library would otherwise
+//     wait for ever on a peer that declares a huge frame and stalls.
 //   - An unauthenticated flood of connections within those times is not
 //     rate limited by the agent; that is left to the platform's front end.
 //     Each such connection costs the agent one file descriptor while it
 //     lasts.
-//   - In reverse mode each dial of the Hub is bounded
-//     (ConnectOptions.DialTimeout), so a Hub address that accepts
+//   - In reverse mode each dial of the Hub or relay is bounded
+//     (ConnectOptions.DialTimeout), so an address that accepts
 //     connections but never answers only delays the next attempt.
+//   - A relay, or whoever runs it, sees the container IDs, the traffic's
+//     size and timing, and the session data in the clear where TLS ends
+//     at it, as any TLS front end does; it cannot authenticate as either
+//     side, run a session, or make either side accept data of its own
+//     after the handshake other than by being an active attacker on the
+//     path (above). An agent's idle connection waits for its client with
+//     no handshake deadline, which is the agent's own choice of peer; the
+//     agent pings the relay and drops the connection when it stops
+//     answering, and once AUTH begins to arrive the rest of the handshake
+//     has the usual 10 s.
+//   - Whoever can reach a relay's /agent URL can queue connections under
+//     any container ID, up to RelayOptions.MaxIdlePerID: clients that meet
+//     them fail their handshake, and an ID whose idle connections are all
+//     taken refuses its genuine agent too. That is availability, not
+//     access: deny the URL to others (for example by Cloud Run's IAM
+//     invoker check), and a client that fails can dial again to meet the
+//     next idle connection. The relay bounds what it holds: idle
+//     connections per ID and in all, clients, and 4 KiB that an agent may
+//     send before its client arrives; RelayOptions.Authorize, or the
+//     platform in front of the relay, decides which clients may ask at
+//     all, refusing the others before any upgrade.
 //   - Once the main command has exited, neither an attached client that
 //     stops reading nor a process left behind that keeps writing can keep
 //     the agent, and with it the container, alive (see Processes); nor,
