@@ -252,16 +252,20 @@
 //   - In reverse mode each dial of the Hub or relay is bounded
 //     (ConnectOptions.DialTimeout), so an address that accepts
 //     connections but never answers only delays the next attempt.
-//   - A relay, or whoever runs it, sees the container IDs, the traffic's
-//     size and timing, and the session data in the clear where TLS ends
-//     at it, as any TLS front end does; it cannot authenticate as either
-//     side, run a session, or make either side accept data of its own
-//     after the handshake other than by being an active attacker on the
-//     path (above). An agent's idle connection waits for its client with
-//     no handshake deadline, which is the agent's own choice of peer; the
-//     agent pings the relay and drops the connection when it stops
-//     answering, and once AUTH begins to arrive the rest of the handshake
-//     has the usual 10 s.
+//   - A relay, or whoever runs it, sees what passes through it in the
+//     clear, as TLS ends there as at any front end: the container IDs and
+//     the sessions' data. It never learns the secret and cannot
+//     authenticate as either side; but the handshake authenticates the
+//     peers, not the bytes that follow (above), so a relay that turned
+//     hostile could take a connection over after its handshake, as an
+//     attacker on the path could. Run a relay only where a TLS front end
+//     would be trusted (gantry's own, in the user's project); keeping the
+//     session bytes from the relay as well would take a channel keyed
+//     from the handshake, which version 1 does not have. An agent's idle
+//     connection waits for its client with no handshake deadline, which
+//     is the agent's own choice of peer; the agent pings the relay and
+//     drops the connection when it stops answering, and once AUTH begins
+//     to arrive the rest of the handshake has the usual 10 s.
 //   - Whoever can reach a relay's /agent URL can queue connections under
 //     any container ID, up to RelayOptions.MaxIdlePerID: clients that meet
 //     them fail their handshake, and an ID whose idle connections are all
