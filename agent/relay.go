@@ -35,10 +35,13 @@ import (
 // Before a client arrives, the relay holds what the agent has sent (its
 // HELLO) and pings the idle connection to keep it alive.
 //
-// The relay never sees the secret and cannot act for either side: the
-// agent and the client authenticate each other with the protocol's
+// The relay never sees the secret and cannot authenticate as either side:
+// the agent and the client authenticate each other with the protocol's
 // end-to-end handshake through it, both binding the relay's /agent URL as
-// the endpoint (see the package documentation). What the relay decides is
+// the endpoint (see the package documentation). Like any TLS front end,
+// though, it could read and alter the sessions' bytes that follow the
+// handshake, so it must be run where such a front end would be trusted.
+// What the relay decides is
 // which clients may ask for an agent (RelayOptions.Authorize) and how much
 // it holds: idle connections per ID and in all, and clients, are bounded,
 // and a request past a bound is refused before it is upgraded.

@@ -13,11 +13,13 @@
 // and on SIGTERM or SIGINT closes every connection it holds (agents dial
 // again, reaching another instance) and exits 0.
 //
-// The relay sees no secret and can neither run anything in a container
-// nor read what its sessions carry: agent and client authenticate each
-// other end to end through it. It checks no credentials of its own, so
-// deploy it where only those meant to reach containers can call it; as a
-// Cloud Run service, the service's IAM invoker check does that.
+// The relay sees no secret and cannot authenticate as either side: agent
+// and client authenticate each other end to end through it. TLS ends at
+// its front end, though, so the relay (like that front end) could read
+// and alter the sessions' bytes: run it in the user's own project. It
+// checks no credentials of its own, so deploy it where only those meant
+// to reach containers can call it; as a Cloud Run service, the service's
+// IAM invoker check does that.
 package main
 
 import (
