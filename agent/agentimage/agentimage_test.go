@@ -23,6 +23,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/google/go-containerregistry/pkg/v1/validate"
 )
 
 var fakeBins = map[string][]byte{
@@ -76,6 +77,10 @@ func agentFile(t *testing.T, img v1.Image) []byte {
 // checkIndex checks that idx is the agent image for bins.
 func checkIndex(t *testing.T, idx v1.ImageIndex, bins map[string][]byte) {
 	t.Helper()
+	// Digests, diff IDs and sizes all agree with the bytes.
+	if err := validate.Index(idx); err != nil {
+		t.Fatalf("invalid index: %v", err)
+	}
 	mt, err := idx.MediaType()
 	if err != nil {
 		t.Fatal(err)
@@ -277,6 +282,11 @@ func TestCompileRefusesPlatform(t *testing.T) {
 		if _, err := agentimage.Compile(context.Background(), p); !errors.Is(err, gantry.ErrInvalidArgument) {
 			t.Errorf("Compile(%q) = %v, want ErrInvalidArgument", p, err)
 		}
+	}
+	canceled, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := agentimage.Compile(canceled, "linux/amd64"); !errors.Is(err, context.Canceled) {
+		t.Errorf("Compile with a canceled context = %v, want context.Canceled", err)
 	}
 }
 

@@ -153,7 +153,7 @@ func (r *Resolver) Config(ctx context.Context, ref string, platform Platform) (C
 			}
 		}
 		if err != nil {
-			return Config{}, r.registryError(ctx, ref, p, err)
+			return Config{}, r.registryError(ctx, ref, err)
 		}
 		digest = desc.Digest.String()
 	}
@@ -204,7 +204,7 @@ func parseRef(ref string) (reference.Named, name.Reference, error) {
 func (r *Resolver) fetch(ctx context.Context, ref string, dref name.Digest, p Platform) (Config, error) {
 	desc, err := r.puller.Get(ctx, dref)
 	if err != nil {
-		return Config{}, r.registryError(ctx, ref, p, err)
+		return Config{}, r.registryError(ctx, ref, err)
 	}
 	c := Config{Digest: desc.Digest.String()}
 	var img v1.Image
@@ -212,11 +212,11 @@ func (r *Resolver) fetch(ctx context.Context, ref string, dref name.Digest, p Pl
 	case desc.MediaType.IsIndex():
 		idx, err := desc.ImageIndex()
 		if err != nil {
-			return Config{}, r.registryError(ctx, ref, p, err)
+			return Config{}, r.registryError(ctx, ref, err)
 		}
 		im, err := idx.IndexManifest()
 		if err != nil {
-			return Config{}, r.registryError(ctx, ref, p, err)
+			return Config{}, r.registryError(ctx, ref, err)
 		}
 		child, err := choose(im, p)
 		if err != nil {
@@ -227,12 +227,12 @@ func (r *Resolver) fetch(ctx context.Context, ref string, dref name.Digest, p Pl
 				Reason: fmt.Sprintf("its index lists a %s for the platform, not an image manifest", child.MediaType)}
 		}
 		if img, err = idx.Image(child.Digest); err != nil {
-			return Config{}, r.registryError(ctx, ref, p, err)
+			return Config{}, r.registryError(ctx, ref, err)
 		}
 		c.ImageDigest = child.Digest.String()
 	case desc.MediaType.IsImage():
 		if img, err = desc.Image(); err != nil {
-			return Config{}, r.registryError(ctx, ref, p, err)
+			return Config{}, r.registryError(ctx, ref, err)
 		}
 		c.ImageDigest = c.Digest
 	default:
@@ -241,7 +241,7 @@ func (r *Resolver) fetch(ctx context.Context, ref string, dref name.Digest, p Pl
 	}
 	cf, err := img.ConfigFile()
 	if err != nil {
-		return Config{}, r.registryError(ctx, ref, p, err)
+		return Config{}, r.registryError(ctx, ref, err)
 	}
 	c.Platform = Platform{OS: cf.OS, Architecture: cf.Architecture, Variant: cf.Variant}
 	if desc.MediaType.IsImage() && cf.OS != "" && cf.Architecture != "" && c.Platform.matchKey() != p.matchKey() {
@@ -307,7 +307,7 @@ func (r *Resolver) put(k cacheKey, c Config) {
 }
 
 // registryError classifies an error from reading ref.
-func (r *Resolver) registryError(ctx context.Context, ref string, p Platform, err error) error {
+func (r *Resolver) registryError(ctx context.Context, ref string, err error) error {
 	e := &Error{Image: ref, Err: err}
 	if ctx.Err() != nil {
 		e.Kind = ctx.Err()
