@@ -9,16 +9,22 @@
 // labels, annotations, limits, etags; see RULES.md) and answers with the
 // same status codes. Its long-running operations really run: a RunJob
 // operation finishes when its execution does, and fails when it fails.
-// And it runs what it is asked to run: every task attempt is a container
-// of a gantry.Runtime, by default the fake runtime running the container's
-// command and args as processes of this host, with the environment Cloud
-// Run sets (CLOUD_RUN_JOB, CLOUD_RUN_EXECUTION, CLOUD_RUN_TASK_INDEX,
-// CLOUD_RUN_TASK_ATTEMPT, CLOUD_RUN_TASK_COUNT). Images are not pulled,
-// so the command (sh, for example) must exist on the host. What a
-// container prints becomes Cloud Logging entries exactly as Cloud Run
-// writes them. Environment variables that refer to Secret Manager read
-// the secrets given WithSecret; volumes are not mounted, as a host
-// process sees the host's file system.
+// And it runs what it is asked to run: every container of a task attempt
+// is a container of a gantry.Runtime, by default the fake runtime running
+// the container's command and args as processes of this host, with the
+// environment Cloud Run sets (CLOUD_RUN_JOB, CLOUD_RUN_EXECUTION,
+// CLOUD_RUN_TASK_INDEX, CLOUD_RUN_TASK_ATTEMPT, CLOUD_RUN_TASK_COUNT).
+// The containers of a task start in depends_on order, each dependency
+// gated on its startup probe; the first that fails stops the others. An
+// in-memory volume is a directory of this host for each attempt, shared
+// by the containers that mount it, which reach it by path substitution
+// (see package fake). Images are names only, so the command (sh, for
+// example) must exist on the host, unless they come from a registry
+// given WithImageRegistry: those are pulled and run by Cloud Run's rules
+// for command, args and the image's config. What a container prints
+// becomes Cloud Logging entries exactly as Cloud Run writes them.
+// Environment variables that refer to Secret Manager read the secrets
+// given WithSecret.
 //
 // A test starts a Server and hands its ClientOptions to any client:
 //
