@@ -244,6 +244,9 @@ func dialLifeline(ctx context.Context, addr string, log *zap.Logger) net.Conn {
 			}
 			c.Close()
 		}
+		if lastErr == nil {
+			log.Debug("lifeline not reachable yet; retrying", zap.String("addr", addr), zap.Error(err))
+		}
 		lastErr = err
 		select {
 		case <-ctx.Done():

@@ -20,6 +20,30 @@
 // with - as _); these variables, and the secret, are removed from the
 // environment CMD and every exec see.
 //
+// With -tty, CMD runs in a terminal (a pty) whose output is passed
+// through as stdout, as docker run -t does; attached sessions resize it
+// and, with -stdin, write to it.
+//
+// With -record, the agent counts the lines it writes on each stream and,
+// once CMD has exited and its output is drained, writes one JSON line to
+// stderr, the log completeness record (see agent.Record), as the last
+// thing on either stream; also when CMD cannot be started (the agent's
+// message about it is counted as stderr lines) and for the agent's own
+// errors after its flags are read.
+//
+// With -lifeline ADDR, it connects to the install sidecar's address and
+// holds that connection until it exits, which tells the sidecar to exit
+// too; if the sidecar cannot be reached within 10 s, it carries on
+// without (logged with -v).
+//
+//	gantry-agent install [-ready ADDR] [-wait DUR] DEST
+//
+// is the sidecar's side: it copies its own executable to DEST (mode
+// 0755, atomically), then with -ready listens on ADDR (TCP) so that a
+// startup probe succeeds, and exits 0 once the lifeline connection
+// closes, on SIGTERM or SIGINT, or when no lifeline came within -wait
+// (default 60s). It exits 125 if it cannot copy or listen.
+//
 // The secret comes from GANTRY_AGENT_SECRET or the file named by
 // -secret-file; it must be at least 16 bytes. See package
 // github.com/gantryhq/gantry/agent for the protocol and the threat model.
@@ -44,6 +68,7 @@ import (
 	"github.com/gantryhq/gantry"
 	"github.com/gantryhq/gantry/agent"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 )
 
 func main() {
@@ -58,6 +83,8 @@ type options struct {
 	insecure                          bool
 	id, secretFile                    string
 	openStdin, stdinOnce, verbose     bool
+	tty, record                       bool
+	lifeline                          string
 	cmd                               []string
 }
 
@@ -83,6 +110,9 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 	str(&o.secretFile, "secret-file", "read the secret from this file instead of GANTRY_AGENT_SECRET")
 	boolean(&o.openStdin, "stdin", "give CMD a standard input that attached sessions write to")
 	boolean(&o.stdinOnce, "stdin-once", "close CMD's standard input when the first attached session closes its own")
+	boolean(&o.tty, "tty", "run CMD in a terminal, its output passed through as stdout")
+	boolean(&o.record, "record", "count the lines written on stdout and stderr and end stderr with the log completeness record")
+	str(&o.lifeline, "lifeline", "hold a connection to the install sidecar at this address (host:port) until the agent exits")
 	boolean(&o.verbose, "v", "log the agent's own diagnostics to stderr")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: gantry-agent [flags] -- CMD ARGS...")
@@ -107,6 +137,9 @@ func envName(flagName string) string {
 }
 
 func run(args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "install" {
+		return install(args[1:], stderr)
+	}
 	o, err := parse(args, getenv, stderr)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -115,25 +148,43 @@ func run(args []string, getenv func(string) string, stdin io.Reader, stdout, std
 		fmt.Fprintf(stderr, "gantry-agent: %v\n", err)
 		return 125
 	}
+	// With -record everything the agent writes goes through the
+	// counters: CMD's output, its own messages and its log.
+	outw, errw := stdout, stderr
+	var outc, errc *agent.LineCounter
+	if o.record {
+		outc, errc = agent.NewLineCounter(stdout), agent.NewLineCounter(stderr)
+		outw, errw = outc, errc
+	}
+	// fail reports why CMD did not run and returns code.
+	fail := func(code int, err error) int {
+		fmt.Fprintf(errw, "gantry-agent: %v\n", err)
+		if o.record {
+			agent.WriteRecord(outc, errc, agent.Record{ExitCode: code})
+		}
+		return code
+	}
 	serving := o.listen != "" || o.connect != ""
 	var secret []byte
 	if serving {
 		if secret, err = readSecret(o, getenv); err != nil {
-			fmt.Fprintf(stderr, "gantry-agent: %v\n", err)
-			return 125
+			return fail(125, err)
 		}
 	}
 	log := zap.NewNop()
 	if o.verbose {
-		if l, err := zap.NewDevelopment(); err == nil {
-			log = l
-		}
+		log = newLogger(errw)
+	}
+	if o.lifeline != "" {
+		stop := agent.HoldLifeline(o.lifeline, log)
+		defer stop()
 	}
 
 	// Subscribe before the command starts so no signal slips past.
 	sigs := make(chan os.Signal, 64)
 	signal.Notify(sigs)
 
+	log.Debug("starting the main command", zap.Strings("cmd", o.cmd), zap.Bool("tty", o.tty), zap.Bool("record", o.record))
 	a, err := agent.Start(agent.Config{
 		Cmd:         o.cmd,
 		Env:         agent.CleanEnv(os.Environ()),
@@ -141,23 +192,24 @@ func run(args []string, getenv func(string) string, stdin io.Reader, stdout, std
 		ID:          o.id,
 		Endpoints:   splitList(o.endpoints),
 		Stdin:       stdin,
-		Stdout:      stdout,
-		Stderr:      stderr,
+		Stdout:      outw,
+		Stderr:      errw,
 		OpenStdin:   o.openStdin,
 		StdinOnce:   o.stdinOnce,
+		Tty:         o.tty,
+		Record:      o.record,
 		PassThrough: !serving,
 		Reap:        becomeSubreaper() || os.Getpid() == 1,
 		Logger:      log,
 	})
 	if err != nil {
-		fmt.Fprintf(stderr, "gantry-agent: %v\n", err)
 		switch {
 		case errors.Is(err, gantry.ErrNotFound):
-			return 127
+			return fail(127, err)
 		case errors.Is(err, gantry.ErrPermissionDenied):
-			return 126
+			return fail(126, err)
 		}
-		return 125
+		return fail(125, err)
 	}
 	go forwardSignals(a, sigs)
 
@@ -167,17 +219,17 @@ func run(args []string, getenv func(string) string, stdin io.Reader, stdout, std
 	if o.listen != "" {
 		srv, err = listen(o, a)
 		if err != nil {
-			fmt.Fprintf(stderr, "gantry-agent: %v\n", err)
+			fmt.Fprintf(errw, "gantry-agent: %v\n", err)
 		}
 	}
 	if o.connect != "" {
 		copts, err := connectOptions(o)
 		if err != nil {
-			fmt.Fprintf(stderr, "gantry-agent: %v\n", err)
+			fmt.Fprintf(errw, "gantry-agent: %v\n", err)
 		} else {
 			go func() {
 				if err := a.Connect(ctx, o.connect, copts); err != nil {
-					fmt.Fprintf(stderr, "gantry-agent: %v\n", err)
+					fmt.Fprintf(errw, "gantry-agent: %v\n", err)
 				}
 			}()
 		}
@@ -190,6 +242,48 @@ func run(args []string, getenv func(string) string, stdin io.Reader, stdout, std
 	}
 	a.Close()
 	return res.ExitCode
+}
+
+// newLogger logs the agent's own diagnostics to w, in zap's development
+// format.
+func newLogger(w io.Writer) *zap.Logger {
+	core := zapcore.NewCore(zapcore.NewConsoleEncoder(zap.NewDevelopmentEncoderConfig()), zapcore.AddSync(w), zapcore.DebugLevel)
+	return zap.New(core, zap.Development(), zap.AddCaller())
+}
+
+// install is the install sidecar's command.
+func install(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("gantry-agent install", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	ready := fs.String("ready", "", "once the copy is in place, listen on this TCP address (host:port) for a startup probe and the lifeline")
+	wait := fs.Duration("wait", agent.DefaultInstallWait, "with -ready: exit if no lifeline came within this time")
+	verbose := fs.Bool("v", false, "log diagnostics to stderr")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: gantry-agent install [-ready ADDR] [-wait DUR] DEST")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 125
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return 125
+	}
+	log := zap.NewNop()
+	if *verbose {
+		log = newLogger(stderr)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	err := agent.Install(ctx, agent.InstallOptions{Dest: fs.Arg(0), Ready: *ready, Wait: *wait, Logger: log})
+	if err != nil {
+		fmt.Fprintf(stderr, "gantry-agent: %v\n", err)
+		return 125
+	}
+	return 0
 }
 
 func splitList(s string) []string {

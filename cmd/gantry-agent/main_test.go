@@ -431,3 +431,245 @@ func TestExecsDoNotOutliveTheAgent(t *testing.T) {
 		t.Error("an exec'd process that ignores SIGHUP outlived the agent")
 	}
 }
+
+// splitRecord cuts the record off the end of stderr, failing the test if
+// stderr does not end with exactly one.
+func splitRecord(t *testing.T, stderr []byte) ([]byte, agent.Record) {
+	t.Helper()
+	if !bytes.HasSuffix(stderr, []byte("}}\n")) {
+		t.Fatalf("stderr does not end with the record: %q", stderr)
+	}
+	i := bytes.LastIndexByte(stderr[:len(stderr)-1], '\n') + 1
+	r, err := agent.ParseRecord(stderr[i:])
+	if err != nil || !bytes.Equal(stderr[i:], r.Line()) || bytes.Count(stderr, []byte("gantryAgentRecord")) != 1 {
+		t.Fatalf("the last line of stderr, %q: %+v, %v", stderr[i:], r, err)
+	}
+	return stderr[:i], r
+}
+
+func TestRecord(t *testing.T) {
+	noexec := filepath.Join(t.TempDir(), "noexec")
+	os.WriteFile(noexec, []byte("#!/bin/sh\n"), 0o644)
+	for _, tc := range []struct {
+		name           string
+		env            []string
+		args           []string
+		stdout, stderr string // stderr without the record; "~x": containing x
+		code           int
+		record         agent.Record
+	}{
+		{"exit code and counts", nil, []string{"-record", "--", "sh", "-c", "echo a; echo b; printf c >&2; exit 3"},
+			"a\nb\n", "c\n", 3, agent.Record{ExitCode: 3, StdoutLines: 2, StderrLines: 1}},
+		{"killed", nil, []string{"-record", "--", "sh", "-c", "kill -KILL $$"},
+			"", "", 137, agent.Record{ExitCode: 137, Signal: 9}},
+		{"not found", nil, []string{"-record", "--", "no-such-command-xyz"},
+			"", "~not found", 127, agent.Record{ExitCode: 127, StderrLines: 1}},
+		{"not executable", nil, []string{"-record", "--", noexec},
+			"", "~permission denied", 126, agent.Record{ExitCode: 126, StderrLines: 1}},
+		{"no secret", nil, []string{"-record", "-listen", "127.0.0.1:0", "--", "true"},
+			"", "~secret", 125, agent.Record{ExitCode: 125, StderrLines: 1}},
+		{"a terminal", nil, []string{"-record", "-tty", "--", "sh", "-c", "echo out; echo err >&2"},
+			"out\r\nerr\r\n", "", 0, agent.Record{StdoutLines: 2}},
+		{"with a server", []string{"GANTRY_AGENT_SECRET=" + secret}, []string{"-record", "-listen", "127.0.0.1:0", "--", "sh", "-c", "echo out"},
+			"out\n", "", 0, agent.Record{StdoutLines: 1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			c := agentCmd(tc.env, tc.args...)
+			c.Stdout, c.Stderr = &out, &errb
+			code := exitCode(t, c.Run())
+			stderr, r := splitRecord(t, errb.Bytes())
+			if code != tc.code || r != tc.record || out.String() != tc.stdout {
+				t.Errorf("exit %d, record %+v, stdout %q; want %d, %+v, %q", code, r, out.String(), tc.code, tc.record, tc.stdout)
+			}
+			if want, ok := strings.CutPrefix(tc.stderr, "~"); ok && !strings.Contains(string(stderr), want) || !ok && string(stderr) != tc.stderr {
+				t.Errorf("stderr %q, want %q", stderr, tc.stderr)
+			}
+		})
+	}
+}
+
+// TestRecordCountsTheAgentsOwnLog: with -v the agent's diagnostics go to
+// stderr too, and are counted with the command's lines.
+func TestRecordCountsTheAgentsOwnLog(t *testing.T) {
+	var errb bytes.Buffer
+	c := agentCmd(nil, "-v", "-record", "-lifeline", "127.0.0.1:1", "--", "sh", "-c", "sleep 0.2; echo done >&2")
+	c.Stderr = &errb
+	if code := exitCode(t, c.Run()); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	stderr, r := splitRecord(t, errb.Bytes())
+	lines := int64(bytes.Count(stderr, []byte("\n")))
+	if r.StderrLines != lines || lines < 2 {
+		t.Errorf("record counts %d stderr lines; stderr holds %d: %q", r.StderrLines, lines, stderr)
+	}
+}
+
+func TestTTY(t *testing.T) {
+	var out, errb bytes.Buffer
+	c := agentCmd(nil, "-tty", "--", "sh", "-c", `stty size; test -t 0 && test -t 1 && test -t 2 && echo "tty $TERM"; exit 4`)
+	c.Stdout, c.Stderr = &out, &errb
+	if code := exitCode(t, c.Run()); code != 4 || out.String() != "0 0\r\ntty xterm\r\n" || errb.Len() != 0 {
+		t.Errorf("exit %d, stdout %q, stderr %q", code, out.String(), errb.String())
+	}
+}
+
+// freePort returns a loopback address nothing listens on right now.
+func freePort(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// startInstall starts the install sidecar and returns it with a channel
+// that receives its exit code.
+func startInstall(t *testing.T, args ...string) (*exec.Cmd, <-chan int) {
+	c := agentCmd(nil, append([]string{"install"}, args...)...)
+	var errb bytes.Buffer
+	c.Stderr = &errb
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan int, 1)
+	go func() {
+		err := c.Wait()
+		code := 0
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			code = ee.ExitCode()
+		}
+		exited <- code
+		close(exited)
+	}()
+	t.Cleanup(func() {
+		c.Process.Kill()
+		<-exited
+		if t.Failed() {
+			t.Logf("install's stderr: %q", errb.String())
+		}
+	})
+	return c, exited
+}
+
+func waitExit(t *testing.T, exited <-chan int, within time.Duration) int {
+	t.Helper()
+	select {
+	case code := <-exited:
+		return code
+	case <-time.After(within):
+		t.Fatalf("install still runs after %v", within)
+		return 0
+	}
+}
+
+func stillRunning(exited <-chan int, d time.Duration) bool {
+	select {
+	case <-exited:
+		return false
+	case <-time.After(d):
+		return true
+	}
+}
+
+// TestInstallAndLifeline: the sidecar copies the agent, answers probes
+// without ending, and exits 0 once the main container's agent, holding
+// the lifeline, has exited.
+func TestInstallAndLifeline(t *testing.T) {
+	dest := filepath.Join(t.TempDir(), "gantry-agent")
+	addr := freePort(t)
+	_, exited := startInstall(t, "-ready", addr, dest)
+	// Probe as Cloud Run's TCP startup probe does: connect, close.
+	waitFor(t, "the sidecar to listen", func() bool {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	want, _ := os.ReadFile(agentBin)
+	got, _ := os.ReadFile(dest)
+	st, err := os.Stat(dest)
+	if err != nil || !bytes.Equal(got, want) || st.Mode().Perm() != 0o755 {
+		t.Fatalf("the copy: %d bytes (want %d), %v", len(got), len(want), err)
+	}
+	for range 3 {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+		}
+	}
+	if !stillRunning(exited, 200*time.Millisecond) {
+		t.Fatal("probes ended the sidecar")
+	}
+
+	// The main container runs the copy.
+	main := exec.Command(dest, "-lifeline", addr, "--", "sh", "-c", "read x; exit 3")
+	in, _ := main.StdinPipe()
+	if err := main.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if !stillRunning(exited, 300*time.Millisecond) {
+		t.Fatal("the sidecar ended while the main container ran")
+	}
+	in.Close()
+	if code := exitCode(t, main.Wait()); code != 3 {
+		t.Fatalf("the main agent exited %d, want 3", code)
+	}
+	if code := waitExit(t, exited, 5*time.Second); code != 0 {
+		t.Fatalf("install exited %d after the lifeline closed, want 0", code)
+	}
+}
+
+func TestInstallWaitExpires(t *testing.T) {
+	start := time.Now()
+	_, exited := startInstall(t, "-ready", "127.0.0.1:0", "-wait", "300ms", filepath.Join(t.TempDir(), "a"))
+	if code := waitExit(t, exited, 10*time.Second); code != 0 {
+		t.Fatalf("exit code %d, want 0", code)
+	}
+	if d := time.Since(start); d < 300*time.Millisecond {
+		t.Errorf("exited after %v, before -wait", d)
+	}
+}
+
+func TestInstallSIGTERM(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		dest := filepath.Join(t.TempDir(), "a")
+		c, exited := startInstall(t, "-ready", "127.0.0.1:0", dest)
+		waitFor(t, "the copy", func() bool {
+			_, err := os.Stat(dest)
+			return err == nil
+		})
+		c.Process.Signal(sig)
+		if code := waitExit(t, exited, 5*time.Second); code != 0 {
+			t.Fatalf("%v: exit code %d, want 0", sig, code)
+		}
+	}
+}
+
+func TestInstallFails(t *testing.T) {
+	_, exited := startInstall(t, filepath.Join(t.TempDir(), "missing", "a"))
+	if code := waitExit(t, exited, 5*time.Second); code != 125 {
+		t.Errorf("copy into a missing directory: exit %d, want 125", code)
+	}
+	_, exited = startInstall(t)
+	if code := waitExit(t, exited, 5*time.Second); code != 125 {
+		t.Errorf("no DEST: exit %d, want 125", code)
+	}
+}
+
+// TestLifelineUnreachable: a lifeline nobody listens on costs the main
+// command nothing, not even its exit.
+func TestLifelineUnreachable(t *testing.T) {
+	start := time.Now()
+	var out bytes.Buffer
+	c := agentCmd(nil, "-lifeline", freePort(t), "--", "echo", "hi")
+	c.Stdout = &out
+	if code := exitCode(t, c.Run()); code != 0 || out.String() != "hi\n" {
+		t.Fatalf("exit %d, stdout %q", code, out.String())
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("took %v", d)
+	}
+}
