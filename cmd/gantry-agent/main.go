@@ -14,8 +14,11 @@
 // With -listen it also serves sessions in forward mode (controllers dial
 // it), to controllers that dialled one of the -endpoint URLs (by default
 // its own loopback address); with -connect it dials a gantry Hub in
-// reverse mode and keeps that connection up. Without either it is only an init process and costs a
-// few milliseconds of start-up. Every flag can also be given as an
+// reverse mode and keeps that connection up; with -relay it keeps an
+// idle connection open at a relay (agent.Relay, the URL given by
+// agent.RelayAgentURL) for clients to claim, one after another. Without
+// any of them it is only an init process and costs a few milliseconds of
+// start-up. Every flag can also be given as an
 // environment variable (GANTRY_AGENT_ and the flag's name in upper case,
 // with - as _); these variables, and the secret, are removed from the
 // environment CMD and every exec see.
@@ -79,7 +82,7 @@ func main() {
 type options struct {
 	listen, addrFile, tlsCert, tlsKey string
 	endpoints                         string
-	connect, caFile                   string
+	connect, relay, caFile            string
 	insecure                          bool
 	id, secretFile                    string
 	openStdin, stdinOnce, verbose     bool
@@ -104,9 +107,10 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 	str(&o.tlsKey, "tls-key", "with -listen: the PEM key of -tls-cert")
 	str(&o.endpoints, "endpoint", "with -listen: the URLs controllers dial to reach this agent, comma-separated; others are refused (default: only the loopback address it listens on, dialled directly)")
 	str(&o.connect, "connect", "serve sessions in reverse mode by dialing this ws:// or wss:// URL")
-	str(&o.caFile, "ca", "with -connect: trust the PEM certificates in this file")
-	boolean(&o.insecure, "insecure", "with -connect: allow ws:// to a host that is not a loopback address")
-	str(&o.id, "id", "the container ID announced to the hub in reverse mode")
+	str(&o.relay, "relay", "serve sessions in reverse mode through a relay by keeping an idle connection open at this ws:// or wss:// URL (the relay's /agent?id=ID)")
+	str(&o.caFile, "ca", "with -connect or -relay: trust the PEM certificates in this file")
+	boolean(&o.insecure, "insecure", "with -connect or -relay: allow ws:// to a host that is not a loopback address")
+	str(&o.id, "id", "the container ID announced in reverse mode (to the hub, or through the relay to its clients)")
 	str(&o.secretFile, "secret-file", "read the secret from this file instead of GANTRY_AGENT_SECRET")
 	boolean(&o.openStdin, "stdin", "give CMD a standard input that attached sessions write to")
 	boolean(&o.stdinOnce, "stdin-once", "close CMD's standard input when the first attached session closes its own")
@@ -128,6 +132,9 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 	}
 	if (o.tlsCert == "") != (o.tlsKey == "") {
 		return nil, errors.New("-tls-cert and -tls-key go together")
+	}
+	if o.connect != "" && o.relay != "" {
+		return nil, errors.New("-connect and -relay exclude each other")
 	}
 	return o, nil
 }
@@ -164,7 +171,7 @@ func run(args []string, getenv func(string) string, stdin io.Reader, stdout, std
 		}
 		return code
 	}
-	serving := o.listen != "" || o.connect != ""
+	serving := o.listen != "" || o.connect != "" || o.relay != ""
 	var secret []byte
 	if serving {
 		if secret, err = readSecret(o, getenv); err != nil {
@@ -222,13 +229,17 @@ func run(args []string, getenv func(string) string, stdin io.Reader, stdout, std
 			fmt.Fprintf(errw, "gantry-agent: %v\n", err)
 		}
 	}
-	if o.connect != "" {
+	if o.connect != "" || o.relay != "" {
 		copts, err := connectOptions(o)
 		if err != nil {
 			fmt.Fprintf(errw, "gantry-agent: %v\n", err)
 		} else {
 			go func() {
-				if err := a.Connect(ctx, o.connect, copts); err != nil {
+				connect, url := a.Connect, o.connect
+				if o.relay != "" {
+					connect, url = a.ConnectRelay, o.relay
+				}
+				if err := connect(ctx, url, copts); err != nil {
 					fmt.Fprintf(errw, "gantry-agent: %v\n", err)
 				}
 			}()

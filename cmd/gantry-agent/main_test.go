@@ -290,6 +290,47 @@ func TestReverseModeDrivesShell(t *testing.T) {
 	driveShell(t, c, cl)
 }
 
+func TestRelayModeDrivesShell(t *testing.T) {
+	rl, err := agent.NewRelay(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(rl)
+	t.Cleanup(func() {
+		rl.Close()
+		srv.Close()
+	})
+	base := "ws" + strings.TrimPrefix(srv.URL, "http")
+	u, err := agent.RelayAgentURL(base, "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	secretFile := filepath.Join(t.TempDir(), "secret")
+	os.WriteFile(secretFile, []byte(secret+"\n"), 0o600)
+	c := agentCmd(nil, "-relay", u, "-id", "c1", "-secret-file", secretFile, "-stdin", "--", "sh")
+	c.Stdout = io.Discard
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Process.Kill() })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cl, err := agent.DialRelay(ctx, base, "c1", []byte(secret), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	driveShell(t, c, cl)
+}
+
+func TestRelayAndConnectExcludeEachOther(t *testing.T) {
+	var errb bytes.Buffer
+	c := agentCmd(nil, "-relay", "ws://127.0.0.1:1/agent?id=c1", "-connect", "ws://127.0.0.1:1/", "--", "true")
+	c.Stderr = &errb
+	if code := exitCode(t, c.Run()); code != 125 || !strings.Contains(errb.String(), "-relay") {
+		t.Errorf("-relay with -connect: exit %d, stderr %q; want 125 naming them", code, errb.String())
+	}
+}
+
 func BenchmarkStartup(b *testing.B) {
 	for _, bc := range []struct {
 		name string
