@@ -3,11 +3,16 @@ package gcptest_test
 import (
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
 // helperEnv, set in a container's environment, makes the test binary act
@@ -22,12 +27,14 @@ func TestMain(m *testing.M) {
 }
 
 // helper is a sidecar a test runs as a container: "sidecar PORT DIR
-// DELAY" waits DELAY, writes DIR/ready, listens on PORT (so that a TCP
-// startup probe passes) and exits 0 once DIR/done exists, or 3 after 30
-// seconds; it exits 1 when it cannot listen.
+// DELAY [tcp|http CODE|grpc]" waits DELAY, writes DIR/ready, serves on
+// PORT (plain TCP by default; HTTP answering CODE to every request, after
+// checking its X-Probe header is "yes"; or gRPC's health service,
+// SERVING), and exits 0 once DIR/done exists, or 3 after 30 seconds; it
+// exits 1 when it cannot listen.
 func helper(args []string) int {
-	if len(args) != 4 || args[0] != "sidecar" {
-		fmt.Fprintln(os.Stderr, "usage: sidecar PORT DIR DELAY")
+	if len(args) < 4 || args[0] != "sidecar" {
+		fmt.Fprintln(os.Stderr, "usage: sidecar PORT DIR DELAY [tcp|http CODE|grpc]")
 		return 2
 	}
 	port, dir := args[1], args[2]
@@ -35,6 +42,10 @@ func helper(args []string) int {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
+	}
+	kind := "tcp"
+	if len(args) > 4 {
+		kind = args[4]
 	}
 	time.Sleep(delay)
 	if err := os.WriteFile(filepath.Join(dir, "ready"), []byte("ready\n"), 0o644); err != nil {
@@ -47,15 +58,36 @@ func helper(args []string) int {
 		return 1
 	}
 	defer l.Close()
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
+	switch kind {
+	case "http":
+		code, err := strconv.Atoi(args[5])
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 2
+		}
+		go http.Serve(l, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Header.Get("X-Probe") != "yes" {
+				w.WriteHeader(http.StatusBadRequest)
 				return
 			}
-			c.Close()
-		}
-	}()
+			w.WriteHeader(code)
+		}))
+	case "grpc":
+		srv := grpc.NewServer()
+		healthpb.RegisterHealthServer(srv, health.NewServer())
+		go srv.Serve(l)
+		defer srv.Stop()
+	default:
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				c.Close()
+			}
+		}()
+	}
 	fmt.Println("listening on " + strconv.Quote(port))
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
 		if _, err := os.Stat(filepath.Join(dir, "done")); err == nil {

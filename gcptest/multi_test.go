@@ -255,3 +255,43 @@ func TestProbePortHeldByTheHost(t *testing.T) {
 		t.Errorf("once the port is free: %v", err)
 	}
 }
+
+// TestHTTPAndGRPCProbes gates main on an HTTP startup probe (sent with
+// its headers; 2xx and 3xx pass, anything else fails) and on a gRPC one.
+func TestHTTPAndGRPCProbes(t *testing.T) {
+	e := newEnv(t, gcptest.WithInstantOperations())
+	port := freePort()
+	withProbe := func(kind []string, probe *runpb.Probe) *runpb.Job {
+		j := sidecarJob(t, port, "100ms", `cat "$1"; touch "$2"`)
+		side := j.Template.Template.Containers[1]
+		side.Args = append(side.Args, kind...)
+		side.StartupProbe = probe
+		return j
+	}
+	httpProbe := func(threshold int32) *runpb.Probe {
+		return &runpb.Probe{PeriodSeconds: 1, FailureThreshold: threshold, ProbeType: &runpb.Probe_HttpGet{HttpGet: &runpb.HTTPGetAction{
+			Path: "/ready", Port: port, HttpHeaders: []*runpb.HTTPHeader{{Name: "X-Probe", Value: "yes"}},
+		}}}
+	}
+	grpcProbe := &runpb.Probe{PeriodSeconds: 1, FailureThreshold: 5, ProbeType: &runpb.Probe_Grpc{Grpc: &runpb.GRPCAction{Port: port}}}
+	for _, tc := range []struct {
+		name, want string
+		job        *runpb.Job
+	}{
+		{"http 204", "", withProbe([]string{"http", "204"}, httpProbe(5))},
+		{"http 302", "", withProbe([]string{"http", "302"}, httpProbe(5))},
+		{"http 400", `STARTUP HTTP probe failed 1 time consecutively for container "gantry-agent" on path "/ready". The instance was not started. HTTP probe failed with status code 400.`,
+			withProbe([]string{"http", "400"}, httpProbe(1))},
+		{"grpc", "", withProbe([]string{"grpc"}, grpcProbe)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			id := strings.ReplaceAll(tc.name, " ", "-")
+			e.createJob(t, id, tc.job)
+			_, tasks, err := e.runToEnd(t, id, nil)
+			msg := tasks[0].GetLastAttemptResult().GetStatus().GetMessage()
+			if (err == nil) != (tc.want == "") || msg != tc.want {
+				t.Errorf("execution: %v, last attempt %q; want %q", err, msg, tc.want)
+			}
+		})
+	}
+}
