@@ -215,12 +215,6 @@ func TestAttach(t *testing.T) {
 		if _, err := cl.Attach(context.Background(), gantry.AttachOptions{}); !errors.Is(err, gantry.ErrConflict) {
 			t.Errorf("attach after exit: %v, want ErrConflict", err)
 		}
-		// Resize is refused before the agent is asked anything, so it is
-		// not a conflict even now.
-		resize := gantry.AttachOptions{Resize: make(chan gantry.TerminalSize)}
-		if _, err := cl.Attach(context.Background(), resize); !errors.Is(err, gantry.ErrNotSupported) {
-			t.Errorf("attach with Resize: %v, want ErrNotSupported", err)
-		}
 	})
 }
 

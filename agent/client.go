@@ -545,16 +545,20 @@ func (c *Client) Exec(ctx context.Context, cfg gantry.ExecConfig) (gantry.ExecRe
 // opts.Stderr (nil discards a stream), and opts.Stdin, when set, to the
 // main command's input, which must have been opened (Config.OpenStdin).
 //
-// The agent never gives the main command a terminal, so there is nothing
-// to resize: opts.Resize must be nil, or Attach returns an error wrapping
-// gantry.ErrNotSupported before it sends anything. A main command that
-// has already exited is an error wrapping gantry.ErrConflict.
+// opts.Resize, when set, resizes the main command's terminal (one run
+// with Config.Tty; without one the agent ignores resizes), the first
+// value received setting its size. A main command that has already
+// exited is an error wrapping gantry.ErrConflict.
 func (c *Client) Attach(ctx context.Context, opts gantry.AttachOptions) (gantry.ExecResult, error) {
-	if opts.Resize != nil {
-		return gantry.ExecResult{}, fmt.Errorf("agent: attach: %w: the main command has no terminal to resize", gantry.ErrNotSupported)
-	}
 	req := &openRequest{Kind: "attach", Stdin: opts.Stdin != nil, Window: defaultWindow}
-	sess, err := c.startSession(ctx, req, "attach", opts.Stdin, opts.Stdout, opts.Stderr, nil)
+	if opts.Resize != nil {
+		select {
+		case sz := <-opts.Resize:
+			req.Rows, req.Cols = sz.Rows, sz.Cols
+		default:
+		}
+	}
+	sess, err := c.startSession(ctx, req, "attach", opts.Stdin, opts.Stdout, opts.Stderr, opts.Resize)
 	if err != nil {
 		return gantry.ExecResult{}, err
 	}

@@ -161,6 +161,11 @@
 // direction, or CREDIT for a stream the receiver itself sends) is a
 // violation whatever its session.
 //
+// On an attach session, SIGNAL goes to the main command, as docker kill
+// reaches an init's child, and RESIZE resizes the main command's terminal
+// if it has one (else it is ignored); the rows and cols of an attach OPEN
+// set that terminal's size. CLOSE of an attach only detaches.
+//
 // Flow control. Every stream of every session has a window: the receiver
 // announces it (OPEN for output, STARTED for input) and the sender may have
 // at most that many bytes sent but not yet credited. The receiver sends
@@ -321,6 +326,17 @@
 // status, so that a stalled client cannot keep the agent, and the
 // container, alive. The agent's own stdout and stderr still get every
 // byte the main command wrote; output from processes it left behind is
-// read for at most 0.2 s more. The main command never has a terminal, so
-// Client.Attach refuses a Resize channel (gantry.ErrNotSupported).
+// read for at most 0.2 s more.
+//
+// With Config.Tty the main command runs in its own session with a pty as
+// controlling terminal; its output is the agent's stdout and attached
+// sessions' STDOUT, and with OpenStdin attached sessions write to it
+// (with StdinOnce the first one's STDIN_CLOSE sends Ctrl-D). Without it
+// the main command has no terminal and RESIZE on an attach is ignored.
+//
+// With Config.Record the agent counts the lines it wrote on each stream
+// and, once the main command has exited and both streams are drained,
+// writes the record (see Record) as the last line of stderr, after a
+// '\n' if stderr's last line had none; nothing is written to either
+// stream after it.
 package agent
