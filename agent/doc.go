@@ -25,6 +25,12 @@
 // clients may come one after another or at once, each with its own
 // connection, handshake and sessions. The relay holds no secret: client
 // and agent authenticate each other end to end through it, as below.
+// Who may reach the relay at all is up to the front end before it: on
+// Cloud Run, IAM asks both sides for a Google ID token for the relay's
+// URL. A client sends one in DialOptions.HTTPHeader; the agent, which
+// dials for as long as its container runs, gets fresh headers before
+// every dial from ConnectOptions.Header (gantry-agent -relay-token
+// metadata fetches the token from the metadata server).
 //
 // Either way the backend ends up with a *Client, and a backend's Exec is
 // a thin call:

@@ -3,11 +3,13 @@ package agent
 import (
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"sync"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/gantryhq/gantry"
 	"go.uber.org/zap"
 )
@@ -164,6 +166,15 @@ type ConnectOptions struct {
 	HTTPClient *http.Client
 	// HTTPHeader is added to each handshake request.
 	HTTPHeader http.Header
+	// Header, if set, is called before every attempt, with a context
+	// bounded by DialTimeout, for headers to add to that attempt's
+	// handshake request: each key it returns replaces that key's values
+	// in HTTPHeader. It suits credentials that expire, such as an
+	// identity token the relay's front end asks for. An error from it
+	// counts as a failed attempt: it is logged and the agent tries again
+	// after the backoff. Calls made by one Connect or ConnectRelay do not
+	// overlap.
+	Header func(ctx context.Context) (http.Header, error)
 	// Insecure allows a plain ws:// URL to a host that is not a loopback
 	// address.
 	Insecure bool
@@ -356,8 +367,13 @@ func (a *Agent) untilClosed(ctx context.Context) (context.Context, context.Cance
 // dial makes one attempt, logging a failure; nil means it failed.
 func (d *redialer) dial(ctx context.Context) *wsTransport {
 	dctx, cancel := context.WithTimeout(ctx, d.o.DialTimeout)
-	c, raw, _, err := dialWebSocket(dctx, d.url, d.o.HTTPClient, d.o.HTTPHeader)
-	cancel()
+	defer cancel()
+	header, err := d.header(dctx)
+	var c *websocket.Conn
+	var raw io.Closer
+	if err == nil {
+		c, raw, _, err = dialWebSocket(dctx, d.url, d.o.HTTPClient, header)
+	}
 	if err == nil && c.Subprotocol() != subprotocol {
 		c.CloseNow()
 		err = fmt.Errorf("the server is not a gantry %s", d.peer)
@@ -369,6 +385,29 @@ func (d *redialer) dial(ctx context.Context) *wsTransport {
 		return nil
 	}
 	return newWSTransport(c, raw)
+}
+
+// header returns the headers of the next attempt: HTTPHeader, with what
+// ConnectOptions.Header returns set over it.
+func (d *redialer) header(ctx context.Context) (http.Header, error) {
+	if d.o.Header == nil {
+		return d.o.HTTPHeader, nil
+	}
+	fresh, err := d.o.Header(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("getting the request headers: %w", err)
+	}
+	h := d.o.HTTPHeader.Clone()
+	if h == nil {
+		h = make(http.Header, len(fresh))
+	}
+	for k, vs := range fresh {
+		h.Del(k)
+		for _, v := range vs {
+			h.Add(k, v)
+		}
+	}
+	return h, nil
 }
 
 // pause waits before the next attempt, doubling *backoff, and reports
