@@ -18,10 +18,20 @@
 // idle connection open at a relay (agent.Relay, the URL given by
 // agent.RelayAgentURL) for clients to claim, one after another. Without
 // any of them it is only an init process and costs a few milliseconds of
-// start-up. Every flag can also be given as an
-// environment variable (GANTRY_AGENT_ and the flag's name in upper case,
-// with - as _); these variables, and the secret, are removed from the
-// environment CMD and every exec see.
+// start-up.
+//
+// A relay run as a Cloud Run service with IAM takes only callers with a
+// Google ID token for its URL. With -relay-token metadata the agent
+// fetches one before each dial of the relay from the metadata server
+// (GET /computeMetadata/v1/instance/service-accounts/default/identity
+// with the audience the -relay URL's scheme, https for wss, and host),
+// sends it as Authorization: Bearer, and reuses it until 5 minutes before
+// it expires. GCE_METADATA_HOST (host:port) names another metadata
+// server, as for Google's client libraries.
+//
+// Every flag can also be given as an environment variable (GANTRY_AGENT_
+// and the flag's name in upper case, with - as _); these variables, and
+// the secret, are removed from the environment CMD and every exec see.
 //
 // With -tty, CMD runs in a terminal (a pty) whose output is passed
 // through as stdout, as docker run -t does; attached sessions resize it
@@ -83,6 +93,7 @@ type options struct {
 	listen, addrFile, tlsCert, tlsKey string
 	endpoints                         string
 	connect, relay, caFile            string
+	relayToken                        string
 	insecure                          bool
 	id, secretFile                    string
 	openStdin, stdinOnce, verbose     bool
@@ -108,6 +119,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 	str(&o.endpoints, "endpoint", "with -listen: the URLs controllers dial to reach this agent, comma-separated; others are refused (default: only the loopback address it listens on, dialled directly)")
 	str(&o.connect, "connect", "serve sessions in reverse mode by dialing this ws:// or wss:// URL")
 	str(&o.relay, "relay", "serve sessions in reverse mode through a relay by keeping an idle connection open at this ws:// or wss:// URL (the relay's /agent?id=ID)")
+	str(&o.relayToken, "relay-token", "with -relay: \"metadata\" authenticates every dial with a Google ID token for the relay's origin, from the metadata server (at GCE_METADATA_HOST if set), as Authorization: Bearer")
 	str(&o.caFile, "ca", "with -connect or -relay: trust the PEM certificates in this file")
 	boolean(&o.insecure, "insecure", "with -connect or -relay: allow ws:// to a host that is not a loopback address")
 	str(&o.id, "id", "the container ID announced in reverse mode (to the hub, or through the relay to its clients)")
@@ -135,6 +147,12 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 	}
 	if o.connect != "" && o.relay != "" {
 		return nil, errors.New("-connect and -relay exclude each other")
+	}
+	switch {
+	case o.relayToken != "" && o.relayToken != "metadata":
+		return nil, fmt.Errorf("-relay-token %q: the only source is \"metadata\"", o.relayToken)
+	case o.relayToken != "" && o.relay == "":
+		return nil, errors.New("-relay-token goes with -relay")
 	}
 	return o, nil
 }
@@ -230,7 +248,7 @@ func run(args []string, getenv func(string) string, stdin io.Reader, stdout, std
 		}
 	}
 	if o.connect != "" || o.relay != "" {
-		copts, err := connectOptions(o)
+		copts, err := connectOptions(o, getenv)
 		if err != nil {
 			fmt.Fprintf(errw, "gantry-agent: %v\n", err)
 		} else {
@@ -365,8 +383,15 @@ func listen(o *options, a *agent.Agent) (*http.Server, error) {
 	return srv, nil
 }
 
-func connectOptions(o *options) (*agent.ConnectOptions, error) {
+func connectOptions(o *options, getenv func(string) string) (*agent.ConnectOptions, error) {
 	copts := &agent.ConnectOptions{Insecure: o.insecure}
+	if o.relayToken == "metadata" {
+		tok, err := newMetadataToken(o.relay, getenv)
+		if err != nil {
+			return nil, err
+		}
+		copts.Header = tok.header
+	}
 	if o.caFile != "" {
 		pem, err := os.ReadFile(o.caFile)
 		if err != nil {
