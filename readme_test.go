@@ -12,6 +12,7 @@ import (
 	"github.com/gantryhq/gantry/cloudrun"
 	"github.com/gantryhq/gantry/docker"
 	"github.com/gantryhq/gantry/fake"
+	"google.golang.org/api/option"
 )
 
 var update = flag.Bool("update", false, "rewrite the generated parts of README.md")
@@ -25,12 +26,26 @@ func TestREADMECapabilities(t *testing.T) {
 		tables map[string]gantry.Capabilities
 	}{
 		{"README.md", map[string]gantry.Capabilities{"fake": fake.New(fake.WithHostProcesses()).Capabilities()}},
-		{"cloudrun/README.md", map[string]gantry.Capabilities{"cloudrun": (&cloudrun.Runtime{}).Capabilities()}},
+		{"cloudrun/README.md", map[string]gantry.Capabilities{"cloudrun": (&cloudrun.Runtime{}).Capabilities(), "cloudrun-agent": withAgent(t)}},
 		{"docker/README.md", map[string]gantry.Capabilities{"docker": (&docker.Runtime{}).Capabilities()}},
 		{"cloudfunctions/README.md", map[string]gantry.Capabilities{"cloudfunctions": (&cloudfunctions.Runtime{}).Capabilities()}},
 	} {
 		checkTables(t, doc.file, doc.tables)
 	}
+}
+
+// withAgent is the capability table of a cloudrun Runtime with the agent.
+// Its clients never connect: nothing is called.
+func withAgent(t *testing.T) gantry.Capabilities {
+	rt, err := cloudrun.New(t.Context(), cloudrun.Config{
+		Project: "p", Region: "r",
+		Agent: &cloudrun.AgentConfig{Image: "registry.example/gantry-agent:1", Relay: "https://relay.example"},
+	}, option.WithEndpoint("localhost:1"), option.WithoutAuthentication())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	return rt.Capabilities()
 }
 
 func checkTables(t *testing.T, file string, tables map[string]gantry.Capabilities) {

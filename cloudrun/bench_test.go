@@ -190,3 +190,79 @@ func BenchmarkLogs(b *testing.B) {
 	b.ReportMetric(float64(lines)/b.Elapsed().Seconds(), "lines/s")
 	b.SetBytes(bytes / int64(b.N))
 }
+
+// BenchmarkAgentStart measures what the agent adds to a short container's
+// run on the emulator: Create, Start and Wait of `echo hello` without and
+// with the agent (the sidecar copying the agent into the in-memory volume,
+// its startup probe, the user's container starting after it), and with
+// the agent the time from Start to the first exec's answer through the
+// relay.
+func BenchmarkAgentStart(b *testing.B) {
+	w := newAgentWorld(b)
+	for _, withAgent := range []bool{false, true} {
+		b.Run(fmt.Sprintf("agent=%v", withAgent), func(b *testing.B) {
+			cfg := Config{}
+			if withAgent {
+				a := w.agent
+				cfg.Agent = &a
+			}
+			rt := newRuntime(b, w.srv, cfg)
+			ctx := context.Background()
+			for b.Loop() {
+				c, err := rt.Create(ctx, gantry.Spec{Image: w.image, Cmd: []string{"echo", "hello"}})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := rt.Start(ctx, c.ID); err != nil {
+					b.Fatal(err)
+				}
+				if st, err := rt.Wait(ctx, c.ID, gantry.WaitNotRunning); err != nil || st.ExitCode != 0 {
+					b.Fatalf("Wait = %+v, %v", st, err)
+				}
+				if err := rt.Remove(ctx, c.ID, gantry.RemoveOptions{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+	b.Run("start-to-exec", func(b *testing.B) {
+		a := w.agent
+		rt := newRuntime(b, w.srv, Config{Agent: &a})
+		ctx := context.Background()
+		for b.Loop() {
+			c, err := rt.Create(ctx, gantry.Spec{Image: w.image, Cmd: []string{"sh", "-c", forever}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := rt.Start(ctx, c.ID); err != nil {
+				b.Fatal(err)
+			}
+			if res, err := rt.Exec(ctx, c.ID, gantry.ExecConfig{Cmd: []string{"true"}}); err != nil || res.ExitCode != 0 {
+				b.Fatalf("Exec = %+v, %v", res, err)
+			}
+			b.StopTimer()
+			if err := rt.Remove(ctx, c.ID, gantry.RemoveOptions{Force: true}); err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+		}
+	})
+	b.Run("exec-round-trip", func(b *testing.B) {
+		a := w.agent
+		rt := newRuntime(b, w.srv, Config{Agent: &a})
+		ctx := context.Background()
+		c, err := rt.Create(ctx, gantry.Spec{Image: w.image, Cmd: []string{"sh", "-c", forever}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer rt.Remove(ctx, c.ID, gantry.RemoveOptions{Force: true})
+		if err := rt.Start(ctx, c.ID); err != nil {
+			b.Fatal(err)
+		}
+		for b.Loop() {
+			if res, err := rt.Exec(ctx, c.ID, gantry.ExecConfig{Cmd: []string{"true"}}); err != nil || res.ExitCode != 0 {
+				b.Fatalf("Exec = %+v, %v", res, err)
+			}
+		}
+	})
+}

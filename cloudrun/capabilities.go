@@ -5,13 +5,48 @@ import "github.com/gantryhq/gantry"
 // The notes of the capability rows that are referred to elsewhere.
 const (
 	noteKill  = "only SIGKILL (the default) and SIGTERM, both by cancelling the execution: the process gets SIGTERM, then SIGKILL after Cloud Run's fixed 10 s grace, so a process that exits on SIGTERM reports 143, not 137"
-	noteExec  = "needs the gantry agent inside the container, which the cloudrun backend does not add yet"
+	noteExec  = "needs the gantry agent inside the container: set Config.Agent"
 	noteGrace = "Cloud Run's grace between SIGTERM and SIGKILL is fixed (10 s)"
+	noteLogs  = "Cloud Logging, stdout and stderr by log name; a line that is a JSON object comes back as Cloud Logging re-encodes it (keys sorted, spacing normalised, and without the fields Cloud Logging lifts out of it: severity, time, httpRequest, logging.googleapis.com/*); Cloud Logging keeps lines, not bytes, so a last line written without a newline comes back with one"
 )
 
 // Capabilities reports what a Cloud Run job can do of Docker's semantics.
-// Every row that is not full says what is missing.
+// Every row that is not full says what is missing. With Config.Agent the
+// rows the agent makes true say so, and that a container created with
+// NoAgentLabel does without them.
 func (r *Runtime) Capabilities() gantry.Capabilities {
+	c := jobCapabilities()
+	if r.agent != nil {
+		for f, l := range agentCapabilities() {
+			c[f] = l
+		}
+	}
+	return c
+}
+
+// noteNoAgent ends the note of every row the agent makes true.
+const noteNoAgent = "; a container created with NoAgentLabel has this row as it is without the agent"
+
+// agentCapabilities are the rows the agent changes.
+func agentCapabilities() gantry.Capabilities {
+	return gantry.Capabilities{
+		gantry.FeatureStart:       gantry.Full.With("RunJob: every start is a new execution of the same job, under the agent as init (an entrypoint that cannot run exits 127, or 126 when not executable)" + noteNoAgent),
+		gantry.FeatureStop:        gantry.Full.With("through the agent: the stop signal, the timeout (0 kills at once, negative waits for ever), then SIGKILL; when the agent cannot be reached, the execution is cancelled instead (Cloud Run's SIGTERM and fixed 10 s grace) and a warning logged" + noteNoAgent),
+		gantry.FeatureKill:        gantry.Full.With("any signal, delivered by the agent to the main process as an init does" + noteNoAgent),
+		gantry.FeatureExec:        gantry.Full.With("through the agent, reached at the relay: exact exit code, stdin, separate streams, env, working directory and user" + noteNoAgent),
+		gantry.FeatureExecTTY:     gantry.Full.With("a pseudo-terminal from the agent, with resizes" + noteNoAgent),
+		gantry.FeatureAttach:      gantry.Full.With("through the agent: the main process's output from now on, its input with OpenStdin, resizes with Tty" + noteNoAgent),
+		gantry.FeatureSignals:     gantry.Full.With("any signal and any stop signal, through the agent; Cloud Run itself still sends SIGTSTP, then SIGCONT, around the live migration of a task during maintenance" + noteNoAgent),
+		gantry.FeatureStopTimeout: gantry.Full.With("the agent keeps Docker's timeout; Cloud Run's fixed grace applies only when it cannot be reached" + noteNoAgent),
+		gantry.FeatureTty:         gantry.Full.With("the agent runs the main process on a pseudo-terminal" + noteNoAgent),
+		gantry.FeatureStdin:       gantry.Full.With("the agent holds the main process's input open for Attach" + noteNoAgent),
+		gantry.FeatureLogs:        gantry.Partial.With(noteLogs + "; the agent counts the lines of each run and writes a final record, so a listing after the stop ends as soon as every line is in, and a line that never reached Cloud Logging is reported as an error wrapping ErrDataLoss, not hidden"),
+		gantry.FeatureLogsFollow:  gantry.Partial.With("one TailLogEntries session per Runtime serves every follower; while the container runs each line is released LogGrace after it was written, in order; after the stop, following ends as soon as the agent's final record and every line it counted are in (after LogGrace at most without a record), and reports lost lines as an error"),
+	}
+}
+
+// jobCapabilities are a job's rows without the agent.
+func jobCapabilities() gantry.Capabilities {
 	return gantry.Capabilities{
 		gantry.FeatureCreate:      gantry.Full.With("CreateJob: one task, no retries; ID, name, spec, labels and creation time are stored on the job"),
 		gantry.FeatureStart:       gantry.Partial.With("RunJob: every start is a new execution of the same job; an entrypoint that cannot be executed ends the run as Cloud Run reports it (125 and its message), not with an init's 127 or 126"),
@@ -19,7 +54,7 @@ func (r *Runtime) Capabilities() gantry.Capabilities {
 		gantry.FeatureKill:        gantry.Partial.With(noteKill),
 		gantry.FeatureRemove:      gantry.Full.With("DeleteJob; Force cancels the running execution first"),
 		gantry.FeatureWait:        gantry.Partial.With("one poller per Runtime (one ListJobs per tick for all waiters, whatever the region's history); exact exit code from the task's last attempt, 128+N for signal N; a Wait across a forced Remove fails with ErrNotFound, as the exit status is deleted with the job"),
-		gantry.FeatureLogs:        gantry.Partial.With("Cloud Logging, stdout and stderr by log name; a line that is a JSON object comes back as Cloud Logging re-encodes it (keys sorted, spacing normalised, and without the fields Cloud Logging lifts out of it: severity, time, httpRequest, logging.googleapis.com/*); Cloud Logging keeps lines, not bytes, so a last line written without a newline comes back with one"),
+		gantry.FeatureLogs:        gantry.Partial.With(noteLogs),
 		gantry.FeatureLogsFollow:  gantry.Partial.With("one TailLogEntries session per Runtime serves every follower; each line is released LogGrace (default 10 s) after it was written, in order, and following ends LogGrace after the stop is seen, to cover Cloud Logging's late and reordered ingestion"),
 		gantry.FeatureExec:        gantry.None.With(noteExec),
 		gantry.FeatureExecTTY:     gantry.None.With(noteExec),
@@ -38,7 +73,7 @@ func (r *Runtime) Capabilities() gantry.Capabilities {
 		gantry.FeatureHealthcheck: gantry.None.With("Cloud Run jobs have no probes"),
 		gantry.FeatureResources:   gantry.Partial.With("CPU from 0.08 to 1 or 2, 4, 6, 8; memory from 512 MiB to 32 GiB, rounded up to whole MiB, in the range the CPU allows (an unset one takes the least that fits the other); anything else is refused"),
 		gantry.FeatureGPU:         gantry.Partial.With("one GPU (default nvidia-l4) with its accelerator node selector; needs at least 4 CPU and 16 GiB; task timeout at most 1 h"),
-		gantry.FeatureTimeout:     gantry.Partial.With("the task timeout, rounded up to whole seconds, at most 24 h; zero means 24 h (Cloud Run's maximum), not unbounded"),
+		gantry.FeatureTimeout:     gantry.Partial.With("the task timeout, rounded up to whole seconds, at most 168 h; zero means 168 h (Cloud Run's maximum), not unbounded"),
 		gantry.FeatureMounts:      gantry.Partial.With("tmpfs (in-memory volume, never read-only), gcs (a bucket) and nfs; bind mounts and named volumes are refused"),
 		gantry.FeatureSecrets:     gantry.Partial.With("Secret Manager secrets as environment variables or as files; a file secret's directory holds that secret alone"),
 		gantry.FeatureUser:        gantry.None.With("a job's container runs as its image's user"),

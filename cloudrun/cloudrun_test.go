@@ -410,7 +410,7 @@ func TestRetriedCreateRecognised(t *testing.T) {
 	spec := sh("exit 0")
 	spec.Name = "retried"
 	rec := meta.Record{ID: naming.NewID(spec.Name), Name: spec.Name, Created: time.Now().UTC(), Spec: spec}
-	pb, err := rt.jobFor(rec)
+	pb, err := rt.jobFor(rec, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,9 +1,11 @@
 package cloudrun
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"cloud.google.com/go/logging/apiv2/loggingpb"
@@ -34,7 +36,17 @@ func (r *Runtime) Create(ctx context.Context, spec gantry.Spec) (_ *gantry.Conta
 		spec.Name = naming.NewName()
 	}
 	rec := meta.Record{ID: naming.NewID(spec.Name), Name: spec.Name, Created: time.Now().UTC(), Spec: spec}
-	pb, err := r.jobFor(rec)
+	var plan *agentPlan
+	if r.wantsAgent(&spec) {
+		// Check first what needs no call.
+		if _, err := r.jobFor(rec, &agentPlan{cmd: []string{"check"}}); err != nil {
+			return nil, err
+		}
+		if plan, err = r.planAgent(ctx, &spec); err != nil {
+			return nil, err
+		}
+	}
+	pb, err := r.jobFor(rec, plan)
 	if err != nil {
 		return nil, err
 	}
@@ -168,16 +180,26 @@ func checkStopSignal(sig string) error {
 	return nil
 }
 
-// Stop cancels the running execution and waits for it to end. Cloud Run
-// sends SIGTERM, then SIGKILL after its own grace period (10 seconds); the
-// timeout in opts cannot shorten or lengthen that (see Capabilities).
+// Stop stops the running execution and waits for it to end. Under the
+// agent it is Docker's stop: the stop signal, the timeout, then SIGKILL
+// (and a cancel when the agent cannot be reached). Without it, it cancels
+// the execution: Cloud Run sends SIGTERM, then SIGKILL after its own grace
+// period (10 seconds), which the timeout in opts cannot shorten or
+// lengthen (see Capabilities).
 func (r *Runtime) Stop(ctx context.Context, id string, opts gantry.StopOptions) (err error) {
 	defer gantry.WrapOp(&err, "cloudrun", "stop", id)
-	if err := checkStopSignal(opts.Signal); err != nil {
-		return err
+	if opts.Signal != "" {
+		if _, err := gantry.ParseSignal(opts.Signal); err != nil {
+			return err
+		}
 	}
 	if opts.Timeout != nil && (*opts.Timeout > gantry.MaxDuration || *opts.Timeout < -gantry.MaxDuration) {
 		return fmt.Errorf("%w: timeout %s is longer than a year", gantry.ErrInvalidArgument, *opts.Timeout)
+	}
+	if r.agent == nil {
+		if err := checkStopSignal(opts.Signal); err != nil {
+			return err
+		}
 	}
 	j, err := r.resolve(ctx, id)
 	if err != nil {
@@ -185,6 +207,23 @@ func (r *Runtime) Stop(ctx context.Context, id string, opts gantry.StopOptions) 
 	}
 	if !j.running() {
 		return nil
+	}
+	if _, ok := hasAgent(j); ok && r.agent != nil {
+		sig := cmp.Or(opts.Signal, j.rec.Spec.StopSignal, "SIGTERM")
+		timeout := gantry.DefaultStopTimeout
+		if t := j.rec.Spec.StopTimeout; t != nil {
+			timeout = *t
+		}
+		if opts.Timeout != nil {
+			timeout = *opts.Timeout
+		}
+		if err := r.stopWithAgent(ctx, j, sig, timeout); err != nil && !errors.Is(err, errVanished) {
+			return err
+		}
+		return nil
+	}
+	if err := checkStopSignal(opts.Signal); err != nil {
+		return err
 	}
 	l := j.latest()
 	if err := r.cancel(ctx, j, l.GetName()); err != nil {
@@ -208,12 +247,13 @@ func (r *Runtime) cancel(ctx context.Context, j *job, exec string) error {
 	return gcperr.Wrap(ctx, err, "cancel %s", name)
 }
 
-// Kill cancels the running execution and returns without waiting. Cloud
-// Run cannot send a chosen signal: SIGKILL (the default) and SIGTERM are
-// accepted, and either way the process gets SIGTERM, then SIGKILL after
-// Cloud Run's grace period; the exit status reports what ended it. Other
-// signals are ErrNotSupported. A container that is not running is
-// ErrConflict.
+// Kill sends a signal (default SIGKILL) to the container's main process
+// and returns without waiting. Under the agent any signal goes, as an
+// init delivers it. Without the agent it cancels the running execution:
+// SIGKILL and SIGTERM are accepted, and either way the process gets
+// SIGTERM, then SIGKILL after Cloud Run's grace period; the exit status
+// reports what ended it; other signals are ErrNotSupported. A container
+// that is not running is ErrConflict.
 func (r *Runtime) Kill(ctx context.Context, id string, signal string) (err error) {
 	defer gantry.WrapOp(&err, "cloudrun", "kill", id)
 	if signal == "" {
@@ -223,7 +263,7 @@ func (r *Runtime) Kill(ctx context.Context, id string, signal string) (err error
 	if err != nil {
 		return err
 	}
-	if n != 9 && n != 15 {
+	if r.agent == nil && n != 9 && n != 15 {
 		return fmt.Errorf("signal %s: %w: %s", signal, gantry.ErrNotSupported, noteKill)
 	}
 	j, err := r.resolve(ctx, id)
@@ -232,6 +272,12 @@ func (r *Runtime) Kill(ctx context.Context, id string, signal string) (err error
 	}
 	if !j.running() {
 		return fmt.Errorf("%w: the container is not running", gantry.ErrConflict)
+	}
+	if _, ok := hasAgent(j); ok && r.agent != nil {
+		return r.signalAgent(ctx, j, signal)
+	}
+	if n != 9 && n != 15 {
+		return fmt.Errorf("signal %s: %w: the container was created without the gantry agent; %s", signal, gantry.ErrNotSupported, noteKill)
 	}
 	return r.cancel(ctx, j, j.latest().GetName())
 }
@@ -344,16 +390,6 @@ func (r *Runtime) List(ctx context.Context, opts gantry.ListOptions) (_ []*gantr
 	})
 }
 
-// Exec is not offered yet: it needs the gantry agent inside the container,
-// which this backend does not add yet.
-func (r *Runtime) Exec(ctx context.Context, id string, cfg gantry.ExecConfig) (_ gantry.ExecResult, err error) {
-	defer gantry.WrapOp(&err, "cloudrun", "exec", id)
-	if err := r.state.Err(); err != nil {
-		return gantry.ExecResult{}, err
-	}
-	return gantry.ExecResult{}, fmt.Errorf("%w: %s", gantry.ErrNotSupported, noteExec)
-}
-
 // Logs reads the container's output from Cloud Logging: every execution of
 // its job, in time order.
 func (r *Runtime) Logs(ctx context.Context, id string, opts gantry.LogsOptions) (_ gantry.LogReader, err error) {
@@ -374,6 +410,23 @@ func (r *Runtime) Logs(ctx context.Context, id string, opts gantry.LogsOptions) 
 		notBefore = j.rec.Created
 	}
 	jobID := j.id()
+	// With the agent, the reader learns from the runs' final records when
+	// it has every line; last is the run whose record ends the reading.
+	var last atomic.Pointer[string]
+	name := lastSegment(j.latest().GetName())
+	last.Store(&name)
+	stoppedAt := r.stoppedAt(j)
+	stopped := func(ctx context.Context) (time.Time, error) {
+		at, run, err := stoppedAt(ctx)
+		if run != "" {
+			last.Store(&run)
+		}
+		return at, err
+	}
+	var runs *cloudlog.Runs
+	if _, ok := hasAgent(j); ok {
+		runs = agentRuns(func() string { return *last.Load() })
+	}
 	return cloudlog.Open(ctx, cloudlog.Source{
 		Client:    r.logs,
 		Project:   r.cfg.Project,
@@ -381,7 +434,8 @@ func (r *Runtime) Logs(ctx context.Context, id string, opts gantry.LogsOptions) 
 		StdoutLog: stdoutLog,
 		StderrLog: stderrLog,
 		NotBefore: notBefore,
-		Stopped:   r.stoppedAt(j),
+		Stopped:   stopped,
+		Runs:      runs,
 		Ended:     timeOf(j.latest().GetCompletionTime()),
 		Grace:     r.cfg.LogGrace,
 		Settle:    r.cfg.PollInterval,

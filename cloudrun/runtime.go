@@ -71,6 +71,10 @@ type Config struct {
 	// Budget bounds the requests a minute the Runtime makes, whatever
 	// goroutine makes them; see Budget.
 	Budget Budget
+	// Agent, when set, puts the gantry agent into every container (see
+	// AgentConfig); nil means containers run their own command alone, and
+	// exec, attach, signals and stop timeouts are not offered.
+	Agent *AgentConfig
 }
 
 // Budget is how many requests a minute a Runtime may make of each kind.
@@ -140,6 +144,8 @@ type Runtime struct {
 	// Cloud Run reconciles a job's latest execution asynchronously, and
 	// meanwhile the job would still show the run before.
 	started sync.Map // startKey -> *runpb.ExecutionReference
+	// agent is set when containers get the agent.
+	agent *agentState
 	// state is closed by Close; every method checks it first.
 	state gantry.CloseState
 }
@@ -181,6 +187,11 @@ func New(ctx context.Context, cfg Config, opts ...option.ClientOption) (*Runtime
 		log:      cfg.Logger.With(zap.String("backend", "cloudrun"), zap.String("session", cfg.Session)),
 	}
 	var err error
+	if cfg.Agent != nil {
+		if r.agent, err = newAgentState(*cfg.Agent); err != nil {
+			return nil, err
+		}
+	}
 	if r.jobs, err = run.NewJobsClient(ctx, opts...); err != nil {
 		return nil, fmt.Errorf("cloudrun: new: jobs client: %w", err)
 	}
@@ -239,6 +250,11 @@ func (c *Config) validate() error {
 			return bad("Labels", k, "this key is gantry's own (managed-by, gantry-*, l-*)")
 		}
 	}
+	if c.Agent != nil {
+		if err := c.Agent.validate(); err != nil {
+			return err
+		}
+	}
 	if len(c.Labels) > 16 {
 		return bad("Labels", fmt.Sprint(len(c.Labels)), "at most 16, to leave room under Google's 64 for gantry's and the containers'")
 	}
@@ -266,6 +282,9 @@ func (r *Runtime) BeforeClose(f func()) (stop func() bool, err error) {
 func (r *Runtime) release() error {
 	if r.poller != nil {
 		r.poller.Close()
+	}
+	if r.agent != nil {
+		r.agent.close()
 	}
 	var errs []error
 	if r.jobs != nil {

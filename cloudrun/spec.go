@@ -50,9 +50,12 @@ func invalid(field, value, reason string) error {
 }
 
 // jobFor maps a validated spec to the Cloud Run job that runs it, or
-// refuses what a job cannot do. It makes no call.
-func (r *Runtime) jobFor(rec meta.Record) (*runpb.Job, error) {
+// refuses what a job cannot do. With a plan the container runs under the
+// agent (see AgentConfig), which gives it a terminal, input and any stop
+// signal. It makes no call.
+func (r *Runtime) jobFor(rec meta.Record, plan *agentPlan) (*runpb.Job, error) {
 	s := &rec.Spec
+	withAgent := plan != nil
 	switch {
 	case s.User != "":
 		return nil, refuse("User", s.User, "a job's container runs as its image's user; there is no setting to change it")
@@ -60,16 +63,16 @@ func (r *Runtime) jobFor(rec meta.Record) (*runpb.Job, error) {
 		return nil, refuse("Ports", strconv.Itoa(s.Ports[0].Port), "a job takes no inbound traffic")
 	case s.Healthcheck != nil && !(len(s.Healthcheck.Test) == 1 && s.Healthcheck.Test[0] == "NONE"):
 		return nil, refuse("Healthcheck", fmt.Sprint(s.Healthcheck.Test), "jobs have no startup or liveness probes")
-	case s.Tty:
-		return nil, refuse("Tty", "true", "a job has no terminal")
-	case s.OpenStdin:
-		return nil, refuse("OpenStdin", "true", "a job has no standard input")
+	case s.Tty && !withAgent:
+		return nil, refuse("Tty", "true", "a job has no terminal without the gantry agent")
+	case s.OpenStdin && !withAgent:
+		return nil, refuse("OpenStdin", "true", "a job has no standard input without the gantry agent")
 	case len(s.Sidecars) > 0:
 		return nil, refuse("Sidecars", s.Sidecars[0].Name, "the cloudrun backend runs one container per job")
 	}
-	if s.StopSignal != "" {
+	if s.StopSignal != "" && !withAgent {
 		if n, _ := gantry.ParseSignal(s.StopSignal); n != 15 {
-			return nil, refuse("StopSignal", s.StopSignal, "cancelling an execution always sends SIGTERM")
+			return nil, refuse("StopSignal", s.StopSignal, "without the gantry agent, cancelling an execution always sends SIGTERM")
 		}
 	}
 
@@ -95,6 +98,11 @@ func (r *Runtime) jobFor(rec meta.Record) (*runpb.Job, error) {
 	task.Timeout = durationpb.New(timeout)
 	if err := volumes(s, c, task); err != nil {
 		return nil, err
+	}
+	if withAgent {
+		if err := r.wrap(task, c, s, rec.ID, plan); err != nil {
+			return nil, err
+		}
 	}
 
 	labels := rec.Labels(meta.System{Session: r.cfg.Session, Labels: r.cfg.Labels})

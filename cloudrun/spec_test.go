@@ -41,7 +41,7 @@ func TestJobMapping(t *testing.T) {
 		},
 	}
 	rec := meta.Record{ID: naming.NewID("mapped"), Name: "mapped", Created: time.Unix(0, 0).UTC(), Spec: spec}
-	got, err := r.jobFor(rec)
+	got, err := r.jobFor(rec, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +94,7 @@ func TestJobMapping(t *testing.T) {
 func TestGPUAndTimeoutDefaults(t *testing.T) {
 	r := &Runtime{cfg: Config{Session: "s"}}
 	rec := meta.Record{ID: strings.Repeat("b", 64), Name: "g", Spec: gantry.Spec{Image: "i", Resources: gantry.Resources{GPUs: 1}}}
-	got, err := r.jobFor(rec)
+	got, err := r.jobFor(rec, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +109,7 @@ func TestGPUAndTimeoutDefaults(t *testing.T) {
 		t.Errorf("GPU task timeout %v, want %v", d, MaxGPUTimeout)
 	}
 	rec.Spec.Resources = gantry.Resources{}
-	got, _ = r.jobFor(rec)
+	got, _ = r.jobFor(rec, nil)
 	if d := got.GetTemplate().GetTemplate().GetTimeout().AsDuration(); d != MaxTimeout {
 		t.Errorf("task timeout of a spec without one: %v, want %v", d, MaxTimeout)
 	}
@@ -193,7 +193,7 @@ func TestCPUAndMemoryPairing(t *testing.T) {
 		if want == nil {
 			want = map[string]string{}
 		}
-		job, err := rt.jobFor(meta.Record{ID: c.ID, Name: c.Name, Spec: spec})
+		job, err := rt.jobFor(meta.Record{ID: c.ID, Name: c.Name, Spec: spec}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -205,7 +205,13 @@ func taskExit(task *runpb.Task, cancelled bool) gantry.ExitStatus {
 		// process exited 0 itself or was killed, Cloud Run does not tell.
 		return gantry.ExitStatus{ExitCode: 128 + 9, Signal: "SIGKILL", Error: "the execution was cancelled and Cloud Run reported no exit code for its task"}
 	}
-	return gantry.ExitStatus{ExitCode: int(res.GetExitCode())}
+	st := gantry.ExitStatus{ExitCode: int(res.GetExitCode())}
+	if underAgent(task.GetContainers()) && st.ExitCode > 128 && st.ExitCode <= 128+64 {
+		// The agent, as an init, exits 128+N when signal N killed the
+		// main process; Cloud Run sees only that code.
+		st.Signal = gantry.SignalName(st.ExitCode - 128)
+	}
+	return st
 }
 
 func completedMessage(task *runpb.Task) string {

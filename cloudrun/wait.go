@@ -369,23 +369,24 @@ func (r *Runtime) waitRemoved(ctx context.Context, j *job) (gantry.ExitStatus, e
 }
 
 // stoppedAt blocks until the container is not running and returns when
-// its last run finished (zero if it never ran): Logs' end of following.
-func (r *Runtime) stoppedAt(j *job) func(context.Context) (time.Time, error) {
-	return func(ctx context.Context) (time.Time, error) {
+// its last run finished (zero if it never ran) and that run's execution
+// ID: Logs' end of following.
+func (r *Runtime) stoppedAt(j *job) func(context.Context) (time.Time, string, error) {
+	return func(ctx context.Context) (time.Time, string, error) {
 		l := j.latest()
 		switch {
 		case l == nil:
-			return time.Time{}, nil
+			return time.Time{}, "", nil
 		case l.GetCompletionTime() != nil:
-			return timeOf(l.GetCompletionTime()), nil
+			return timeOf(l.GetCompletionTime()), lastSegment(l.GetName()), nil
 		}
 		done, err := r.waitExecution(ctx, j, l)
 		if errors.Is(err, errVanished) {
-			return time.Now(), nil
+			return time.Now(), lastSegment(l.GetName()), nil
 		}
 		if err != nil {
-			return time.Time{}, err
+			return time.Time{}, "", err
 		}
-		return timeOf(done.GetCompletionTime()), nil
+		return timeOf(done.GetCompletionTime()), lastSegment(done.GetName()), nil
 	}
 }
