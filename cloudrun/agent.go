@@ -198,7 +198,6 @@ func (r *Runtime) planAgent(ctx context.Context, spec *gantry.Spec) (*agentPlan,
 	return &agentPlan{cmd: cmd, port: minReadyPort + int(n.Int64()), secret: hex.EncodeToString(secret[:]), image: image}, nil
 }
 
-
 // wrap rewrites the job's task so that the agent runs as the init of its
 // container c: the volume, the sidecar that fills it, and c's entrypoint.
 func (r *Runtime) wrap(task *runpb.TaskTemplate, c *runpb.Container, spec *gantry.Spec, id string, p *agentPlan) error {
