@@ -20,7 +20,8 @@
 //		remote.WithAuthFromKeychain(keychain))
 //
 // The build is reproducible: the same binaries give the same digest, so
-// pushing an unchanged agent again changes nothing in the registry.
+// pushing an unchanged agent again changes nothing in the registry. The
+// relay's image (Relay, a Program like Agent) is built the same way.
 package agentimage
 
 import (
@@ -35,6 +36,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -58,6 +60,30 @@ const (
 	BinaryPath = "/gantry-agent"
 )
 
+// A Program is one of gantry's commands that an image delivers: the
+// import path of its main package and where the image holds it (its
+// entrypoint). Agent is the agent image's; Relay is the image of the
+// relay, which the Cloud Run backend can deploy as a service.
+type Program struct {
+	Package, Path string
+}
+
+var (
+	Agent = Program{Package: Package, Path: BinaryPath}
+	Relay = Program{Package: "github.com/gantryhq/gantry/cmd/gantry-relay", Path: "/gantry-relay"}
+)
+
+// Compile is Agent.Compile.
+func Compile(ctx context.Context, platform string) ([]byte, error) {
+	return Agent.Compile(ctx, platform)
+}
+
+// Build is Agent.Build.
+func Build(bins map[string][]byte) (v1.ImageIndex, error) { return Agent.Build(bins) }
+
+// name is the program's binary name, for messages and file names.
+func (p Program) name() string { return path.Base(p.Path) }
+
 // DefaultPlatforms are the platforms the agent image is built for: the
 // ones Cloud Run runs.
 var DefaultPlatforms = []string{"linux/amd64", "linux/arm64"}
@@ -66,7 +92,7 @@ var DefaultPlatforms = []string{"linux/amd64", "linux/arm64"}
 // creation time of the image. A fixed time keeps the build reproducible.
 var epoch = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
 
-// Compile cross-compiles the agent for platform ("os/arch", or
+// Compile cross-compiles the program for platform ("os/arch", or
 // "linux/arm/v7" and the like) into a static binary and returns it. It runs
 // the go command found on $PATH in the current directory, which must lie
 // inside gantry's module or a module that requires it:
@@ -74,31 +100,31 @@ var epoch = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
 //	CGO_ENABLED=0 GOOS=os GOARCH=arch go build -trimpath -ldflags '-s -w' github.com/gantryhq/gantry/cmd/gantry-agent
 //
 // The go command's build cache makes a repeated compile take a second or two.
-func Compile(ctx context.Context, platform string) ([]byte, error) {
+func (prog Program) Compile(ctx context.Context, platform string) ([]byte, error) {
 	env, err := goEnv(platform)
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "gantry-agent-build-")
+	dir, err := os.MkdirTemp("", prog.name()+"-build-")
 	if err != nil {
-		return nil, fmt.Errorf("compile gantry-agent for %s: %w", platform, err)
+		return nil, fmt.Errorf("compile %s for %s: %w", prog.name(), platform, err)
 	}
 	defer os.RemoveAll(dir)
-	out := filepath.Join(dir, "gantry-agent")
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, Package)
+	out := filepath.Join(dir, prog.name())
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, prog.Package)
 	cmd.Env = append(os.Environ(), env...)
 	var output bytes.Buffer
 	cmd.Stdout = &output
 	cmd.Stderr = &output
 	if err := cmd.Run(); err != nil {
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("compile gantry-agent for %s: %w", platform, ctx.Err())
+			return nil, fmt.Errorf("compile %s for %s: %w", prog.name(), platform, ctx.Err())
 		}
-		return nil, fmt.Errorf("compile gantry-agent for %s: %w: %s", platform, err, oneLine(output.String()))
+		return nil, fmt.Errorf("compile %s for %s: %w: %s", prog.name(), platform, err, oneLine(output.String()))
 	}
 	bin, err := os.ReadFile(out)
 	if err != nil {
-		return nil, fmt.Errorf("compile gantry-agent for %s: %w", platform, err)
+		return nil, fmt.Errorf("compile %s for %s: %w", prog.name(), platform, err)
 	}
 	return bin, nil
 }
@@ -151,15 +177,15 @@ func parsePlatform(s string) (v1.Platform, error) {
 	return p, nil
 }
 
-// Build makes the agent image from bins, which maps a platform
-// ("linux/amd64") to the agent binary for it: an index with one image per
+// Build makes the program's image from bins, which maps a platform
+// ("linux/amd64") to the program's binary for it: an index with one image per
 // platform, in the order of their names. Each image is a single layer
-// holding BinaryPath (mode 0755, owned by root) with BinaryPath as its
+// holding the program at its Path (mode 0755, owned by root) as its
 // entrypoint, and nothing else: no shell, no libc. Building it again from
 // the same binaries gives the same digest.
-func Build(bins map[string][]byte) (v1.ImageIndex, error) {
+func (prog Program) Build(bins map[string][]byte) (v1.ImageIndex, error) {
 	if len(bins) == 0 {
-		return nil, fmt.Errorf("build agent image: %w: no binaries", gantry.ErrInvalidArgument)
+		return nil, fmt.Errorf("build %s image: %w: no binaries", prog.name(), gantry.ErrInvalidArgument)
 	}
 	platforms := make([]string, 0, len(bins))
 	for p := range bins {
@@ -170,14 +196,14 @@ func Build(bins map[string][]byte) (v1.ImageIndex, error) {
 	for _, ps := range platforms {
 		p, err := parsePlatform(ps)
 		if err != nil {
-			return nil, fmt.Errorf("build agent image: %w", err)
+			return nil, fmt.Errorf("build %s image: %w", prog.name(), err)
 		}
 		if len(bins[ps]) == 0 {
-			return nil, fmt.Errorf("build agent image: %w: the binary for %s is empty", gantry.ErrInvalidArgument, ps)
+			return nil, fmt.Errorf("build %s image: %w: the binary for %s is empty", prog.name(), gantry.ErrInvalidArgument, ps)
 		}
-		img, err := platformImage(p, bins[ps])
+		img, err := prog.platformImage(p, bins[ps])
 		if err != nil {
-			return nil, fmt.Errorf("build agent image for %s: %w", ps, err)
+			return nil, fmt.Errorf("build %s image for %s: %w", prog.name(), ps, err)
 		}
 		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{
 			Add:        img,
@@ -186,14 +212,14 @@ func Build(bins map[string][]byte) (v1.ImageIndex, error) {
 	}
 	// Compute the index now, so that a mistake shows here, not at Push.
 	if _, err := idx.Digest(); err != nil {
-		return nil, fmt.Errorf("build agent image: %w", err)
+		return nil, fmt.Errorf("build %s image: %w", prog.name(), err)
 	}
 	return idx, nil
 }
 
 // platformImage is the image for one platform.
-func platformImage(p v1.Platform, bin []byte) (v1.Image, error) {
-	al, err := newAgentLayer(bin)
+func (prog Program) platformImage(p v1.Platform, bin []byte) (v1.Image, error) {
+	al, err := newAgentLayer(prog.Path, bin)
 	if err != nil {
 		return nil, err
 	}
@@ -207,7 +233,7 @@ func platformImage(p v1.Platform, bin []byte) (v1.Image, error) {
 		Layer: layer,
 		History: v1.History{
 			Created:   v1.Time{Time: epoch},
-			CreatedBy: "gantry agentimage: " + BinaryPath,
+			CreatedBy: "gantry agentimage: " + prog.Path,
 		},
 	})
 	if err != nil {
@@ -222,7 +248,7 @@ func platformImage(p v1.Platform, bin []byte) (v1.Image, error) {
 	cf.OS = p.OS
 	cf.Architecture = p.Architecture
 	cf.Variant = p.Variant
-	cf.Config.Entrypoint = []string{BinaryPath}
+	cf.Config.Entrypoint = []string{prog.Path}
 	cf.Config.Cmd = nil
 	return mutate.ConfigFile(img, cf)
 }
@@ -238,7 +264,7 @@ type agentLayer struct {
 // newAgentLayer writes the layer. Go's gzip writes no time or name into
 // its header, so equal binaries give equal bytes. BestSpeed costs a tenth
 // more bytes than the best compression and a fraction of the time.
-func newAgentLayer(bin []byte) (*agentLayer, error) {
+func newAgentLayer(file string, bin []byte) (*agentLayer, error) {
 	var gz bytes.Buffer
 	zw, err := gzip.NewWriterLevel(&gz, gzip.BestSpeed)
 	if err != nil {
@@ -248,7 +274,7 @@ func newAgentLayer(bin []byte) (*agentLayer, error) {
 	tw := tar.NewWriter(io.MultiWriter(zw, tarSum))
 	hdr := &tar.Header{
 		Typeflag: tar.TypeReg,
-		Name:     strings.TrimPrefix(BinaryPath, "/"),
+		Name:     strings.TrimPrefix(file, "/"),
 		Mode:     0o755,
 		Uname:    "root",
 		Gname:    "root",
@@ -294,26 +320,26 @@ func (l *agentLayer) Compressed() (io.ReadCloser, error) {
 func Push(ctx context.Context, ref string, idx v1.ImageIndex, opts ...remote.Option) (string, error) {
 	named, err := gantry.ParseImage(ref)
 	if err != nil {
-		return "", fmt.Errorf("push agent image: %w", err)
+		return "", fmt.Errorf("push image: %w", err)
 	}
 	if strings.Contains(ref, "@") {
-		return "", fmt.Errorf("push agent image: %w: %q has a digest; name a repository and optionally a tag",
+		return "", fmt.Errorf("push image: %w: %q has a digest; name a repository and optionally a tag",
 			gantry.ErrInvalidArgument, ref)
 	}
 	tag, err := name.NewTag(named.String())
 	if err != nil {
-		return "", fmt.Errorf("push agent image: %w: %q: %v", gantry.ErrInvalidArgument, ref, err)
+		return "", fmt.Errorf("push image: %w: %q: %v", gantry.ErrInvalidArgument, ref, err)
 	}
 	d, err := idx.Digest()
 	if err != nil {
-		return "", fmt.Errorf("push agent image to %s: %w", named, err)
+		return "", fmt.Errorf("push image to %s: %w", named, err)
 	}
 	all := append([]remote.Option{remote.WithContext(ctx)}, opts...)
 	if err := remote.WriteIndex(tag, idx, all...); err != nil {
 		if ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
 			err = fmt.Errorf("%w (%v)", ctx.Err(), err)
 		}
-		return "", fmt.Errorf("push agent image to %s: %w", named, err)
+		return "", fmt.Errorf("push image to %s: %w", named, err)
 	}
 	return reference.TrimNamed(named).String() + "@" + d.String(), nil
 }

@@ -353,3 +353,43 @@ func TestCompileBuildPush(t *testing.T) {
 		t.Errorf("gantry-agent -h printed %q, want its usage", out)
 	}
 }
+
+// TestBuildRelay: the relay's image holds /gantry-relay as its entrypoint,
+// and nothing else.
+func TestBuildRelay(t *testing.T) {
+	idx, err := agentimage.Relay.Build(map[string][]byte{"linux/amd64": []byte("relay")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := idx.Image(im.Manifests[0].Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"/gantry-relay"}, cf.Config.Entrypoint); diff != "" {
+		t.Errorf("entrypoint (-want +got):\n%s", diff)
+	}
+	layers, err := img.Layers()
+	if err != nil || len(layers) != 1 {
+		t.Fatalf("%d layers, %v; want 1", len(layers), err)
+	}
+	rc, err := layers[0].Uncompressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	hdr, err := tar.NewReader(rc).Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hdr.Name != "gantry-relay" || hdr.Mode != 0o755 {
+		t.Errorf("layer holds %s mode %o, want gantry-relay 755", hdr.Name, hdr.Mode)
+	}
+}

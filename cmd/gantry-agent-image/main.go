@@ -7,6 +7,10 @@
 //	go run ./cmd/gantry-agent-image -repo europe-docker.pkg.dev/PROJECT/REPO/gantry-agent:v1
 //	europe-docker.pkg.dev/PROJECT/REPO/gantry-agent@sha256:…
 //
+// With -program relay it publishes the relay's image the same way (one
+// static gantry-relay, its entrypoint), which the Cloud Run backend can
+// deploy as a service.
+//
 // Run it inside gantry's module (or a module that requires gantry): it
 // compiles the agent with the go command. Credentials come from Google's
 // application default credentials for Artifact Registry and from the
@@ -32,7 +36,7 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr, agentimage.Compile)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr, agentimage.Program.Compile)
 	stop()
 	os.Exit(code)
 }
@@ -41,14 +45,16 @@ func main() {
 type options struct {
 	repo      string
 	platforms []string
+	program   agentimage.Program
 }
 
 func parse(args []string, stderr io.Writer) (*options, error) {
 	fs := flag.NewFlagSet("gantry-agent-image", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	o := &options{}
-	var platforms string
+	var platforms, program string
 	fs.StringVar(&o.repo, "repo", "", "push to this repository, with an optional tag (REGISTRY/PATH/gantry-agent[:tag]; :latest by default)")
+	fs.StringVar(&program, "program", "agent", "the image to build: agent (gantry-agent) or relay (gantry-relay, for a Cloud Run service)")
 	fs.StringVar(&platforms, "platforms", strings.Join(agentimage.DefaultPlatforms, ","), "build for these platforms, comma-separated")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: gantry-agent-image -repo REGISTRY/PATH/gantry-agent[:tag] [-platforms linux/amd64,linux/arm64]")
@@ -65,6 +71,14 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 		fs.Usage()
 		return nil, errors.New("-repo is required")
 	}
+	switch program {
+	case "agent":
+		o.program = agentimage.Agent
+	case "relay":
+		o.program = agentimage.Relay
+	default:
+		return nil, fmt.Errorf("-program %q: want agent or relay", program)
+	}
 	if strings.Contains(o.repo, "@") {
 		return nil, fmt.Errorf("-repo %q has a digest; name a repository and optionally a tag", o.repo)
 	}
@@ -80,10 +94,10 @@ func parse(args []string, stderr io.Writer) (*options, error) {
 	return o, nil
 }
 
-// run does the work; compile is agentimage.Compile, or a stand-in in
-// tests.
+// run does the work; compile is agentimage.Program.Compile, or a
+// stand-in in tests.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer,
-	compile func(context.Context, string) ([]byte, error)) int {
+	compile func(agentimage.Program, context.Context, string) ([]byte, error)) int {
 	o, err := parse(args, stderr)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -94,15 +108,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer,
 	}
 	bins := map[string][]byte{}
 	for _, p := range o.platforms {
-		fmt.Fprintf(stderr, "compiling gantry-agent for %s\n", p)
-		bin, err := compile(ctx, p)
+		fmt.Fprintf(stderr, "compiling %s for %s\n", o.program.Package, p)
+		bin, err := compile(o.program, ctx, p)
 		if err != nil {
 			fmt.Fprintf(stderr, "gantry-agent-image: %v\n", err)
 			return 1
 		}
 		bins[p] = bin
 	}
-	idx, err := agentimage.Build(bins)
+	idx, err := o.program.Build(bins)
 	if err != nil {
 		fmt.Fprintf(stderr, "gantry-agent-image: %v\n", err)
 		return 1

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gantryhq/gantry/agent/agentimage"
 	"github.com/gantryhq/gantry/internal/testregistry"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -40,6 +41,7 @@ func TestParse(t *testing.T) {
 		{"-repo", "x@sha256:" + strings.Repeat("0", 64)},
 		{"-repo", "x", "-platforms", " , "},
 		{"-nope"},
+		{"-repo", "x", "-program", "hub"},
 	} {
 		if _, err := parse(args, io.Discard); err == nil {
 			t.Errorf("parse(%q) succeeded", args)
@@ -50,8 +52,8 @@ func TestParse(t *testing.T) {
 	}
 }
 
-func fakeCompile(_ context.Context, p string) ([]byte, error) {
-	return []byte("agent for " + p), nil
+func fakeCompile(prog agentimage.Program, _ context.Context, p string) ([]byte, error) {
+	return []byte(prog.Package + " for " + p), nil
 }
 
 func TestRun(t *testing.T) {
@@ -87,7 +89,9 @@ func TestRun(t *testing.T) {
 }
 
 func TestRunFails(t *testing.T) {
-	fail := func(context.Context, string) ([]byte, error) { return nil, errors.New("no go command") }
+	fail := func(agentimage.Program, context.Context, string) ([]byte, error) {
+		return nil, errors.New("no go command")
+	}
 	var stderr bytes.Buffer
 	if code := run(context.Background(), []string{"-repo", "127.0.0.1:1/x"}, io.Discard, &stderr, fail); code != 1 {
 		t.Errorf("a failed compile: exit %d, want 1", code)

@@ -55,9 +55,12 @@ func StartHandler(t testing.TB, wrap func(http.Handler) http.Handler) string {
 	return strings.TrimPrefix(srv.URL, "http://")
 }
 
-// agent is the agent image for the host's platform, built once per test
-// process: compiling takes a second or two with a warm build cache.
-var agent struct {
+// built holds each program's image for the host's platform, built once
+// per test process: compiling takes a second or two with a warm build
+// cache.
+var built sync.Map // agentimage.Program -> *program
+
+type program struct {
 	once sync.Once
 	idx  v1.ImageIndex
 	err  error
@@ -70,21 +73,35 @@ var agent struct {
 // built once per test process; each call only pushes.
 func AgentImage(t testing.TB, host string) string {
 	t.Helper()
-	agent.once.Do(func() {
+	return push(t, host, "gantry-agent:latest", agentimage.Agent)
+}
+
+// RelayImage is AgentImage for the relay: gantry-relay, as
+// "gantry-relay:latest".
+func RelayImage(t testing.TB, host string) string {
+	t.Helper()
+	return push(t, host, "gantry-relay:latest", agentimage.Relay)
+}
+
+func push(t testing.TB, host, repo string, prog agentimage.Program) string {
+	t.Helper()
+	v, _ := built.LoadOrStore(prog, &program{})
+	b := v.(*program)
+	b.once.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		defer cancel()
 		platform := runtime.GOOS + "/" + runtime.GOARCH
-		bin, err := agentimage.Compile(ctx, platform)
+		bin, err := prog.Compile(ctx, platform)
 		if err != nil {
-			agent.err = err
+			b.err = err
 			return
 		}
-		agent.idx, agent.err = agentimage.Build(map[string][]byte{platform: bin})
+		b.idx, b.err = prog.Build(map[string][]byte{platform: bin})
 	})
-	if agent.err != nil {
-		t.Fatalf("testregistry: agent image: %v", agent.err)
+	if b.err != nil {
+		t.Fatalf("testregistry: %s image: %v", prog.Path, b.err)
 	}
-	ref, err := agentimage.Push(context.Background(), host+"/gantry-agent:latest", agent.idx)
+	ref, err := agentimage.Push(context.Background(), host+"/"+repo, b.idx)
 	if err != nil {
 		t.Fatalf("testregistry: %v", err)
 	}
