@@ -313,12 +313,19 @@ func (r *Resolver) registryError(ctx context.Context, ref string, err error) err
 		e.Kind = ctx.Err()
 		return e
 	}
-	e.Kind, e.Reason = classify(err)
+	f := classify(err)
+	e.Kind, e.Reason = f.kind, f.reason
 	return e
 }
 
-// classify says which of gantry's sentinels err is, and why in words.
-func classify(err error) (error, string) {
+// failure is which of gantry's sentinels an error is, and why in words.
+type failure struct {
+	kind   error
+	reason string
+}
+
+// classify says what failure err is.
+func classify(err error) failure {
 	var te *transport.Error
 	if errors.As(err, &te) {
 		code := func(codes ...transport.ErrorCode) bool {
@@ -331,34 +338,34 @@ func classify(err error) (error, string) {
 		}
 		switch {
 		case te.StatusCode == http.StatusUnauthorized || code(transport.UnauthorizedErrorCode):
-			return gantry.ErrPermissionDenied, "unauthorized: the registry wants credentials it was not given or refused the ones it got;" +
-				" some registries say this of a repository that does not exist too"
+			return failure{gantry.ErrPermissionDenied, "unauthorized: the registry wants credentials it was not given or refused the ones it got;" +
+				" some registries say this of a repository that does not exist too"}
 		case te.StatusCode == http.StatusForbidden || code(transport.DeniedErrorCode):
-			return gantry.ErrPermissionDenied, "denied: these credentials may not pull this image"
+			return failure{gantry.ErrPermissionDenied, "denied: these credentials may not pull this image"}
 		case te.StatusCode == http.StatusNotFound ||
 			code(transport.ManifestUnknownErrorCode, transport.NameUnknownErrorCode, transport.BlobUnknownErrorCode):
-			return gantry.ErrNotFound, "the registry has no such repository, tag or digest"
+			return failure{gantry.ErrNotFound, "the registry has no such repository, tag or digest"}
 		case te.StatusCode == http.StatusTooManyRequests || code(transport.TooManyRequestsErrorCode):
-			return gantry.ErrResourceExhausted, "the registry's rate limit was reached"
+			return failure{gantry.ErrResourceExhausted, "the registry's rate limit was reached"}
 		case te.StatusCode == http.StatusBadRequest ||
 			code(transport.NameInvalidErrorCode, transport.TagInvalidErrorCode, transport.DigestInvalidErrorCode):
-			return gantry.ErrInvalidArgument, "the registry refused the reference"
+			return failure{gantry.ErrInvalidArgument, "the registry refused the reference"}
 		}
-		return gantry.ErrUnavailable, "the registry failed"
+		return failure{gantry.ErrUnavailable, "the registry failed"}
 	}
 	var se *json.SyntaxError
 	var ue *json.UnmarshalTypeError
 	switch {
 	case errors.Is(err, remote.ErrSchema1):
-		return gantry.ErrInvalidArgument, "a Docker schema 1 image, which is not supported; push it again with a current tool"
+		return failure{gantry.ErrInvalidArgument, "a Docker schema 1 image, which is not supported; push it again with a current tool"}
 	case errors.As(err, &se) || errors.As(err, &ue):
-		return gantry.ErrInvalidArgument, "the image's manifest or config is malformed"
+		return failure{gantry.ErrInvalidArgument, "the image's manifest or config is malformed"}
 	}
 	var ne net.Error // *url.Error is one too
 	if errors.As(err, &ne) {
-		return gantry.ErrUnavailable, "cannot reach the registry"
+		return failure{gantry.ErrUnavailable, "cannot reach the registry"}
 	}
-	return gantry.ErrUnavailable, "reading it from the registry failed"
+	return failure{gantry.ErrUnavailable, "reading it from the registry failed"}
 }
 
 // Error is the error Config returns: which image (and platform), what
