@@ -115,6 +115,10 @@ type Server struct {
 	work      string
 	logs      *logWiring
 	functions *functionsWiring
+	// idTokens mints and checks the ID tokens of the metadata server
+	// and of IDToken, which the services' URLs take.
+	idTokens *idTokens
+	metadata *metadataServer
 
 	// rng draws the Server's random choices from its seed.
 	rngMu sync.Mutex
@@ -193,9 +197,19 @@ func NewServer(opts ...Option) (*Server, error) {
 	s.store = newStore()
 	s.ops = newOperations(s)
 	s.runner = &runner{rt: s.rt, grace: cfg.grace, now: cfg.now, ingest: s.ingestLog}
+	s.idTokens = newIDTokens(cfg.now)
+	if s.metadata, err = startMetadata(s); err != nil {
+		s.cancel()
+		os.RemoveAll(s.work)
+		if s.ownsRT {
+			s.rt.Close()
+		}
+		return nil, fmt.Errorf("gcptest: the metadata server: %w", err)
+	}
 	lis, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
 		s.cancel()
+		s.metadata.close()
 		os.RemoveAll(s.work)
 		if s.ownsRT {
 			s.rt.Close()
@@ -252,6 +266,7 @@ func (s *Server) Close() error {
 		s.cancel()
 		s.wg.Wait()
 		s.logs.close()
+		s.metadata.close()
 		s.grpc.Stop()
 		if err := <-s.serveErr; err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			s.closeErr = err

@@ -123,13 +123,42 @@ func (s *Server) volumeMounts(plan *attemptPlan, taskID string, attempt int, c *
 	return ms, nil
 }
 
-// containerSpec is one container of an attempt: its command and args run
-// as given, or from its pulled image (img) by Cloud Run's rules, with
-// secret environment variables read from the Server's secrets, the
-// environment Cloud Run sets for jobs, and its volumes mounted.
+// containerSpec is one container of an attempt: the container as
+// containerBase gives it, with the environment Cloud Run sets for jobs.
 func (s *Server) containerSpec(en executionName, taskID string, c *runpb.Container, img *pulledImage, mounts []gantry.Mount, index, attempt, taskCount int) (gantry.Spec, error) {
+	spec, err := s.containerBase(en.project, c, img, mounts)
+	if err != nil {
+		return gantry.Spec{}, err
+	}
+	spec.Env = append(spec.Env,
+		"CLOUD_RUN_JOB="+en.job,
+		"CLOUD_RUN_EXECUTION="+en.execution,
+		"CLOUD_RUN_TASK_INDEX="+strconv.Itoa(index),
+		"CLOUD_RUN_TASK_ATTEMPT="+strconv.Itoa(attempt),
+		"CLOUD_RUN_TASK_COUNT="+strconv.Itoa(taskCount),
+	)
+	spec.Name = fmt.Sprintf("%s-a%d", taskID, attempt)
+	spec.Labels = map[string]string{
+		"gcptest.job":        en.jobName.String(),
+		"gcptest.execution":  en.execution,
+		"gcptest.task_index": strconv.Itoa(index),
+	}
+	if c.Name != "" {
+		spec.Labels["gcptest.container"] = c.Name
+	}
+	return spec, nil
+}
+
+// containerBase is what every container the Server runs (a job's or a
+// service's) starts from: its command and args as given, or from its
+// pulled image (img) by Cloud Run's rules, GCE_METADATA_HOST naming the
+// Server's metadata server, the image's environment and then the
+// container's, secret variables read from the Server's secrets of
+// project, and its volumes mounted.
+func (s *Server) containerBase(project string, c *runpb.Container, img *pulledImage, mounts []gantry.Mount) (gantry.Spec, error) {
 	entrypoint, cmd, workdir := c.Command, c.Args, c.WorkingDir
-	var env []string
+	// The container's own env, or the image's, may override it.
+	env := []string{"GCE_METADATA_HOST=" + s.MetadataHost()}
 	if img != nil {
 		cfg := img.config
 		if len(c.Command) == 0 {
@@ -162,36 +191,19 @@ func (s *Server) containerSpec(en executionName, taskID string, c *runpb.Contain
 		v := e.GetValue()
 		if ref := e.GetValueSource().GetSecretKeyRef(); ref != nil {
 			var err error
-			if v, err = s.secrets.resolve(en.project, ref.GetSecret(), ref.GetVersion()); err != nil {
+			if v, err = s.secrets.resolve(project, ref.GetSecret(), ref.GetVersion()); err != nil {
 				return gantry.Spec{}, fmt.Errorf("environment variable %s: %w", e.GetName(), err)
 			}
 		}
 		env = append(env, e.GetName()+"="+v)
 	}
-	env = append(env,
-		"CLOUD_RUN_JOB="+en.job,
-		"CLOUD_RUN_EXECUTION="+en.execution,
-		"CLOUD_RUN_TASK_INDEX="+strconv.Itoa(index),
-		"CLOUD_RUN_TASK_ATTEMPT="+strconv.Itoa(attempt),
-		"CLOUD_RUN_TASK_COUNT="+strconv.Itoa(taskCount),
-	)
-	labels := map[string]string{
-		"gcptest.job":        en.jobName.String(),
-		"gcptest.execution":  en.execution,
-		"gcptest.task_index": strconv.Itoa(index),
-	}
-	if c.Name != "" {
-		labels["gcptest.container"] = c.Name
-	}
 	return gantry.Spec{
-		Name:       fmt.Sprintf("%s-a%d", taskID, attempt),
 		Image:      c.Image,
 		Entrypoint: entrypoint,
 		Cmd:        cmd,
 		Env:        env,
 		WorkingDir: workdir,
 		Mounts:     mounts,
-		Labels:     labels,
 	}, nil
 }
 
