@@ -41,6 +41,22 @@ type attemptEvent struct {
 // timeout counts from the first start; closing stop stops every
 // container gracefully, ending ctx kills them.
 func (s *Server) runAttempt(ctx context.Context, cs []*attemptContainer, timeout time.Duration, stop <-chan struct{}, onStart func(time.Time)) outcome {
+	return s.runContainers(ctx, cs, timeout, stop, onStart, runHooks{})
+}
+
+// runHooks adapt runContainers to an instance of a service, which
+// serves until it is stopped.
+type runHooks struct {
+	// onReady, when set, is called once every container has started
+	// and passed its startup probe.
+	onReady func()
+	// exitEnds makes the first container to exit end the run, whatever
+	// its exit code, as it ends an instance of a service.
+	exitEnds bool
+}
+
+// runContainers is runAttempt with hooks.
+func (s *Server) runContainers(ctx context.Context, cs []*attemptContainer, timeout time.Duration, stop <-chan struct{}, onStart func(time.Time), hooks runHooks) outcome {
 	probeCtx, cancelProbes := context.WithCancel(ctx)
 	defer cancelProbes()
 	// Each container sends at most two events (its probe's and its exit),
@@ -151,7 +167,22 @@ func (s *Server) runAttempt(ctx context.Context, cs []*attemptContainer, timeout
 		}
 	}
 
+	// notifyReady calls onReady once every container is ready.
+	notifyReady := func() {
+		if hooks.onReady == nil || stopping {
+			return
+		}
+		for _, c := range cs {
+			if !c.ready || c.exited {
+				return
+			}
+		}
+		hooks.onReady()
+		hooks.onReady = nil
+	}
+
 	startReady()
+	notifyReady()
 	for running > 0 {
 		select {
 		case ev := <-events:
@@ -166,6 +197,8 @@ func (s *Server) runAttempt(ctx context.Context, cs []*attemptContainer, timeout
 					fail(ev.i, "")
 				case !c.ready:
 					fail(ev.i, fmt.Sprintf("The container %q exited before its startup probe succeeded.", c.name))
+				case hooks.exitEnds:
+					fail(ev.i, fmt.Sprintf("The container %q exited.", c.name))
 				}
 			case ev.passed:
 				c.ready = true
@@ -173,6 +206,7 @@ func (s *Server) runAttempt(ctx context.Context, cs []*attemptContainer, timeout
 				fail(ev.i, ev.failure)
 			}
 			startReady()
+			notifyReady()
 		case <-timedOut:
 			timedOut = nil
 			if !stopping {

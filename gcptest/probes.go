@@ -143,7 +143,7 @@ func validateStartupProbe(field string, c *runpb.Container) error {
 	case threshold < 1:
 		return invalid("%s.failure_threshold %d must be at least 1", field, threshold)
 	case int64(threshold)*int64(period) > maxStartupWindow:
-		return invalid("%s: failure_threshold * period_seconds is %d seconds; a job's startup probe must succeed within %d", field, int64(threshold)*int64(period), maxStartupWindow)
+		return invalid("%s: failure_threshold * period_seconds is %d seconds; a startup probe must succeed within %d", field, int64(threshold)*int64(period), maxStartupWindow)
 	}
 	return nil
 }
@@ -220,6 +220,13 @@ func (p *probeSpec) run(ctx context.Context, container string, exited <-chan str
 		}
 		if ctx.Err() != nil {
 			return false, ""
+		}
+		select {
+		case <-exited:
+			// A period cut short by the container's exit is no failure
+			// of the probe: the container failed.
+			return false, ""
+		default:
 		}
 		if failures++; failures >= p.threshold {
 			return false, p.failure(container, failures, cause)
