@@ -29,6 +29,11 @@ var methodMetrics = map[string][]*quota.Metric{
 	"/google.cloud.run.v2.Executions/DeleteExecution":     {quota.RunWrite},
 	"/google.cloud.run.v2.Executions/CancelExecution":     {quota.RunWrite},
 	"/google.cloud.run.v2.Tasks/GetTask":                  {quota.RunRead},
+	"/google.cloud.run.v2.Services/CreateService":         {quota.RunWrite},
+	"/google.cloud.run.v2.Services/GetService":            {quota.RunRead},
+	"/google.cloud.run.v2.Services/ListServices":          {quota.RunRead},
+	"/google.cloud.run.v2.Services/UpdateService":         {quota.RunWrite},
+	"/google.cloud.run.v2.Services/DeleteService":         {quota.RunWrite},
 	"/google.cloud.run.v2.Tasks/ListTasks":                {quota.RunRead},
 	"/google.longrunning.Operations/GetOperation":         {quota.RunRead},
 	"/google.longrunning.Operations/ListOperations":       {quota.RunRead},
@@ -149,6 +154,8 @@ func (s *Server) scopes(m proto.Message) []scope {
 	switch r := m.(type) {
 	case *runpb.UpdateJobRequest:
 		name = r.GetJob().GetName()
+	case *runpb.UpdateServiceRequest:
+		name = r.GetService().GetName()
 	case *functionspb.UpdateFunctionRequest:
 		name = r.GetFunction().GetName()
 	case interface{ GetParent() string }:
@@ -214,9 +221,9 @@ func (s *Server) consumer(project string) string {
 }
 
 // translateProjectNumbers rewrites a project number to the project's ID in
-// a Cloud Run or Operations request's name, parent and job.name, so that
-// the Server stores and answers every resource under the ID whichever way
-// the project was named.
+// a Cloud Run or Operations request's name, parent, job.name and
+// service.name, so that the Server stores and answers every resource
+// under the ID whichever way the project was named.
 func (s *Server) translateProjectNumbers(m protoreflect.Message) {
 	fields := m.Descriptor().Fields()
 	for _, n := range []protoreflect.Name{"name", "parent"} {
@@ -238,7 +245,9 @@ func (s *Server) translateProjectNumbers(m protoreflect.Message) {
 			m.Set(fd, protoreflect.ValueOfString(name))
 		}
 	}
-	if fd := fields.ByName("job"); fd != nil && fd.Kind() == protoreflect.MessageKind && !fd.IsList() && m.Has(fd) {
-		s.translateProjectNumbers(m.Mutable(fd).Message())
+	for _, n := range []protoreflect.Name{"job", "service"} {
+		if fd := fields.ByName(n); fd != nil && fd.Kind() == protoreflect.MessageKind && !fd.IsList() && m.Has(fd) {
+			s.translateProjectNumbers(m.Mutable(fd).Message())
+		}
 	}
 }

@@ -115,6 +115,7 @@ type Server struct {
 	work      string
 	logs      *logWiring
 	functions *functionsWiring
+	services  *servicesRoom
 	// idTokens mints and checks the ID tokens of the metadata server
 	// and of IDToken, which the services' URLs take.
 	idTokens *idTokens
@@ -231,6 +232,7 @@ func NewServer(opts ...Option) (*Server, error) {
 	longrunningpb.RegisterOperationsServer(s.grpc, s.ops)
 	s.logs = registerLogging(s)
 	s.functions = registerFunctions(s, s.grpc)
+	s.services = registerServices(s, s.grpc)
 	go func() { s.serveErr <- s.grpc.Serve(lis) }()
 	return s, nil
 }
@@ -257,9 +259,10 @@ func (s *Server) Runtime() gantry.Runtime { return s.rt }
 // WithRuntime, closes the runtime. It is safe to call more than once.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
-		// Functions' instances shut down gracefully first: after cancel
-		// they would be killed and orphan their commands.
+		// Functions' and services' instances shut down gracefully first:
+		// after cancel they would be killed and orphan their commands.
 		s.functions.close()
+		s.services.close()
 		s.bgMu.Lock()
 		s.closing = true
 		s.bgMu.Unlock()

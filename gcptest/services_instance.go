@@ -1,0 +1,410 @@
+package gcptest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"cloud.google.com/go/run/apiv2/runpb"
+	"google.golang.org/genproto/googleapis/api/monitoredres"
+	ltype "google.golang.org/genproto/googleapis/logging/type"
+
+	"github.com/gantryhq/gantry"
+)
+
+// serviceInstance is one instance of a revision of a service: its
+// containers, run as a task attempt's are, until it is shut down or a
+// container exits.
+type serviceInstance struct {
+	service *service
+	rev     *revision
+	// ports are the ports of this host its sidecars' startup probes
+	// use, held while it runs; set under the room's lock.
+	ports []int
+	// addr is where the ingress container listens (127.0.0.1:$PORT);
+	// h2c says it speaks HTTP/2 without TLS (a port named h2c).
+	addr string
+	h2c  bool
+	// ready closes once every container has started and passed its
+	// startup probe, or once the instance cannot get there (err says
+	// why, in Cloud Run's words).
+	ready     chan struct{}
+	readyOnce sync.Once
+	err       error
+	stop      chan struct{}
+	stopOnce  sync.Once
+	// done closes once every container has exited and been removed.
+	done chan struct{}
+}
+
+func newServiceInstance(sv *service, rev *revision) *serviceInstance {
+	return &serviceInstance{service: sv, rev: rev, ready: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{})}
+}
+
+// markReady closes ready, with err as the reason the instance is not
+// serving when err is not nil; only the first call counts.
+func (in *serviceInstance) markReady(err error) {
+	in.readyOnce.Do(func() {
+		in.err = err
+		close(in.ready)
+	})
+}
+
+// shutdown stops the instance as Cloud Run does (SIGTERM, then SIGKILL
+// after the grace period) and waits until it has stopped. A nil
+// instance is a no-op.
+func (in *serviceInstance) shutdown() {
+	if in == nil {
+		return
+	}
+	in.stopOnce.Do(func() { close(in.stop) })
+	<-in.done
+}
+
+// serving reports whether the instance is ready and has not ended.
+func (in *serviceInstance) serving() bool {
+	select {
+	case <-in.done:
+		return false
+	case <-in.ready:
+		return in.err == nil
+	default:
+		return false
+	}
+}
+
+// errRoomClosing is why an instance does not start once the room has
+// closed.
+var errRoomClosing = errors.New("the server is closing")
+
+// startInstanceLocked starts an instance of rev for sv. The caller holds
+// r.mu.
+func (r *servicesRoom) startInstanceLocked(sv *service, rev *revision) *serviceInstance {
+	in := newServiceInstance(sv, rev)
+	sv.instances++
+	n := sv.instances
+	r.live[in] = true
+	if !r.goLocked(func() {
+		defer func() {
+			r.mu.Lock()
+			delete(r.live, in)
+			r.mu.Unlock()
+		}()
+		r.runInstance(sv.name, rev, in, n)
+	}) {
+		delete(r.live, in)
+		in.markReady(errRoomClosing)
+		close(in.done)
+	}
+	return in
+}
+
+// runInstance runs an instance until it is shut down or a container
+// exits: it picks the port of this host the ingress container listens
+// on, prepares the containers as Cloud Run would (images, volumes,
+// secrets, environment), waits for the ports its sidecars' probes use
+// and runs them.
+func (r *servicesRoom) runInstance(name serviceName, rev *revision, in *serviceInstance, n int) {
+	s := r.s
+	defer close(in.done)
+	instanceID := newInstanceID()
+	logs := serviceLogTarget(name, rev.name, instanceID)
+	port, err := freeHostPort()
+	if err != nil {
+		in.markReady(fmt.Errorf("Revision '%s' is not ready and cannot serve traffic. No port of this host is free for $PORT: %v", rev.name, err))
+		return
+	}
+	in.addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	plan, err := s.planInstance(s.ctx, name, rev, port, n, instanceID)
+	if err != nil {
+		var imgErr *imageError
+		if errors.As(err, &imgErr) {
+			in.markReady(fmt.Errorf("Revision '%s' is not ready and cannot serve traffic. %s", rev.name, imgErr.msg))
+		} else {
+			in.markReady(fmt.Errorf("Revision '%s' is not ready and cannot serve traffic. The container could not be started: %v", rev.name, err))
+		}
+		s.logSystem(logs, ltype.LogSeverity_ERROR, "The container could not be started: "+err.Error())
+		return
+	}
+	defer plan.cleanup()
+	// An instance shares this host's network: it waits until no task
+	// attempt or other instance holds the ports its sidecars' probes use.
+	// The instance it replaces stops first if it holds one of them, as
+	// this one could never start beside it.
+	r.mu.Lock()
+	in.ports = plan.ports
+	var old *serviceInstance
+	if cur := in.service.inst; cur != nil && cur != in && slices.ContainsFunc(cur.ports, func(p int) bool { return slices.Contains(plan.ports, p) }) {
+		old = cur
+	}
+	r.mu.Unlock()
+	old.shutdown()
+	if !s.ports.acquire(s.ctx, in.stop, plan.ports) {
+		in.markReady(fmt.Errorf("Revision '%s' was stopped before it was ready.", rev.name))
+		return
+	}
+	defer s.ports.release(plan.ports)
+	ingress := ingressIndex(rev.tmpl.GetContainers())
+	in.h2c = rev.tmpl.GetContainers()[ingress].GetPorts()[0].GetName() == "h2c"
+	livenessCtx, stopLiveness := context.WithCancel(s.ctx)
+	defer stopLiveness()
+	var livenessWG sync.WaitGroup
+	defer livenessWG.Wait()
+	restart := make(chan struct{})
+	var restartOnce sync.Once
+	onReady := func() {
+		in.markReady(nil)
+		for i, c := range rev.tmpl.GetContainers() {
+			if c.GetLivenessProbe() == nil {
+				continue
+			}
+			lp := livenessProbe(c, i == ingress, port)
+			ac := plan.containers[i]
+			livenessWG.Add(1)
+			go func() {
+				defer livenessWG.Done()
+				if failure := lp.watch(livenessCtx, ac.name, ac.p.exited); failure != "" {
+					s.logSystem(logs, ltype.LogSeverity_ERROR, failure)
+					restartOnce.Do(func() { close(restart) })
+				}
+			}()
+		}
+	}
+	// A container whose liveness probe fails is restarted: here the
+	// instance ends, and the next request starts another.
+	stop := make(chan struct{})
+	go func() {
+		select {
+		case <-in.stop:
+		case <-restart:
+		case <-livenessCtx.Done():
+			return
+		}
+		close(stop)
+	}()
+	out := s.runContainers(s.ctx, plan.containers, 0, stop, func(time.Time) {}, runHooks{onReady: onReady, exitEnds: true})
+	stopLiveness()
+	select {
+	case <-in.ready:
+	default:
+		// It never got ready: Cloud Run's deploy error, and what failed
+		// in the revision's logs.
+		if out.stopped {
+			in.markReady(fmt.Errorf("Revision '%s' was stopped before it was ready.", rev.name))
+			return
+		}
+		why := out.failure
+		switch {
+		case out.err != nil:
+			why = "The container could not be started: " + out.err.Error()
+		case why != "":
+		case out.signal != 0:
+			why = fmt.Sprintf("The container was terminated by signal %d (%s).", out.signal, gantry.SignalName(out.signal))
+		default:
+			why = fmt.Sprintf("Container called exit(%d).", out.exitCode)
+		}
+		if c := rev.tmpl.GetContainers()[ingress]; strings.HasPrefix(why, "STARTUP ") && isDefaultStartupProbe(c.GetStartupProbe()) {
+			why = "Default " + why
+		}
+		s.logSystem(logs, ltype.LogSeverity_ERROR, why)
+		in.markReady(fmt.Errorf("Revision '%s' is not ready and cannot serve traffic. The user-provided container failed to start and listen on the port defined provided by the PORT=%d environment variable within the allocated timeout. This can happen when the container port is misconfigured or if the timeout is too short. The health check timeout can be extended. Logs for this revision might contain more information.\n\nLogs URL: %s\nFor more troubleshooting guidance, see https://cloud.google.com/run/docs/troubleshooting#container-failed-to-start",
+			rev.name, port, serviceLogURI(name, rev.name)))
+		return
+	}
+	if !out.stopped {
+		why := out.failure
+		if out.err != nil {
+			why = out.err.Error()
+		}
+		s.logSystem(logs, ltype.LogSeverity_WARNING, "The instance stopped: "+why)
+	}
+}
+
+// planInstance prepares an instance of rev, as planAttempt does a task
+// attempt: each container's image, its volumes (a directory of this
+// host for the instance), its environment (the container's, then
+// K_SERVICE, K_REVISION, K_CONFIGURATION, and PORT for the ingress
+// container) and its startup probe, which on the ingress container's
+// port probes the port of this host it listens on instead.
+func (s *Server) planInstance(ctx context.Context, name serviceName, rev *revision, port, n int, instanceID string) (_ *attemptPlan, err error) {
+	plan := &attemptPlan{}
+	defer func() {
+		if err != nil {
+			plan.cleanup()
+		}
+	}()
+	t := rev.tmpl
+	volumes := map[string]*runpb.Volume{}
+	for _, v := range t.GetVolumes() {
+		volumes[v.Name] = v
+	}
+	byName := map[string]int{}
+	for i, c := range t.GetContainers() {
+		byName[c.Name] = i
+	}
+	ingress := ingressIndex(t.GetContainers())
+	multi := len(t.GetContainers()) > 1
+	for i, c := range t.GetContainers() {
+		img, err := s.images.get(ctx, c.Image)
+		if err != nil {
+			return nil, err
+		}
+		mounts, err := s.volumeMounts(plan, rev.name, n, c, volumes)
+		if err != nil {
+			return nil, err
+		}
+		spec, err := s.containerBase(name.project, c, img, mounts)
+		if err != nil {
+			return nil, err
+		}
+		spec.Env = append(spec.Env, "K_SERVICE="+name.service, "K_REVISION="+rev.name, "K_CONFIGURATION="+name.service)
+		if i == ingress {
+			spec.Env = append(spec.Env, "PORT="+strconv.Itoa(port))
+		}
+		spec.Name = fmt.Sprintf("%s-i%d", rev.name, n)
+		if multi {
+			spec.Name += "-" + c.Name
+		}
+		spec.Labels = map[string]string{"gcptest.service": name.String(), "gcptest.revision": rev.name}
+		if c.Name != "" {
+			spec.Labels["gcptest.container"] = c.Name
+		}
+		logs := serviceLogTarget(name, rev.name, instanceID)
+		if multi {
+			logs.labels[containerNameLabel] = c.Name
+		}
+		ac := &attemptContainer{name: c.Name, w: workload{spec: spec, logs: logs}, probe: startupProbe(c)}
+		if ac.name == "" {
+			ac.name = name.service
+		}
+		if i == ingress && ac.probe != nil && ac.probe.port == int(c.GetPorts()[0].GetContainerPort()) {
+			ac.probe.port = port
+		}
+		for _, d := range c.DependsOn {
+			ac.deps = append(ac.deps, byName[d])
+		}
+		if ac.probe != nil && ac.probe.port != port && !slices.Contains(plan.ports, ac.probe.port) {
+			plan.ports = append(plan.ports, ac.probe.port)
+		}
+		plan.containers = append(plan.containers, ac)
+	}
+	return plan, nil
+}
+
+// freeHostPort returns a TCP port of this host that nothing listens on
+// now.
+func freeHostPort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// newInstanceID returns an instance ID of the form Cloud Run's have: a
+// long string of hex digits.
+func newInstanceID() string {
+	b := make([]byte, 48)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// serviceLogTarget is how Cloud Run logs a service's instance: resource
+// type cloud_run_revision with project_id, location, service_name,
+// revision_name and configuration_name; the instance in the entry's
+// labels.
+func serviceLogTarget(n serviceName, revision, instance string) logTarget {
+	return logTarget{
+		project: n.project,
+		resource: &monitoredres.MonitoredResource{
+			Type: "cloud_run_revision",
+			Labels: map[string]string{
+				"project_id":         n.project,
+				"location":           n.location.location,
+				"service_name":       n.service,
+				"revision_name":      revision,
+				"configuration_name": n.service,
+			},
+		},
+		labels: map[string]string{"instanceId": instance},
+	}
+}
+
+// logSystem writes a line of Cloud Run's own about a workload to the
+// log run.googleapis.com/varlog/system, as Cloud Run reports failed
+// probes and instances.
+func (s *Server) logSystem(t logTarget, severity ltype.LogSeverity, line string) {
+	le := t.logEntry(gantry.LogEntry{Stream: gantry.Stdout, Time: s.now(), Line: line}, false)
+	le.LogName = "projects/" + t.project + "/logs/run.googleapis.com%2Fvarlog%2Fsystem"
+	le.Severity = severity
+	s.logs.svc.Ingest(le)
+}
+
+// livenessSpec is a liveness probe with its defaults applied.
+type livenessSpec struct {
+	probeSpec
+}
+
+// livenessProbe reads a container's liveness probe; on the ingress
+// container's port (or none) it probes the port of this host the
+// container listens on.
+func livenessProbe(c *runpb.Container, ingress bool, hostPort int) *livenessSpec {
+	p := c.GetLivenessProbe()
+	cc := &runpb.Container{Ports: c.GetPorts(), StartupProbe: p}
+	ps := startupProbe(cc)
+	if ingress && ps.port == int(c.GetPorts()[0].GetContainerPort()) {
+		ps.port = hostPort
+	}
+	return &livenessSpec{*ps}
+}
+
+// watch probes the container once a period, from initial_delay after
+// it is ready, until failure_threshold probes in a row fail (it returns
+// Cloud Run's message) or ctx ends or the container exits ("").
+func (p *livenessSpec) watch(ctx context.Context, container string, exited <-chan struct{}) string {
+	wait := func(d time.Duration) bool {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			return true
+		case <-ctx.Done():
+		case <-exited:
+		}
+		return false
+	}
+	if !wait(time.Duration(p.delay) * time.Second) {
+		return ""
+	}
+	for failures := 0; ; {
+		cause := p.once(ctx, time.Duration(p.timeout)*time.Second)
+		if ctx.Err() != nil {
+			return ""
+		}
+		if cause == "" {
+			failures = 0
+		} else if failures++; failures >= p.threshold {
+			where := fmt.Sprintf("on port %d", p.port)
+			if p.kind == "HTTP" {
+				where = fmt.Sprintf("on path %q", p.path)
+			}
+			plural := "s"
+			if failures == 1 {
+				plural = ""
+			}
+			return fmt.Sprintf("LIVENESS %s probe failed %d time%s consecutively for container %q %s. The container will be restarted. %s", p.kind, failures, plural, container, where, cause)
+		}
+		if !wait(time.Duration(p.period) * time.Second) {
+			return ""
+		}
+	}
+}
