@@ -1,6 +1,7 @@
 // Package gcptest is an in-process emulator of the Google Cloud APIs that
 // gantry's cloud backends call: Cloud Run Admin API v2 (Jobs, Executions,
-// Tasks), Cloud Logging v2 and google.longrunning.Operations, served over
+// Tasks, Services), Cloud Functions v2, Cloud Logging v2 and
+// google.longrunning.Operations, served over
 // gRPC so that the official client libraries talk to it unchanged, on the
 // transport they use in production. It is to Cloud Run what
 // net/http/httptest is to HTTP and pstest is to Pub/Sub.
@@ -25,6 +26,20 @@
 // becomes Cloud Logging entries exactly as Cloud Run writes them.
 // Environment variables that refer to Secret Manager read the secrets
 // given WithSecret.
+//
+// A Cloud Run service runs one instance of its latest ready revision the
+// same way, and has a URL of its own, http://127.0.0.1:N (its uri): a
+// reverse proxy that passes requests, WebSocket upgrades included, to
+// the ingress container. That container listens on $PORT, which here is
+// a free port of this host picked for each instance rather than its
+// container_port, since every instance shares this host's network; it
+// also gets K_SERVICE, K_REVISION and K_CONFIGURATION. Unless the
+// service sets invoker_iam_disabled, the URL takes a request only with
+// "Authorization: Bearer" and an ID token minted by this Server for the
+// URL (IDToken, IDTokenSource): without one it answers 403, with another
+// 401, as Cloud Run does. Every container the Server runs gets
+// GCE_METADATA_HOST, the address of the Server's metadata server
+// (MetadataHost), which mints such tokens for any audience.
 //
 // A test starts a Server and hands its ClientOptions to any client:
 //
