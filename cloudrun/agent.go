@@ -47,15 +47,27 @@ type AgentConfig struct {
 	// (a digest reference is best: it never changes under a job).
 	// Required.
 	Image string
-	// Relay is the https URL of a gantry relay (cmd/gantry-relay, for
-	// example deployed as a Cloud Run service) that both the agents and
-	// this Runtime reach. Required.
+	// Relay is the URL of a gantry relay (cmd/gantry-relay, for example
+	// deployed as a Cloud Run service) that both the agents and this
+	// Runtime reach. Give Relay or RelayImage.
 	Relay string
-	// TokenSource gives the bearer token the Runtime presents to the
-	// relay: an IAM ID token for the relay's URL, as a Cloud Run service
-	// requires of its invokers. Nil means Google's ID tokens for the
-	// Runtime's Application Default Credentials.
-	TokenSource oauth2.TokenSource
+	// RelayImage, instead of Relay, has the Runtime deploy the relay
+	// itself: the image published with cmd/gantry-agent-image -program
+	// relay, run as the Cloud Run service RelayService in Config.Region
+	// (created on the first Create that needs it, or updated to this
+	// image; shared by every Runtime of the project and region, and left
+	// alone by Sweep: DeleteRelay removes it). Its invokers need an ID
+	// token: the agents take theirs from the metadata server, so the
+	// containers' service account needs roles/run.invoker on it.
+	RelayImage string
+	// RelayService names the deployed relay's service; empty means
+	// DefaultRelayService.
+	RelayService string
+	// IDToken returns the bearer token the Runtime presents to the relay
+	// at audience (its URL): an IAM ID token, as a Cloud Run service asks
+	// of its invokers. Nil means Google's ID tokens for the Runtime's
+	// Application Default Credentials.
+	IDToken func(ctx context.Context, audience string) (string, error)
 	// Registry configures how image configs are read from registries
 	// (credentials, transport). Nil means Google's keychain (Artifact
 	// Registry) and the local Docker credentials (Docker Hub and others).
@@ -101,10 +113,22 @@ func (c *AgentConfig) validate() error {
 	if _, err := gantry.ParseImage(c.Image); err != nil {
 		return bad("Image", c.Image, err.Error())
 	}
+	switch {
+	case c.Relay == "" && c.RelayImage == "":
+		return bad("Relay", "", "give the URL of a gantry relay, or RelayImage to deploy one")
+	case c.Relay != "" && c.RelayImage != "":
+		return bad("RelayImage", c.RelayImage, "give Relay or RelayImage, not both")
+	case c.RelayImage != "":
+		if _, err := gantry.ParseImage(c.RelayImage); err != nil {
+			return bad("RelayImage", c.RelayImage, err.Error())
+		}
+		if c.RelayService != "" && !validServiceID(c.RelayService) {
+			return bad("RelayService", c.RelayService, "a Cloud Run service name is 1 to 49 lowercase letters, digits and hyphens, starting with a letter and not ending with a hyphen")
+		}
+		return nil
+	}
 	u, err := url.Parse(c.Relay)
 	switch {
-	case c.Relay == "":
-		return bad("Relay", "", "the URL of a gantry relay is required")
 	case err != nil:
 		return bad("Relay", c.Relay, err.Error())
 	case u.Scheme != "https" && u.Scheme != "http", u.Host == "":
@@ -121,13 +145,17 @@ func (c *AgentConfig) validate() error {
 type agentState struct {
 	cfg     AgentConfig
 	images  *imageconfig.Resolver
+	deploy  *relayDeployer // with RelayImage
 	mu      sync.Mutex
-	clients map[string]*agent.Client // by execution name
-	tokens  oauth2.TokenSource
+	clients map[string]*agent.Client      // by execution name
+	tokens  map[string]oauth2.TokenSource // by audience, without IDToken
 }
 
 func newAgentState(cfg AgentConfig) (*agentState, error) {
 	cfg.Relay = strings.TrimSuffix(cfg.Relay, "/")
+	if cfg.RelayService == "" {
+		cfg.RelayService = DefaultRelayService
+	}
 	images, err := imageconfig.New(cfg.Registry...)
 	if err != nil {
 		return nil, fmt.Errorf("cloudrun: new: Config.Agent.Registry: %w", err)
@@ -136,7 +164,7 @@ func newAgentState(cfg AgentConfig) (*agentState, error) {
 		cfg:     cfg,
 		images:  images,
 		clients: map[string]*agent.Client{},
-		tokens:  cfg.TokenSource,
+		tokens:  map[string]oauth2.TokenSource{},
 	}, nil
 }
 
@@ -164,6 +192,7 @@ type agentPlan struct {
 	port   int
 	secret string
 	image  string
+	relay  string
 }
 
 // planAgent reads what wrapping the container needs: the real command
@@ -195,18 +224,22 @@ func (r *Runtime) planAgent(ctx context.Context, spec *gantry.Spec) (*agentPlan,
 	}
 	var secret [32]byte
 	rand.Read(secret[:])
-	return &agentPlan{cmd: cmd, port: minReadyPort + int(n.Int64()), secret: hex.EncodeToString(secret[:]), image: image}, nil
+	relay, err := r.relayURL(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &agentPlan{cmd: cmd, port: minReadyPort + int(n.Int64()), secret: hex.EncodeToString(secret[:]), image: image, relay: relay}, nil
 }
 
 // wrap rewrites the job's task so that the agent runs as the init of its
 // container c: the volume, the sidecar that fills it, and c's entrypoint.
 func (r *Runtime) wrap(task *runpb.TaskTemplate, c *runpb.Container, spec *gantry.Spec, id string, p *agentPlan) error {
-	relay, err := agent.RelayAgentURL(r.agent.cfg.Relay, id)
+	relay, err := agent.RelayAgentURL(p.relay, id)
 	if err != nil {
 		return err
 	}
 	args := []string{"-relay", relay, "-id", id, "-lifeline", "127.0.0.1:" + strconv.Itoa(p.port), "-record"}
-	if strings.HasPrefix(r.agent.cfg.Relay, "https://") {
+	if r.agent.cfg.RelayImage != "" || strings.HasPrefix(p.relay, "https://") {
 		// A relay on Cloud Run checks its invokers' ID tokens; the agent
 		// takes its own from the metadata server before every dial.
 		args = append(args, "-relay-token", "metadata")
@@ -308,21 +341,25 @@ func (r *Runtime) agentClient(ctx context.Context, j *job) (*agent.Client, error
 	}
 	a.mu.Unlock()
 
+	relay, ok := relayOf(j)
+	if !ok {
+		return nil, fmt.Errorf("%w: the job %s names no relay for its agent", gantry.ErrUnavailable, j.pb.GetName())
+	}
 	hdr := http.Header{}
-	if tok, err := a.token(ctx); err != nil {
-		return nil, fmt.Errorf("%w: an ID token for the relay %s: %v", gantry.ErrPermissionDenied, a.cfg.Relay, err)
+	if tok, err := a.token(ctx, relay); err != nil {
+		return nil, fmt.Errorf("%w: an ID token for the relay %s: %v", gantry.ErrPermissionDenied, relay, err)
 	} else if tok != "" {
 		hdr.Set("Authorization", "Bearer "+tok)
 	}
 	dctx, cancel := context.WithTimeout(ctx, relayPairTimeout)
 	defer cancel()
-	c, err := agent.DialRelay(dctx, a.cfg.Relay, j.rec.ID, []byte(secret), &agent.DialOptions{
+	c, err := agent.DialRelay(dctx, relay, j.rec.ID, []byte(secret), &agent.DialOptions{
 		HTTPHeader: hdr,
 		Logger:     r.log,
 	})
 	if err != nil {
 		if ctx.Err() == nil && dctx.Err() != nil {
-			return nil, fmt.Errorf("%w: the agent did not reach the relay %s within %s", gantry.ErrUnavailable, a.cfg.Relay, relayPairTimeout)
+			return nil, fmt.Errorf("%w: the agent did not reach the relay %s within %s", gantry.ErrUnavailable, relay, relayPairTimeout)
 		}
 		return nil, err
 	}
@@ -337,18 +374,21 @@ func (r *Runtime) agentClient(ctx context.Context, j *job) (*agent.Client, error
 	return c, nil
 }
 
-// token returns the bearer token for the relay, or "" with no source.
-func (a *agentState) token(ctx context.Context) (string, error) {
+// token returns the bearer token for the relay at audience.
+func (a *agentState) token(ctx context.Context, audience string) (string, error) {
+	if a.cfg.IDToken != nil {
+		return a.cfg.IDToken(ctx, audience)
+	}
 	a.mu.Lock()
-	ts := a.tokens
+	ts := a.tokens[audience]
 	a.mu.Unlock()
 	if ts == nil {
 		var err error
-		if ts, err = idtoken.NewTokenSource(ctx, a.cfg.Relay); err != nil {
+		if ts, err = idtoken.NewTokenSource(ctx, audience); err != nil {
 			return "", err
 		}
 		a.mu.Lock()
-		a.tokens = ts
+		a.tokens[audience] = ts
 		a.mu.Unlock()
 	}
 	tok, err := ts.Token()

@@ -21,7 +21,7 @@ func TestAgentJobShape(t *testing.T) {
 	r := &Runtime{cfg: Config{Session: "s1"}, agent: mustAgentState(t, AgentConfig{Image: "reg.example/gantry-agent@sha256:" + sha, Relay: "https://relay.example/"})}
 	spec := gantry.Spec{Name: "wrapped", Image: "busybox", Cmd: []string{"sh", "-c", "echo hi"}, Env: []string{"A=1"}, Tty: true, OpenStdin: true, StopSignal: "SIGINT"}
 	rec := meta.Record{ID: naming.NewID("wrapped"), Name: "wrapped", Created: time.Unix(0, 0).UTC(), Spec: spec}
-	plan := &agentPlan{cmd: []string{"sh", "-c", "echo hi"}, port: 23456, secret: "00ff"}
+	plan := &agentPlan{cmd: []string{"sh", "-c", "echo hi"}, port: 23456, secret: "00ff", relay: "https://relay.example/"}
 	got, err := r.jobFor(rec, plan)
 	if err != nil {
 		t.Fatal(err)
@@ -76,7 +76,7 @@ func TestAgentOnlyFields(t *testing.T) {
 		if _, err := without.jobFor(rec, nil); !errors.Is(err, gantry.ErrNotSupported) {
 			t.Errorf("%+v without the agent: %v, want ErrNotSupported", spec, err)
 		}
-		if _, err := with.jobFor(rec, &agentPlan{cmd: spec.Cmd, port: 20000, secret: "s"}); err != nil {
+		if _, err := with.jobFor(rec, &agentPlan{cmd: spec.Cmd, port: 20000, secret: "s", relay: "https://relay.example"}); err != nil {
 			t.Errorf("%+v with the agent: %v", spec, err)
 		}
 	}
@@ -95,6 +95,8 @@ func TestAgentConfigChecked(t *testing.T) {
 		{Image: "reg.example/a:1", Relay: "ftp://relay.example"},
 		{Image: "reg.example/a:1", Relay: "https://relay.example/?x=1"},
 		{Image: "UPPER CASE", Relay: "https://relay.example"},
+		{Image: "reg.example/a:1", Relay: "https://relay.example", RelayImage: "reg.example/r:1"},
+		{Image: "reg.example/a:1", RelayImage: "reg.example/r:1", RelayService: "Bad_Name"},
 	} {
 		_, err := New(t.Context(), Config{Project: "p", Region: "r", Agent: &a})
 		if !errors.Is(err, gantry.ErrInvalidArgument) {

@@ -12,13 +12,18 @@ import (
 	"testing"
 	"time"
 
+	run "cloud.google.com/go/run/apiv2"
+	"cloud.google.com/go/run/apiv2/runpb"
 	"github.com/gantryhq/gantry"
 	"github.com/gantryhq/gantry/agent"
 	"github.com/gantryhq/gantry/gcptest"
 	"github.com/gantryhq/gantry/internal/naming"
 	"github.com/gantryhq/gantry/internal/testregistry"
 	"github.com/gantryhq/gantry/runtimetest"
-	"golang.org/x/oauth2"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // relayToken is the bearer token the test relay asks of clients, as a
@@ -56,9 +61,9 @@ func newAgentWorld(t testing.TB, opts ...gcptest.Option) *agentWorld {
 	w.relay = httptest.NewServer(relay)
 	t.Cleanup(w.relay.Close)
 	w.agent = AgentConfig{
-		Image:       testregistry.AgentImage(t, host),
-		Relay:       w.relay.URL,
-		TokenSource: oauth2.StaticTokenSource(&oauth2.Token{AccessToken: relayToken}),
+		Image:   testregistry.AgentImage(t, host),
+		Relay:   w.relay.URL,
+		IDToken: func(context.Context, string) (string, error) { return relayToken, nil },
 	}
 	w.srv = newServer(t, append([]gcptest.Option{gcptest.WithImageRegistry(host)}, opts...)...)
 	return w
@@ -201,8 +206,12 @@ func TestAgentFollowEndsOnRecord(t *testing.T) {
 		}
 		n++
 	}
+	ended := time.Now()
 	if n != 10000 {
 		t.Fatalf("%d lines, want 10000", n)
+	}
+	if got, err := rt.Inspect(ctx, c.ID); err == nil {
+		t.Logf("the follow ended %v after the container finished (ingestion delay up to 2 s, poll interval 100 ms, LogGrace an hour)", ended.Sub(got.State.FinishedAt).Round(time.Millisecond))
 	}
 }
 
@@ -241,5 +250,105 @@ func TestRelayRefusesStrangers(t *testing.T) {
 	out.Reset()
 	if _, err := rt.Exec(ctx, c.ID, gantry.ExecConfig{Cmd: []string{"echo", "again"}, Stdout: &out}); err != nil || out.String() != "again\n" {
 		t.Fatalf("exec after the strangers: %v, %q", err, out.String())
+	}
+}
+
+// TestRelayDeployedOnDemand: with RelayImage the Runtime deploys the relay
+// as a Cloud Run service (IAM on: the agents take ID tokens from the
+// metadata server, the Runtime presents its own), reaches the agent
+// through it, and another Runtime reaches the same agent from the job
+// alone; DeleteRelay removes the service.
+func TestRelayDeployedOnDemand(t *testing.T) {
+	host := testregistry.Start(t)
+	testregistry.PushImage(t, host, "library/busybox", testregistry.Image{Cmd: []string{"sh"}})
+	image := host + "/library/busybox"
+	srv := newServer(t, gcptest.WithImageRegistry(host))
+	agentCfg := AgentConfig{
+		Image:      testregistry.AgentImage(t, host),
+		RelayImage: testregistry.RelayImage(t, host),
+		IDToken:    func(_ context.Context, aud string) (string, error) { return srv.IDToken(aud), nil },
+	}
+	a := agentCfg
+	rt := newRuntime(t, srv, Config{Agent: &a})
+	ctx := testCtx(t)
+	c, err := rt.Create(ctx, gantry.Spec{Image: image, Cmd: []string{"sh", "-c", forever}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.Start(ctx, c.ID); err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Remove(context.WithoutCancel(ctx), c.ID, gantry.RemoveOptions{Force: true})
+	var out bytes.Buffer
+	if res, err := rt.Exec(ctx, c.ID, gantry.ExecConfig{Cmd: []string{"echo", "via the deployed relay"}, Stdout: &out}); err != nil || res.ExitCode != 0 {
+		t.Fatalf("exec: %+v, %v", res, err)
+	}
+	if out.String() != "via the deployed relay\n" {
+		t.Errorf("stdout %q", out.String())
+	}
+
+	// The service, as Google's client sees it.
+	svcs, err := run.NewServicesClient(ctx, srv.ClientOptions()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svcs.Close()
+	name := "projects/" + project + "/locations/" + region + "/services/" + DefaultRelayService
+	svc, err := svcs.GetService(ctx, &runpb.GetServiceRequest{Name: name})
+	if err != nil {
+		t.Fatalf("the relay service: %v", err)
+	}
+	if svc.GetLabels()["managed-by"] != "gantry" || svc.GetTemplate().GetContainers()[0].GetImage() != agentCfg.RelayImage {
+		t.Errorf("relay service labels %v, image %s", svc.GetLabels(), svc.GetTemplate().GetContainers()[0].GetImage())
+	}
+
+	// Another Runtime, with its own configuration, reaches the agent.
+	b := agentCfg
+	other := newRuntime(t, srv, Config{Agent: &b})
+	out.Reset()
+	if _, err := other.Exec(ctx, c.ID, gantry.ExecConfig{Cmd: []string{"echo", "again"}, Stdout: &out}); err != nil || out.String() != "again\n" {
+		t.Fatalf("exec from another Runtime: %v, %q", err, out.String())
+	}
+
+	if err := rt.Remove(ctx, c.ID, gantry.RemoveOptions{Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.DeleteRelay(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svcs.GetService(ctx, &runpb.GetServiceRequest{Name: name}); status.Code(err) != codes.NotFound {
+		t.Errorf("after DeleteRelay: %v, want NotFound", err)
+	}
+}
+
+// TestStopFallsBackToCancel: when the agent cannot be reached (here the
+// relay is gone), Stop cancels the execution instead, and says so.
+func TestStopFallsBackToCancel(t *testing.T) {
+	w := newAgentWorld(t)
+	core, logs := observer.New(zap.WarnLevel)
+	rt := w.runtime(t, Config{Logger: zap.New(core)})
+	ctx := testCtx(t)
+	c, err := rt.Create(ctx, gantry.Spec{Image: w.image, Cmd: []string{"sh", "-c", forever}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.Start(ctx, c.ID); err != nil {
+		t.Fatal(err)
+	}
+	w.relay.CloseClientConnections()
+	w.relay.Close()
+	timeout := time.Minute
+	if err := rt.Stop(ctx, c.ID, gantry.StopOptions{Timeout: &timeout}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := rt.Inspect(ctx, c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.State.Running {
+		t.Error("still running after Stop")
+	}
+	if n := logs.FilterMessageSnippet("cancelling the execution instead").Len(); n != 1 {
+		t.Errorf("%d warnings that the stop fell back to a cancel, want 1", n)
 	}
 }

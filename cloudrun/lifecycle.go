@@ -38,8 +38,9 @@ func (r *Runtime) Create(ctx context.Context, spec gantry.Spec) (_ *gantry.Conta
 	rec := meta.Record{ID: naming.NewID(spec.Name), Name: spec.Name, Created: time.Now().UTC(), Spec: spec}
 	var plan *agentPlan
 	if r.wantsAgent(&spec) {
-		// Check first what needs no call.
-		if _, err := r.jobFor(rec, &agentPlan{cmd: []string{"check"}}); err != nil {
+		// Check first what needs no call: the spec against a plan that
+		// stands in for the one the registry and the relay will give.
+		if _, err := r.jobFor(rec, &agentPlan{cmd: []string{"true"}, relay: "https://relay.invalid"}); err != nil {
 			return nil, err
 		}
 		if plan, err = r.planAgent(ctx, &spec); err != nil {

@@ -203,6 +203,14 @@ func New(ctx context.Context, cfg Config, opts ...option.ClientOption) (*Runtime
 		r.Close()
 		return nil, fmt.Errorf("cloudrun: new: tasks client: %w", err)
 	}
+	if r.agent != nil && cfg.Agent.RelayImage != "" {
+		svcs, err := run.NewServicesClient(ctx, opts...)
+		if err != nil {
+			r.Close()
+			return nil, fmt.Errorf("cloudrun: new: services client: %w", err)
+		}
+		r.agent.deploy = &relayDeployer{services: svcs}
+	}
 	if r.logs, err = logging.NewClient(ctx, opts...); err != nil {
 		r.Close()
 		return nil, fmt.Errorf("cloudrun: new: logging client: %w", err)
@@ -283,10 +291,13 @@ func (r *Runtime) release() error {
 	if r.poller != nil {
 		r.poller.Close()
 	}
+	var errs []error
 	if r.agent != nil {
 		r.agent.close()
+		if r.agent.deploy != nil {
+			errs = append(errs, r.agent.deploy.services.Close())
+		}
 	}
-	var errs []error
 	if r.jobs != nil {
 		errs = append(errs, r.jobs.Close())
 	}
