@@ -69,16 +69,14 @@ func (in *serviceInstance) shutdown() {
 	<-in.done
 }
 
-// serving reports whether the instance is ready and has not ended.
-func (in *serviceInstance) serving() bool {
-	select {
-	case <-in.done:
-		return false
-	case <-in.ready:
-		return in.err == nil
-	default:
-		return false
-	}
+// revisionError is why a revision's instance does not serve, in
+// Cloud Run's words (which begin with a capital and end with a period).
+type revisionError struct{ msg string }
+
+func (e *revisionError) Error() string { return e.msg }
+
+func notReady(format string, args ...any) error {
+	return &revisionError{fmt.Sprintf(format, args...)}
 }
 
 // errRoomClosing is why an instance does not start once the room has
@@ -119,7 +117,7 @@ func (r *servicesRoom) runInstance(name serviceName, rev *revision, in *serviceI
 	logs := serviceLogTarget(name, rev.name, instanceID)
 	port, err := freeHostPort()
 	if err != nil {
-		in.markReady(fmt.Errorf("Revision '%s' is not ready and cannot serve traffic. No port of this host is free for $PORT: %v", rev.name, err))
+		in.markReady(notReady("Revision '%s' is not ready and cannot serve traffic. No port of this host is free for $PORT: %v", rev.name, err))
 		return
 	}
 	in.addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
@@ -127,9 +125,9 @@ func (r *servicesRoom) runInstance(name serviceName, rev *revision, in *serviceI
 	if err != nil {
 		var imgErr *imageError
 		if errors.As(err, &imgErr) {
-			in.markReady(fmt.Errorf("Revision '%s' is not ready and cannot serve traffic. %s", rev.name, imgErr.msg))
+			in.markReady(notReady("Revision '%s' is not ready and cannot serve traffic. %s", rev.name, imgErr.msg))
 		} else {
-			in.markReady(fmt.Errorf("Revision '%s' is not ready and cannot serve traffic. The container could not be started: %v", rev.name, err))
+			in.markReady(notReady("Revision '%s' is not ready and cannot serve traffic. The container could not be started: %v", rev.name, err))
 		}
 		s.logSystem(logs, ltype.LogSeverity_ERROR, "The container could not be started: "+err.Error())
 		return
@@ -148,7 +146,7 @@ func (r *servicesRoom) runInstance(name serviceName, rev *revision, in *serviceI
 	r.mu.Unlock()
 	old.shutdown()
 	if !s.ports.acquire(s.ctx, in.stop, plan.ports) {
-		in.markReady(fmt.Errorf("Revision '%s' was stopped before it was ready.", rev.name))
+		in.markReady(notReady("Revision '%s' was stopped before it was ready.", rev.name))
 		return
 	}
 	defer s.ports.release(plan.ports)
@@ -198,7 +196,7 @@ func (r *servicesRoom) runInstance(name serviceName, rev *revision, in *serviceI
 		// It never got ready: Cloud Run's deploy error, and what failed
 		// in the revision's logs.
 		if out.stopped {
-			in.markReady(fmt.Errorf("Revision '%s' was stopped before it was ready.", rev.name))
+			in.markReady(notReady("Revision '%s' was stopped before it was ready.", rev.name))
 			return
 		}
 		why := out.failure
@@ -215,7 +213,7 @@ func (r *servicesRoom) runInstance(name serviceName, rev *revision, in *serviceI
 			why = "Default " + why
 		}
 		s.logSystem(logs, ltype.LogSeverity_ERROR, why)
-		in.markReady(fmt.Errorf("Revision '%s' is not ready and cannot serve traffic. The user-provided container failed to start and listen on the port defined provided by the PORT=%d environment variable within the allocated timeout. This can happen when the container port is misconfigured or if the timeout is too short. The health check timeout can be extended. Logs for this revision might contain more information.\n\nLogs URL: %s\nFor more troubleshooting guidance, see https://cloud.google.com/run/docs/troubleshooting#container-failed-to-start",
+		in.markReady(notReady("Revision '%s' is not ready and cannot serve traffic. The user-provided container failed to start and listen on the port defined provided by the PORT=%d environment variable within the allocated timeout. This can happen when the container port is misconfigured or if the timeout is too short. The health check timeout can be extended. Logs for this revision might contain more information.\n\nLogs URL: %s\nFor more troubleshooting guidance, see https://cloud.google.com/run/docs/troubleshooting#container-failed-to-start",
 			rev.name, port, serviceLogURI(name, rev.name)))
 		return
 	}
