@@ -550,9 +550,11 @@ const (
 )
 
 // agentRuns tells a log reader how to find the agent's records: runs are
-// executions, and last names the container's last one.
-func agentRuns(last func() string) *cloudlog.Runs {
+// executions, last names the container's last one, and settled is when
+// the lines of the runs before it are all in (zero: there were none).
+func agentRuns(last func() string, settled time.Time) *cloudlog.Runs {
 	return &cloudlog.Runs{
+		Settled: func() time.Time { return settled },
 		// The agent counts the lines of the user's container only; the
 		// sidecar's (it writes none unless it fails) count for no run.
 		Of: func(e *loggingpb.LogEntry) string {

@@ -426,7 +426,13 @@ func (r *Runtime) Logs(ctx context.Context, id string, opts gantry.LogsOptions) 
 	}
 	var runs *cloudlog.Runs
 	if _, ok := hasAgent(j); ok {
-		runs = agentRuns(func() string { return *last.Load() })
+		// Runs before the last ended before it began: a grace period
+		// after its start, their lines are all in.
+		var settled time.Time
+		if j.pb.GetExecutionCount() > 1 {
+			settled = timeOf(j.latest().GetCreateTime()).Add(r.cfg.LogGrace)
+		}
+		runs = agentRuns(func() string { return *last.Load() }, settled)
 	}
 	return cloudlog.Open(ctx, cloudlog.Source{
 		Client:    r.logs,

@@ -111,6 +111,11 @@ type Runs struct {
 	// Last names the container's last run: called once the container is
 	// known to have stopped ("" when it never ran).
 	Last func() string
+	// Settled returns the instant from which no line of a run before the
+	// last can still be on its way to Cloud Logging (the last run's start
+	// plus Grace, say), or zero when there was no earlier run. The last
+	// run's record vouches for that run only.
+	Settled func() time.Time
 	// Exclude is a filter term that leaves records out, added to queries
 	// that do not read the whole log (a tail would count one as a line).
 	Exclude string
@@ -220,10 +225,20 @@ func (p *producer) whole() bool {
 	return p.src.Runs != nil && p.opts.Since.IsZero() && p.opts.Until.IsZero() && p.opts.Tail == 0 && len(p.logIDs) == 2
 }
 
+// unsettled returns how long until the lines of runs before the last are
+// all in (see Runs.Settled), or zero.
+func (p *producer) unsettled() time.Duration {
+	if p.src.Runs == nil || p.src.Runs.Settled == nil {
+		return 0
+	}
+	return max(time.Until(p.src.Runs.Settled()), 0)
+}
+
 // complete reports whether the container's last run has its final
-// record and every line the record counts.
+// record and every line the record counts, and the runs before it have
+// settled.
 func (p *producer) complete() bool {
-	if !p.whole() {
+	if !p.whole() || p.unsettled() > 0 {
 		return false
 	}
 	last := p.src.Runs.Last()
@@ -367,7 +382,11 @@ func (p *producer) listComplete(ctx context.Context) error {
 		if back := p.last.Add(-p.src.Grace); back.After(from) {
 			from = back
 		}
-		t := time.NewTimer(min(delay, time.Until(deadline)))
+		wait := min(delay, time.Until(deadline))
+		if u := p.unsettled(); u > 0 {
+			wait = min(wait, u)
+		}
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -528,12 +547,23 @@ func (p *producer) follow(ctx context.Context, followFrom time.Time) error {
 		}
 		return from
 	}
+	// settleC wakes the follower when the runs before the last have
+	// settled, should that be all that keeps it from ending.
+	var settleC <-chan time.Time
 	for {
 		if stopSeen && p.complete() {
 			unsubscribe()
 			return p.release(ctx, p.last)
 		}
+		if stopSeen && settleC == nil && p.whole() {
+			if d := p.unsettled(); d > 0 {
+				t := time.NewTimer(d)
+				defer t.Stop()
+				settleC = t.C
+			}
+		}
 		select {
+		case <-settleC:
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-hold.C:

@@ -221,3 +221,42 @@ func TestRunsPartialReadsExcludeRecords(t *testing.T) {
 		}
 	})
 }
+
+// TestRunsWaitForEarlierRuns: the last run's record vouches for that run
+// only; a line of an earlier run may still be on its way until the runs
+// before the last have settled (Runs.Settled), and the reader waits for
+// that, not for the whole grace.
+func TestRunsWaitForEarlierRuns(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f, c := startFake(t)
+		start := f.start
+		f.write(inRun(f.entry("b", start.Add(-time.Second)), "r2"), f.record("r2", 1, start.Add(-500*time.Millisecond)))
+		late := inRun(f.entry("a", start.Add(-3*time.Second)), "r1")
+		go func() {
+			time.Sleep(1200 * time.Millisecond)
+			f.write(late)
+		}()
+		src := source(c)
+		src.Grace = 10 * time.Second
+		src.Settle = 100 * time.Millisecond
+		src.NotBefore = start.Add(-time.Minute)
+		src.Ended = start
+		src.Runs = testRuns("r2")
+		src.Runs.Settled = func() time.Time { return start.Add(2 * time.Second) }
+		r, err := Open(t.Context(), src, gantry.LogsOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		out := finish(t, readAll(r, start))
+		if !errors.Is(out.err, io.EOF) {
+			t.Fatalf("ended with %v", out.err)
+		}
+		if got, want := out.texts(), []string{"a", "b"}; !slices.Equal(got, want) {
+			t.Errorf("lines %q, want %q", got, want)
+		}
+		if out.end != 2*time.Second {
+			t.Errorf("ended at %v, want 2s (when the earlier run settled)", out.end)
+		}
+	})
+}
