@@ -6,7 +6,8 @@
 // Create makes the job (status created), Start runs an execution
 // (running), Wait returns the exact exit code of the task's last attempt
 // (128+N when signal N ended it), Stop cancels the execution (SIGTERM, then
-// SIGKILL after Cloud Run's grace period), Remove deletes the job, and a
+// SIGKILL after Cloud Run's grace period; under the agent, Docker's stop),
+// Remove deletes the job, and a
 // restart is a new execution of the same job. Logs come from Cloud
 // Logging, stdout and stderr apart, across every execution.
 //
@@ -21,6 +22,15 @@
 // quota is retried when Google says. Every job carries a managed-by and a
 // session label, and Sweep deletes what a session (or anything older than
 // an age) left behind.
+//
+// With Config.Agent, every container gets gantry's agent as its init,
+// without a rebuilt image: a sidecar copies it into an in-memory volume
+// the container's entrypoint then runs from, with the real command (read
+// from the image's registry when the spec gives none) after it. Through
+// the agent, which dials out to a relay (one the Runtime can deploy as a
+// Cloud Run service), come exec, attach, any signal, Docker's stop
+// timeouts, an init's exit codes and logs known to be complete. See
+// AgentConfig.
 //
 // A program that runs one container:
 //
