@@ -35,6 +35,13 @@ var methodMetrics = map[string][]*quota.Metric{
 	"/google.cloud.run.v2.Services/UpdateService":         {quota.RunWrite},
 	"/google.cloud.run.v2.Services/DeleteService":         {quota.RunWrite},
 	"/google.cloud.run.v2.Tasks/ListTasks":                {quota.RunRead},
+	"/google.cloud.run.v2.Instances/CreateInstance":       {quota.RunWrite},
+	"/google.cloud.run.v2.Instances/GetInstance":          {quota.RunRead},
+	"/google.cloud.run.v2.Instances/ListInstances":        {quota.RunRead},
+	"/google.cloud.run.v2.Instances/UpdateInstance":       {quota.RunWrite},
+	"/google.cloud.run.v2.Instances/DeleteInstance":       {quota.RunWrite},
+	"/google.cloud.run.v2.Instances/StartInstance":        {quota.RunWrite},
+	"/google.cloud.run.v2.Instances/StopInstance":         {quota.RunWrite},
 	"/google.longrunning.Operations/GetOperation":         {quota.RunRead},
 	"/google.longrunning.Operations/ListOperations":       {quota.RunRead},
 	"/google.longrunning.Operations/WaitOperation":        {quota.RunRead},
@@ -156,6 +163,8 @@ func (s *Server) scopes(m proto.Message) []scope {
 		name = r.GetJob().GetName()
 	case *runpb.UpdateServiceRequest:
 		name = r.GetService().GetName()
+	case *runpb.UpdateInstanceRequest:
+		name = r.GetInstance().GetName()
 	case *functionspb.UpdateFunctionRequest:
 		name = r.GetFunction().GetName()
 	case interface{ GetParent() string }:
@@ -221,9 +230,9 @@ func (s *Server) consumer(project string) string {
 }
 
 // translateProjectNumbers rewrites a project number to the project's ID in
-// a Cloud Run or Operations request's name, parent, job.name and
-// service.name, so that the Server stores and answers every resource
-// under the ID whichever way the project was named.
+// a Cloud Run or Operations request's name, parent, job.name,
+// service.name and instance.name, so that the Server stores and answers
+// every resource under the ID whichever way the project was named.
 func (s *Server) translateProjectNumbers(m protoreflect.Message) {
 	fields := m.Descriptor().Fields()
 	for _, n := range []protoreflect.Name{"name", "parent"} {
@@ -245,7 +254,7 @@ func (s *Server) translateProjectNumbers(m protoreflect.Message) {
 			m.Set(fd, protoreflect.ValueOfString(name))
 		}
 	}
-	for _, n := range []protoreflect.Name{"job", "service"} {
+	for _, n := range []protoreflect.Name{"job", "service", "instance"} {
 		if fd := fields.ByName(n); fd != nil && fd.Kind() == protoreflect.MessageKind && !fd.IsList() && m.Has(fd) {
 			s.translateProjectNumbers(m.Mutable(fd).Message())
 		}

@@ -39,6 +39,10 @@ type config struct {
 	serverOptions []grpc.ServerOption
 	secrets       []secretVersion
 	registries    map[string][]remote.Option
+	// instanceRestart and instanceRestartMax are the Cloud Run
+	// instances' restart backoff (WithInstanceRestartBackoff); zero
+	// means the defaults.
+	instanceRestart, instanceRestartMax time.Duration
 
 	strict  strictness
 	seed    uint64
@@ -116,6 +120,7 @@ type Server struct {
 	logs      *logWiring
 	functions *functionsWiring
 	services  *servicesRoom
+	instances *instancesRoom
 	// idTokens mints and checks the ID tokens of the metadata server
 	// and of IDToken, which the services' URLs take.
 	idTokens *idTokens
@@ -233,6 +238,7 @@ func NewServer(opts ...Option) (*Server, error) {
 	s.logs = registerLogging(s)
 	s.functions = registerFunctions(s, s.grpc)
 	s.services = registerServices(s, s.grpc)
+	s.instances = registerInstances(s, s.grpc)
 	go func() { s.serveErr <- s.grpc.Serve(lis) }()
 	return s, nil
 }
@@ -259,10 +265,12 @@ func (s *Server) Runtime() gantry.Runtime { return s.rt }
 // WithRuntime, closes the runtime. It is safe to call more than once.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
-		// Functions' and services' instances shut down gracefully first:
-		// after cancel they would be killed and orphan their commands.
+		// Functions', services' and Cloud Run instances' containers shut
+		// down gracefully first: after cancel they would be killed and
+		// orphan their commands.
 		s.functions.close()
 		s.services.close()
+		s.instances.close()
 		s.bgMu.Lock()
 		s.closing = true
 		s.bgMu.Unlock()

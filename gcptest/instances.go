@@ -1,0 +1,715 @@
+package gcptest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"cloud.google.com/go/longrunning/autogen/longrunningpb"
+	"cloud.google.com/go/run/apiv2/runpb"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+)
+
+// The Cloud Run instances room: google.cloud.run.v2.Instances (a
+// Preview API: every Instance sent names launch_stage BETA or ALPHA)
+// over the Server's operations. An instance is one group of containers
+// that runs until it is stopped, with a URL of its own,
+// http://127.0.0.1:N, kept from its creation to its deletion: Create
+// starts it, Stop shuts its containers down (SIGTERM, then SIGKILL after
+// the grace period), Start runs them again, and its restart_policy says
+// what happens when one of them exits. The containers run as a service's
+// instance's do (depends_on, startup and liveness probes, volumes,
+// images, PORT for the ingress container); instances_run.go runs them,
+// instances_proxy.go serves the URL. RULES.md ("Cloud Run instances")
+// lists the rules.
+
+// The restart backoff's defaults (WithInstanceRestartBackoff).
+const (
+	DefaultInstanceRestartDelay    = time.Second
+	DefaultInstanceRestartMaxDelay = 5 * time.Minute
+)
+
+// WithInstanceRestartBackoff sets how long a Cloud Run instance waits
+// before its restart_policy restarts it: initial before the first
+// restart, doubling at each restart that follows, at most max; a run of
+// 10 minutes resets it. The defaults are DefaultInstanceRestartDelay and
+// DefaultInstanceRestartMaxDelay. Tests of restart policies use short
+// ones.
+func WithInstanceRestartBackoff(initial, max time.Duration) Option {
+	return func(c *config) {
+		if initial <= 0 || max < initial {
+			c.errs = append(c.errs, fmt.Errorf("gcptest: WithInstanceRestartBackoff(%s, %s): want 0 < initial <= max", initial, max))
+			return
+		}
+		c.instanceRestart, c.instanceRestartMax = initial, max
+	}
+}
+
+// instanceName is projects/{project}/locations/{location}/instances/{instance}.
+type instanceName struct {
+	location
+	instance string
+}
+
+func (n instanceName) String() string { return n.location.String() + "/instances/" + n.instance }
+
+func parseInstanceName(field, name string) (instanceName, error) {
+	v, ok := parseName(name, "projects", "locations", "instances")
+	if !ok || slices.Contains(v, wildcard) {
+		return instanceName{}, badName(field, name, "projects/{project}/locations/{location}/instances/{instance}")
+	}
+	return instanceName{location{v[0], v[1]}, v[2]}, nil
+}
+
+// instancesRoom is google.cloud.run.v2.Instances and the instances it
+// runs.
+type instancesRoom struct {
+	runpb.UnimplementedInstancesServer
+	s *Server
+
+	mu        sync.Mutex
+	instances map[string]*instance
+	// live holds every run that has not ended, so that close can shut
+	// them all down.
+	live   map[*instanceRun]bool
+	closed bool
+	// quit closes when the room closes; wg counts its goroutines.
+	quit chan struct{}
+	wg   sync.WaitGroup
+	// transports reach the instances' containers from their URLs.
+	transports *proxyTransports
+}
+
+// instance is one instance: its stored resource, its URL and what runs.
+// Its fields are guarded by the room's lock.
+type instance struct {
+	name  instanceName
+	pb    *runpb.Instance
+	proxy *instanceProxy
+	// act orders the changes to what runs (start, stop, update): each
+	// operation takes it when its turn comes.
+	act     sync.Mutex
+	deleted bool
+	// run is what runs: the containers, restarted by the restart
+	// policy, from a Create, Start or Update until a Stop or the end
+	// the policy leaves; nil when nothing runs.
+	run *instanceRun
+	// runs counts the containers' starts, which names them.
+	runs int
+	// pending counts the operations accepted and not yet applied.
+	pending int
+}
+
+func registerInstances(s *Server, g *grpc.Server) *instancesRoom {
+	r := &instancesRoom{s: s, instances: map[string]*instance{}, live: map[*instanceRun]bool{}, quit: make(chan struct{}), transports: newProxyTransports()}
+	runpb.RegisterInstancesServer(g, r)
+	return r
+}
+
+// close shuts every instance down: its URL stops answering and its
+// containers get SIGTERM, then SIGKILL after the grace period. It runs
+// before the Server's context ends, which would kill them at once.
+func (r *instancesRoom) close() {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return
+	}
+	r.closed = true
+	close(r.quit)
+	for _, in := range r.instances {
+		in.proxy.close()
+	}
+	var runs []*instanceRun
+	for run := range r.live {
+		runs = append(runs, run)
+	}
+	r.mu.Unlock()
+	for _, run := range runs {
+		run.shutdown()
+	}
+	r.wg.Wait()
+	r.transports.close()
+}
+
+// goLocked runs f on a goroutine close waits for; false when the room
+// has closed. The caller holds r.mu.
+func (r *instancesRoom) goLocked(f func()) bool {
+	if r.closed {
+		return false
+	}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		f()
+	}()
+	return true
+}
+
+// snapshot returns a copy of the named instance, or nil.
+func (r *instancesRoom) snapshot(name string) *runpb.Instance {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if in := r.instances[name]; in != nil {
+		return clone(in.pb)
+	}
+	return nil
+}
+
+// The conditions of an instance: Running is its terminal condition
+// (true while its containers run and are ready), ContainerReady says its
+// images were found, ResourcesAvailable that its containers were
+// created.
+const (
+	condRunning            = "Running"
+	condContainerReady     = "ContainerReady"
+	condResourcesAvailable = "ResourcesAvailable"
+)
+
+func withInstanceReason(c *runpb.Condition, reason runpb.Condition_InstanceReason) *runpb.Condition {
+	if reason != runpb.Condition_INSTANCE_REASON_UNSPECIFIED {
+		c.Reasons = &runpb.Condition_InstanceReason_{InstanceReason: reason}
+	}
+	return c
+}
+
+// setRunningLocked sets the instance's Running condition. The caller
+// holds r.mu.
+func (r *instancesRoom) setRunningLocked(in *instance, state runpb.Condition_State, reason runpb.Condition_InstanceReason, msg string) {
+	in.pb.TerminalCondition = withInstanceReason(condition(condRunning, state, msg, r.s.now()), reason)
+	r.refreshLocked(in)
+}
+
+// setConditionLocked sets one of the instance's other conditions. The
+// caller holds r.mu.
+func (r *instancesRoom) setConditionLocked(in *instance, c *runpb.Condition) {
+	in.pb.Conditions = setCondition(in.pb.Conditions, c)
+}
+
+// refreshLocked recomputes reconciling: an operation not yet applied,
+// or containers starting, restarting or stopping. The caller holds r.mu.
+func (r *instancesRoom) refreshLocked(in *instance) {
+	in.pb.Reconciling = in.pending > 0 || in.pb.GetTerminalCondition().GetState() == runpb.Condition_CONDITION_RECONCILING
+}
+
+// instanceLogURI is the console's Logs URL for an instance.
+func instanceLogURI(n instanceName) string {
+	filter := fmt.Sprintf("resource.type=\"cloud_run_instance\"\nresource.labels.instance_name=\"%s\"\nresource.labels.location=\"%s\"", n.instance, n.location.location)
+	return fmt.Sprintf("https://console.cloud.google.com/logs/viewer?project=%s&advancedFilter=%s", n.project, url.QueryEscape(filter))
+}
+
+// errInstanceAborted is why an operation did not apply: the instance
+// changed or went away first.
+func errInstanceAborted(n instanceName) error {
+	return status.Errorf(codes.Aborted, "instance %s was changed, stopped or deleted before the operation applied", n)
+}
+
+var errServerClosing = status.Error(codes.Unavailable, "gcptest: the server is closing")
+
+// operate starts an operation on in and, after the reconcile delay,
+// applies it with apply, which finishes it. With instant operations the
+// call returns once the operation is done. The operation was counted
+// in in.pending, and apply uncounts it.
+func (r *instancesRoom) operate(ctx context.Context, in *instance, apply func(op string)) (*longrunningpb.Operation, error) {
+	s := r.s
+	name := in.name.String()
+	op := s.ops.start(in.name.location, func() proto.Message {
+		if pb := r.snapshot(name); pb != nil {
+			return pb
+		}
+		return nil
+	})
+	done := make(chan struct{})
+	r.mu.Lock()
+	started := r.goLocked(func() {
+		defer close(done)
+		if !s.cfg.instantOps {
+			t := time.NewTimer(s.cfg.reconcile)
+			defer t.Stop()
+			select {
+			case <-t.C:
+			case <-r.quit:
+				s.ops.finish(op, nil, errServerClosing)
+				return
+			}
+		}
+		apply(op)
+	})
+	r.mu.Unlock()
+	if !started {
+		s.ops.finish(op, nil, errServerClosing)
+		return s.opSnapshot(op)
+	}
+	if s.cfg.instantOps {
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return nil, status.FromContextError(ctx.Err()).Err()
+		}
+	}
+	return s.opSnapshot(op)
+}
+
+// appliedLocked uncounts an operation that applies now. The caller
+// holds r.mu.
+func (r *instancesRoom) appliedLocked(in *instance) {
+	in.pending--
+	r.refreshLocked(in)
+}
+
+// CreateInstance validates and stores an instance and starts it; its
+// operation finishes once its containers run and have passed their
+// startup probes, or fails when they cannot.
+func (r *instancesRoom) CreateInstance(ctx context.Context, req *runpb.CreateInstanceRequest) (*longrunningpb.Operation, error) {
+	s := r.s
+	loc, err := parseLocation("parent", req.GetParent())
+	if err != nil {
+		return nil, err
+	}
+	if err := checkInstanceRegion(loc); err != nil {
+		return nil, err
+	}
+	id := req.GetInstanceId()
+	if id == "" {
+		id = "instance-" + randomSuffix(8)
+	}
+	name := instanceName{loc, id}
+	pb, err := prepareInstance(req.GetInstance(), name)
+	if err != nil {
+		return nil, err
+	}
+	now := s.now()
+	pb.Uid = newUID()
+	pb.Generation = 1
+	pb.CreateTime, pb.UpdateTime = ts(now), ts(now)
+	pb.Creator, pb.LastModifier = Principal, Principal
+	pb.Etag = etag(pb.Name, pb.Generation, now)
+	pb.LogUri = instanceLogURI(name)
+	pb.TerminalCondition = condition(condRunning, runpb.Condition_CONDITION_RECONCILING, "", now)
+	pb.Conditions = []*runpb.Condition{
+		condition(condContainerReady, runpb.Condition_CONDITION_PENDING, "", now),
+		condition(condResourcesAvailable, runpb.Condition_CONDITION_PENDING, "", now),
+	}
+	pb.Reconciling = true
+	if req.GetValidateOnly() {
+		return s.doneOperation(loc, pb, nil), nil
+	}
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return nil, errServerClosing
+	}
+	if _, ok := r.instances[pb.Name]; ok {
+		r.mu.Unlock()
+		return nil, status.Errorf(codes.AlreadyExists, "instance %s already exists", pb.Name)
+	}
+	proxy, err := r.newProxy(pb.Name)
+	if err != nil {
+		r.mu.Unlock()
+		return nil, status.Errorf(codes.Unavailable, "gcptest: no port for the instance's URL: %v", err)
+	}
+	pb.Urls = []string{proxy.url}
+	in := &instance{name: name, pb: pb, proxy: proxy, pending: 1}
+	r.instances[pb.Name] = in
+	r.mu.Unlock()
+	return r.operate(ctx, in, func(op string) { r.start(in, op) })
+}
+
+// start runs in's containers unless they run already, and finishes op
+// once they are ready (or cannot get there).
+func (r *instancesRoom) start(in *instance, op string) {
+	in.act.Lock()
+	r.mu.Lock()
+	r.appliedLocked(in)
+	if in.deleted || r.closed {
+		r.mu.Unlock()
+		in.act.Unlock()
+		r.s.ops.finish(op, nil, errInstanceAborted(in.name))
+		return
+	}
+	if in.run != nil {
+		resp := clone(in.pb)
+		r.mu.Unlock()
+		in.act.Unlock()
+		r.s.ops.finish(op, resp, nil)
+		return
+	}
+	run := r.startRunLocked(in)
+	r.mu.Unlock()
+	in.act.Unlock()
+	r.finishWhenRunning(in, run, op)
+}
+
+// finishWhenRunning finishes op once run's first containers are ready,
+// with the instance as its response, or with why they are not.
+func (r *instancesRoom) finishWhenRunning(in *instance, run *instanceRun, op string) {
+	select {
+	case <-run.first.ready:
+	case <-r.quit:
+		r.s.ops.finish(op, nil, errServerClosing)
+		return
+	}
+	if err := run.first.err; err != nil {
+		if errors.Is(err, errRunStopped) {
+			r.s.ops.finish(op, nil, errInstanceAborted(in.name))
+		} else {
+			r.s.ops.finish(op, nil, status.Error(codes.FailedPrecondition, err.Error()))
+		}
+		return
+	}
+	r.mu.Lock()
+	if in.pb.ObservedGeneration < run.gen {
+		in.pb.ObservedGeneration = run.gen
+	}
+	resp := clone(in.pb)
+	r.mu.Unlock()
+	r.s.ops.finish(op, resp, nil)
+}
+
+// GetInstance returns an instance.
+func (r *instancesRoom) GetInstance(_ context.Context, req *runpb.GetInstanceRequest) (*runpb.Instance, error) {
+	name, err := parseInstanceName("name", req.GetName())
+	if err != nil {
+		return nil, err
+	}
+	if pb := r.snapshot(name.String()); pb != nil {
+		return pb, nil
+	}
+	return nil, status.Errorf(codes.NotFound, "instance %s not found", name)
+}
+
+// ListInstances lists the instances of a location in name order, or in
+// no particular order with unordered lists.
+func (r *instancesRoom) ListInstances(_ context.Context, req *runpb.ListInstancesRequest) (*runpb.ListInstancesResponse, error) {
+	loc, err := parseLocation("parent", req.GetParent())
+	if err != nil {
+		return nil, err
+	}
+	prefix := loc.String() + "/instances/"
+	r.mu.Lock()
+	var items []*runpb.Instance
+	for n, in := range r.instances {
+		if strings.HasPrefix(n, prefix) {
+			items = append(items, clone(in.pb))
+		}
+	}
+	r.mu.Unlock()
+	page, next, err := listPage(r.s, items, (*runpb.Instance).GetName,
+		func(a, b *runpb.Instance) int { return strings.Compare(a.GetName(), b.GetName()) },
+		req.GetPageSize(), req.GetPageToken(), listKey(req.GetParent(), req.GetShowDeleted()))
+	if err != nil {
+		return nil, err
+	}
+	return &runpb.ListInstancesResponse{Instances: page, NextPageToken: next}, nil
+}
+
+// UpdateInstance replaces the instance's desired state, or the fields
+// the update mask names, or creates it with allow_missing. A change of
+// what runs restarts a running instance's containers with it; a stopped
+// instance stays stopped and runs it when started.
+func (r *instancesRoom) UpdateInstance(ctx context.Context, req *runpb.UpdateInstanceRequest) (*longrunningpb.Operation, error) {
+	s := r.s
+	inReq := req.GetInstance()
+	if inReq == nil {
+		return nil, invalid("instance is required")
+	}
+	name, err := parseInstanceName("instance.name", inReq.GetName())
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	cur := r.instances[name.String()]
+	var desired *runpb.Instance
+	if cur != nil {
+		desired = clone(cur.pb)
+	}
+	r.mu.Unlock()
+	if cur == nil && !req.GetAllowMissing() {
+		return nil, status.Errorf(codes.NotFound, "instance %s not found", name)
+	}
+	if cur == nil {
+		return r.CreateInstance(ctx, &runpb.CreateInstanceRequest{Parent: name.location.String(), InstanceId: name.instance, Instance: inReq, ValidateOnly: req.GetValidateOnly()})
+	}
+	if err := checkEtag(inReq.GetEtag(), desired.GetEtag(), name.String()); err != nil {
+		return nil, err
+	}
+	if paths := req.GetUpdateMask().GetPaths(); len(paths) > 0 {
+		for _, p := range paths {
+			if err := applyMaskPath(desired.ProtoReflect(), inReq.ProtoReflect(), p); err != nil {
+				return nil, err
+			}
+		}
+	} else {
+		desired = inReq
+	}
+	pb, err := prepareInstance(desired, name)
+	if err != nil {
+		return nil, err
+	}
+	now := s.now()
+	r.mu.Lock()
+	if r.instances[name.String()] != cur || cur.deleted {
+		r.mu.Unlock()
+		return nil, status.Errorf(codes.Aborted, "instance %s changed while it was updated: read it again and retry", name)
+	}
+	if err := checkEtag(inReq.GetEtag(), cur.pb.GetEtag(), name.String()); err != nil {
+		r.mu.Unlock()
+		return nil, err
+	}
+	old := cur.pb
+	pb.Uid, pb.CreateTime, pb.Creator = old.Uid, old.CreateTime, old.Creator
+	pb.Generation = old.Generation + 1
+	pb.ObservedGeneration = old.ObservedGeneration
+	pb.Urls, pb.LogUri = old.Urls, old.LogUri
+	pb.TerminalCondition, pb.Conditions, pb.ContainerStatuses = old.TerminalCondition, old.Conditions, old.ContainerStatuses
+	pb.UpdateTime, pb.LastModifier = ts(now), Principal
+	pb.Etag = etag(pb.Name, pb.Generation, now)
+	restart := runChanged(old, pb)
+	if req.GetValidateOnly() {
+		pb.Reconciling = true
+		r.mu.Unlock()
+		return s.doneOperation(name.location, pb, nil), nil
+	}
+	cur.pb = pb
+	cur.pending++
+	r.refreshLocked(cur)
+	gen := pb.Generation
+	r.mu.Unlock()
+	return r.operate(ctx, cur, func(op string) { r.update(cur, op, gen, restart) })
+}
+
+// runChanged reports whether two states of an instance run differently:
+// anything but its metadata, its URL's settings (ingress, the invoker
+// check) and its restart policy, which apply to the running containers
+// as they are.
+func runChanged(a, b *runpb.Instance) bool {
+	strip := func(pb *runpb.Instance) *runpb.Instance {
+		c := &runpb.Instance{
+			ServiceAccount:      pb.ServiceAccount,
+			Containers:          pb.Containers,
+			Volumes:             pb.Volumes,
+			NodeSelector:        pb.NodeSelector,
+			VpcAccess:           pb.VpcAccess,
+			EncryptionKey:       pb.EncryptionKey,
+			BinaryAuthorization: pb.BinaryAuthorization,
+			Sandboxes:           pb.Sandboxes,
+		}
+		return c
+	}
+	return !proto.Equal(strip(a), strip(b))
+}
+
+// update applies the instance's generation gen: a running instance
+// whose containers change is stopped and started again with them.
+func (r *instancesRoom) update(in *instance, op string, gen int64, restart bool) {
+	in.act.Lock()
+	r.mu.Lock()
+	r.appliedLocked(in)
+	if in.deleted || r.closed || in.pb.Generation != gen {
+		r.mu.Unlock()
+		in.act.Unlock()
+		r.s.ops.finish(op, nil, errInstanceAborted(in.name))
+		return
+	}
+	run := in.run
+	if run == nil || !restart {
+		if run != nil {
+			// What runs is unchanged; the settings apply as they are.
+			run.spec = clone(in.pb)
+		}
+		in.pb.ObservedGeneration = gen
+		resp := clone(in.pb)
+		r.mu.Unlock()
+		in.act.Unlock()
+		r.s.ops.finish(op, resp, nil)
+		return
+	}
+	r.setRunningLocked(in, runpb.Condition_CONDITION_RECONCILING, runpb.Condition_INSTANCE_STOPPING, "The instance restarts to apply the update.")
+	r.mu.Unlock()
+	run.shutdown()
+	r.mu.Lock()
+	if in.run == run {
+		in.run = nil
+		run.signalLocked()
+	}
+	if in.deleted || r.closed || in.pb.Generation != gen {
+		r.mu.Unlock()
+		in.act.Unlock()
+		r.s.ops.finish(op, nil, errInstanceAborted(in.name))
+		return
+	}
+	next := r.startRunLocked(in)
+	r.mu.Unlock()
+	in.act.Unlock()
+	r.finishWhenRunning(in, next, op)
+}
+
+// lookup returns the named instance after checking etag, or NOT_FOUND
+// or ABORTED. The caller holds r.mu.
+func (r *instancesRoom) lookupLocked(name instanceName, tag string) (*instance, error) {
+	in := r.instances[name.String()]
+	if in == nil {
+		return nil, status.Errorf(codes.NotFound, "instance %s not found", name)
+	}
+	if err := checkEtag(tag, in.pb.GetEtag(), name.String()); err != nil {
+		return nil, err
+	}
+	return in, nil
+}
+
+// StartInstance starts a stopped instance (one that completed or failed
+// too): its containers run again behind the same name and URL. Its
+// operation finishes once they are ready. An instance that runs already
+// is left as it is.
+func (r *instancesRoom) StartInstance(ctx context.Context, req *runpb.StartInstanceRequest) (*longrunningpb.Operation, error) {
+	name, err := parseInstanceName("name", req.GetName())
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	in, err := r.lookupLocked(name, req.GetEtag())
+	if err != nil {
+		r.mu.Unlock()
+		return nil, err
+	}
+	if req.GetValidateOnly() {
+		resp := clone(in.pb)
+		r.mu.Unlock()
+		return r.s.doneOperation(name.location, resp, nil), nil
+	}
+	r.touchLocked(in)
+	in.pending++
+	r.refreshLocked(in)
+	r.mu.Unlock()
+	return r.operate(ctx, in, func(op string) { r.start(in, op) })
+}
+
+// touchLocked records a change of the instance's desired state that
+// makes no new generation (a start or a stop): a new update time and
+// etag. The caller holds r.mu.
+func (r *instancesRoom) touchLocked(in *instance) {
+	now := r.s.now()
+	in.pb.UpdateTime, in.pb.LastModifier = ts(now), Principal
+	in.pb.Etag = etag(in.pb.Name, in.pb.Generation, now)
+}
+
+// StopInstance stops an instance: every container gets SIGTERM, then
+// SIGKILL after the grace period, and the operation finishes once they
+// are gone, with the instance stopped (Running false, reason
+// INSTANCE_STOPPED). Name, URL and configuration stay.
+func (r *instancesRoom) StopInstance(ctx context.Context, req *runpb.StopInstanceRequest) (*longrunningpb.Operation, error) {
+	name, err := parseInstanceName("name", req.GetName())
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	in, err := r.lookupLocked(name, req.GetEtag())
+	if err != nil {
+		r.mu.Unlock()
+		return nil, err
+	}
+	if req.GetValidateOnly() {
+		resp := clone(in.pb)
+		r.mu.Unlock()
+		return r.s.doneOperation(name.location, resp, nil), nil
+	}
+	r.touchLocked(in)
+	in.pending++
+	r.refreshLocked(in)
+	r.mu.Unlock()
+	return r.operate(ctx, in, func(op string) { r.stop(in, op) })
+}
+
+// stop shuts what runs down and records the instance as stopped.
+func (r *instancesRoom) stop(in *instance, op string) {
+	in.act.Lock()
+	defer in.act.Unlock()
+	r.mu.Lock()
+	r.appliedLocked(in)
+	if in.deleted || r.closed {
+		r.mu.Unlock()
+		r.s.ops.finish(op, nil, errInstanceAborted(in.name))
+		return
+	}
+	run := in.run
+	if run != nil {
+		r.setRunningLocked(in, runpb.Condition_CONDITION_RECONCILING, runpb.Condition_INSTANCE_STOPPING, "The instance is stopping.")
+	}
+	r.mu.Unlock()
+	run.shutdown()
+	r.mu.Lock()
+	if in.deleted {
+		r.mu.Unlock()
+		r.s.ops.finish(op, nil, errInstanceAborted(in.name))
+		return
+	}
+	if in.run == run && run != nil {
+		in.run = nil
+		run.signalLocked()
+	}
+	r.setRunningLocked(in, runpb.Condition_CONDITION_FAILED, runpb.Condition_INSTANCE_STOPPED, "The instance was stopped.")
+	resp := clone(in.pb)
+	r.mu.Unlock()
+	r.s.ops.finish(op, resp, nil)
+}
+
+// DeleteInstance deletes an instance: it is gone at once and its URL
+// refuses connections; the operation finishes once its containers have
+// stopped (SIGTERM, then SIGKILL after the grace period), with the
+// deleted instance as its response.
+func (r *instancesRoom) DeleteInstance(_ context.Context, req *runpb.DeleteInstanceRequest) (*longrunningpb.Operation, error) {
+	s := r.s
+	name, err := parseInstanceName("name", req.GetName())
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	in, err := r.lookupLocked(name, req.GetEtag())
+	if err != nil {
+		r.mu.Unlock()
+		return nil, err
+	}
+	deleted := clone(in.pb)
+	now := s.now()
+	deleted.DeleteTime, deleted.ExpireTime = ts(now), ts(now)
+	deleted.TerminalCondition = withInstanceReason(condition(condRunning, runpb.Condition_CONDITION_FAILED, "The instance was deleted.", now), runpb.Condition_INSTANCE_DELETED)
+	deleted.Reconciling = false
+	if req.GetValidateOnly() {
+		r.mu.Unlock()
+		return s.doneOperation(name.location, deleted, nil), nil
+	}
+	delete(r.instances, name.String())
+	in.deleted = true
+	in.proxy.close()
+	run := in.run
+	if run != nil {
+		in.run = nil
+		run.signalLocked()
+	}
+	r.mu.Unlock()
+	op := s.ops.start(name.location, func() proto.Message { return deleted })
+	finish := func() {
+		run.shutdown()
+		s.ops.finish(op, deleted, nil)
+	}
+	if s.cfg.instantOps {
+		finish()
+		return s.opSnapshot(op)
+	}
+	r.mu.Lock()
+	started := r.goLocked(finish)
+	r.mu.Unlock()
+	if !started {
+		// The room has closed, which shuts every instance down.
+		s.ops.finish(op, deleted, nil)
+	}
+	return s.opSnapshot(op)
+}
