@@ -1,6 +1,6 @@
 // Package gcptest is an in-process emulator of the Google Cloud APIs that
 // gantry's cloud backends call: Cloud Run Admin API v2 (Jobs, Executions,
-// Tasks, Services), Cloud Functions v2, Cloud Logging v2 and
+// Tasks, Services, Instances), Cloud Functions v2, Cloud Logging v2 and
 // google.longrunning.Operations, served over
 // gRPC so that the official client libraries talk to it unchanged, on the
 // transport they use in production. It is to Cloud Run what
@@ -40,6 +40,19 @@
 // 401, as Cloud Run does. Every container the Server runs gets
 // GCE_METADATA_HOST, the address of the Server's metadata server
 // (MetadataHost), which mints such tokens for any audience.
+//
+// A Cloud Run instance (Instances, a Preview API: its requests name
+// launch_stage BETA or ALPHA, and no instance is in europe-west1,
+// us-central1 or us-east1) runs its containers the same way until it
+// is stopped, behind a URL of its own kept from its creation to its
+// deletion, with the same invoker check; its ingress container gets
+// PORT, and no container gets K_SERVICE and the like. StopInstance sends every container SIGTERM, then SIGKILL
+// after the grace period; StartInstance runs them again. When a
+// container exits, the instance's restart_policy (ALWAYS, ON_FAILURE,
+// NEVER) restarts all of them after a backoff (WithInstanceRestartBackoff)
+// or leaves the instance stopped, and its terminal condition Running
+// says why. Its output is logged under the resource type
+// cloud_run_instance.
 //
 // A test starts a Server and hands its ClientOptions to any client:
 //
