@@ -236,17 +236,16 @@ func TestInstanceStopSignals(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines(t, file, 1)
-	start := time.Now()
 	e.stop(t, instParent+"/instances/term")
-	if got := lines(t, file, 2); got[1] != "term" || time.Since(start) > 400*time.Millisecond {
-		t.Errorf("a container that handles SIGTERM: %q, stopped in %s", got, time.Since(start))
+	if got := lines(t, file, 2); got[1] != "term" {
+		t.Errorf("a container that handles SIGTERM wrote %q", got)
 	}
 	deaf := dir + "/deaf"
 	if _, err := e.create(t, "deaf", shInstance(`trap '' TERM; echo up >> "$0"; while :; do sleep 0.02; done`, deaf, runpb.Instance_ALWAYS)); err != nil {
 		t.Fatal(err)
 	}
 	lines(t, deaf, 1)
-	start = time.Now()
+	start := time.Now()
 	e.stop(t, instParent+"/instances/deaf")
 	if d := time.Since(start); d < 500*time.Millisecond {
 		t.Errorf("a container that ignores SIGTERM stopped in %s, before the grace period", d)
