@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/url"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -73,19 +72,12 @@ func parseInstanceName(field, name string) (instanceName, error) {
 // runs.
 type instancesRoom struct {
 	runpb.UnimplementedInstancesServer
-	s *Server
+	runRoom
 
-	mu        sync.Mutex
 	instances map[string]*instance
 	// live holds every run that has not ended, so that close can shut
 	// them all down.
-	live   map[*instanceRun]bool
-	closed bool
-	// quit closes when the room closes; wg counts its goroutines.
-	quit chan struct{}
-	wg   sync.WaitGroup
-	// transports reach the instances' containers from their URLs.
-	transports *proxyTransports
+	live map[*instanceRun]bool
 }
 
 // instance is one instance: its stored resource, its URL and what runs.
@@ -109,7 +101,7 @@ type instance struct {
 }
 
 func registerInstances(s *Server, g *grpc.Server) *instancesRoom {
-	r := &instancesRoom{s: s, instances: map[string]*instance{}, live: map[*instanceRun]bool{}, quit: make(chan struct{}), transports: newProxyTransports()}
+	r := &instancesRoom{runRoom: newRunRoom(s), instances: map[string]*instance{}, live: map[*instanceRun]bool{}}
 	runpb.RegisterInstancesServer(g, r)
 	return r
 }
@@ -118,40 +110,16 @@ func registerInstances(s *Server, g *grpc.Server) *instancesRoom {
 // containers get SIGTERM, then SIGKILL after the grace period. It runs
 // before the Server's context ends, which would kill them at once.
 func (r *instancesRoom) close() {
-	r.mu.Lock()
-	if r.closed {
-		r.mu.Unlock()
-		return
-	}
-	r.closed = true
-	close(r.quit)
-	for _, in := range r.instances {
-		in.proxy.close()
-	}
-	var runs []*instanceRun
-	for run := range r.live {
-		runs = append(runs, run)
-	}
-	r.mu.Unlock()
-	for _, run := range runs {
-		run.shutdown()
-	}
-	r.wg.Wait()
-	r.transports.close()
-}
-
-// goLocked runs f on a goroutine close waits for; false when the room
-// has closed. The caller holds r.mu.
-func (r *instancesRoom) goLocked(f func()) bool {
-	if r.closed {
-		return false
-	}
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
-		f()
-	}()
-	return true
+	r.closeRoom(func() []func() {
+		for _, in := range r.instances {
+			in.proxy.close()
+		}
+		var shutdowns []func()
+		for run := range r.live {
+			shutdowns = append(shutdowns, run.shutdown)
+		}
+		return shutdowns
+	})
 }
 
 // snapshot returns a copy of the named instance, or nil.
@@ -212,50 +180,18 @@ func errInstanceAborted(n instanceName) error {
 	return status.Errorf(codes.Aborted, "instance %s was changed, stopped or deleted before the operation applied", n)
 }
 
-var errServerClosing = status.Error(codes.Unavailable, "gcptest: the server is closing")
-
 // operate starts an operation on in and, after the reconcile delay,
 // applies it with apply, which finishes it. With instant operations the
 // call returns once the operation is done. The operation was counted
 // in in.pending, and apply uncounts it.
 func (r *instancesRoom) operate(ctx context.Context, in *instance, apply func(op string)) (*longrunningpb.Operation, error) {
-	s := r.s
 	name := in.name.String()
-	op := s.ops.start(in.name.location, func() proto.Message {
+	return r.runRoom.operate(ctx, in.name.location, func() proto.Message {
 		if pb := r.snapshot(name); pb != nil {
 			return pb
 		}
 		return nil
-	})
-	done := make(chan struct{})
-	r.mu.Lock()
-	started := r.goLocked(func() {
-		defer close(done)
-		if !s.cfg.instantOps {
-			t := time.NewTimer(s.cfg.reconcile)
-			defer t.Stop()
-			select {
-			case <-t.C:
-			case <-r.quit:
-				s.ops.finish(op, nil, errServerClosing)
-				return
-			}
-		}
-		apply(op)
-	})
-	r.mu.Unlock()
-	if !started {
-		s.ops.finish(op, nil, errServerClosing)
-		return s.opSnapshot(op)
-	}
-	if s.cfg.instantOps {
-		select {
-		case <-done:
-		case <-ctx.Done():
-			return nil, status.FromContextError(ctx.Err()).Err()
-		}
-	}
-	return s.opSnapshot(op)
+	}, apply)
 }
 
 // appliedLocked uncounts an operation that applies now. The caller
@@ -393,18 +329,8 @@ func (r *instancesRoom) ListInstances(_ context.Context, req *runpb.ListInstance
 	if err != nil {
 		return nil, err
 	}
-	prefix := loc.String() + "/instances/"
-	r.mu.Lock()
-	var items []*runpb.Instance
-	for n, in := range r.instances {
-		if strings.HasPrefix(n, prefix) {
-			items = append(items, clone(in.pb))
-		}
-	}
-	r.mu.Unlock()
-	page, next, err := listPage(r.s, items, (*runpb.Instance).GetName,
-		func(a, b *runpb.Instance) int { return strings.Compare(a.GetName(), b.GetName()) },
-		req.GetPageSize(), req.GetPageToken(), listKey(req.GetParent(), req.GetShowDeleted()))
+	page, next, err := listInLocation(&r.runRoom, r.instances, func(in *instance) *runpb.Instance { return in.pb },
+		loc.String()+"/instances/", req.GetPageSize(), req.GetPageToken(), req.GetParent(), req.GetShowDeleted())
 	if err != nil {
 		return nil, err
 	}
@@ -438,17 +364,9 @@ func (r *instancesRoom) UpdateInstance(ctx context.Context, req *runpb.UpdateIns
 	if cur == nil {
 		return r.CreateInstance(ctx, &runpb.CreateInstanceRequest{Parent: name.location.String(), InstanceId: name.instance, Instance: inReq, ValidateOnly: req.GetValidateOnly()})
 	}
-	if err := checkEtag(inReq.GetEtag(), desired.GetEtag(), name.String()); err != nil {
+	desired, err = desiredUpdate(desired, inReq, req.GetUpdateMask().GetPaths(), name.String())
+	if err != nil {
 		return nil, err
-	}
-	if paths := req.GetUpdateMask().GetPaths(); len(paths) > 0 {
-		for _, p := range paths {
-			if err := applyMaskPath(desired.ProtoReflect(), inReq.ProtoReflect(), p); err != nil {
-				return nil, err
-			}
-		}
-	} else {
-		desired = inReq
 	}
 	pb, err := prepareInstance(desired, name)
 	if err != nil {
@@ -695,21 +613,5 @@ func (r *instancesRoom) DeleteInstance(_ context.Context, req *runpb.DeleteInsta
 		run.signalLocked()
 	}
 	r.mu.Unlock()
-	op := s.ops.start(name.location, func() proto.Message { return deleted })
-	finish := func() {
-		run.shutdown()
-		s.ops.finish(op, deleted, nil)
-	}
-	if s.cfg.instantOps {
-		finish()
-		return s.opSnapshot(op)
-	}
-	r.mu.Lock()
-	started := r.goLocked(finish)
-	r.mu.Unlock()
-	if !started {
-		// The room has closed, which shuts every instance down.
-		s.ops.finish(op, deleted, nil)
-	}
-	return s.opSnapshot(op)
+	return r.deleteOperation(name.location, deleted, run.shutdown)
 }

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"net/url"
 	"slices"
-	"strings"
-	"sync"
 	"time"
 
 	"cloud.google.com/go/longrunning/autogen/longrunningpb"
@@ -15,7 +13,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
 // The Cloud Run services room: google.cloud.run.v2.Services over the
@@ -51,19 +48,12 @@ func parseServiceName(field, name string) (serviceName, error) {
 // serves.
 type servicesRoom struct {
 	runpb.UnimplementedServicesServer
-	s *Server
+	runRoom
 
-	mu       sync.Mutex
 	services map[string]*service
 	// live holds every instance that has not ended, so that close can
 	// shut them all down.
-	live   map[*serviceInstance]bool
-	closed bool
-	// quit closes when the room closes; wg counts its goroutines.
-	quit chan struct{}
-	wg   sync.WaitGroup
-	// transports reach the instances from the services' URLs.
-	transports *proxyTransports
+	live map[*serviceInstance]bool
 }
 
 // service is one service: its stored resource, its URL and the instance
@@ -96,7 +86,7 @@ type revision struct {
 }
 
 func registerServices(s *Server, g *grpc.Server) *servicesRoom {
-	r := &servicesRoom{s: s, services: map[string]*service{}, quit: make(chan struct{}), transports: newProxyTransports(), live: map[*serviceInstance]bool{}}
+	r := &servicesRoom{runRoom: newRunRoom(s), services: map[string]*service{}, live: map[*serviceInstance]bool{}}
 	runpb.RegisterServicesServer(g, r)
 	return r
 }
@@ -105,40 +95,16 @@ func registerServices(s *Server, g *grpc.Server) *servicesRoom {
 // instances get SIGTERM, then SIGKILL after the grace period. It runs
 // before the Server's context ends, which would kill them at once.
 func (r *servicesRoom) close() {
-	r.mu.Lock()
-	if r.closed {
-		r.mu.Unlock()
-		return
-	}
-	r.closed = true
-	close(r.quit)
-	var insts []*serviceInstance
-	for _, sv := range r.services {
-		sv.proxy.close()
-	}
-	for in := range r.live {
-		insts = append(insts, in)
-	}
-	r.mu.Unlock()
-	for _, in := range insts {
-		in.shutdown()
-	}
-	r.wg.Wait()
-	r.transports.close()
-}
-
-// goLocked runs f on a goroutine close waits for; false when the room
-// has closed. The caller holds r.mu.
-func (r *servicesRoom) goLocked(f func()) bool {
-	if r.closed {
-		return false
-	}
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
-		f()
-	}()
-	return true
+	r.closeRoom(func() []func() {
+		for _, sv := range r.services {
+			sv.proxy.close()
+		}
+		var shutdowns []func()
+		for in := range r.live {
+			shutdowns = append(shutdowns, in.shutdown)
+		}
+		return shutdowns
+	})
 }
 
 // snapshot returns a copy of the named service, or nil.
@@ -205,7 +171,7 @@ func (r *servicesRoom) CreateService(ctx context.Context, req *runpb.CreateServi
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
-		return nil, status.Error(codes.Unavailable, "gcptest: the server is closing")
+		return nil, errServerClosing
 	}
 	if _, ok := r.services[svc.Name]; ok {
 		r.mu.Unlock()
@@ -227,46 +193,13 @@ func (r *servicesRoom) CreateService(ctx context.Context, req *runpb.CreateServi
 // revision). With instant operations it returns once the operation is
 // done.
 func (r *servicesRoom) reconcile(ctx context.Context, sv *service, gen int64, rev *revision) (*longrunningpb.Operation, error) {
-	s := r.s
 	name := sv.name.String()
-	op := s.ops.start(sv.name.location, func() proto.Message {
+	return r.operate(ctx, sv.name.location, func() proto.Message {
 		if svc := r.snapshot(name); svc != nil {
 			return svc
 		}
 		return nil
-	})
-	done := make(chan struct{})
-	deploy := func() {
-		defer close(done)
-		r.deploy(sv, gen, rev, op)
-	}
-	r.mu.Lock()
-	started := r.goLocked(func() {
-		if !s.cfg.instantOps {
-			t := time.NewTimer(s.cfg.reconcile)
-			defer t.Stop()
-			select {
-			case <-t.C:
-			case <-r.quit:
-				s.ops.finish(op, nil, status.Error(codes.Unavailable, "gcptest: the server is closing"))
-				close(done)
-				return
-			}
-		}
-		deploy()
-	})
-	r.mu.Unlock()
-	if !started {
-		s.ops.finish(op, nil, status.Error(codes.Unavailable, "gcptest: the server is closing"))
-	}
-	if started && s.cfg.instantOps {
-		select {
-		case <-done:
-		case <-ctx.Done():
-			return nil, status.FromContextError(ctx.Err()).Err()
-		}
-	}
-	return s.opSnapshot(op)
+	}, func(op string) { r.deploy(sv, gen, rev, op) })
 }
 
 // deploy brings a service to its generation gen: it starts an instance
@@ -395,18 +328,8 @@ func (r *servicesRoom) ListServices(_ context.Context, req *runpb.ListServicesRe
 	if err != nil {
 		return nil, err
 	}
-	prefix := loc.String() + "/services/"
-	r.mu.Lock()
-	var items []*runpb.Service
-	for n, sv := range r.services {
-		if strings.HasPrefix(n, prefix) {
-			items = append(items, clone(sv.pb))
-		}
-	}
-	r.mu.Unlock()
-	page, next, err := listPage(r.s, items, (*runpb.Service).GetName,
-		func(a, b *runpb.Service) int { return strings.Compare(a.GetName(), b.GetName()) },
-		req.GetPageSize(), req.GetPageToken(), listKey(req.GetParent(), req.GetShowDeleted()))
+	page, next, err := listInLocation(&r.runRoom, r.services, func(sv *service) *runpb.Service { return sv.pb },
+		loc.String()+"/services/", req.GetPageSize(), req.GetPageToken(), req.GetParent(), req.GetShowDeleted())
 	if err != nil {
 		return nil, err
 	}
@@ -440,17 +363,9 @@ func (r *servicesRoom) UpdateService(ctx context.Context, req *runpb.UpdateServi
 	if cur == nil {
 		return r.CreateService(ctx, &runpb.CreateServiceRequest{Parent: name.location.String(), ServiceId: name.service, Service: in, ValidateOnly: req.GetValidateOnly()})
 	}
-	if err := checkEtag(in.GetEtag(), desired.GetEtag(), name.String()); err != nil {
+	desired, err = desiredUpdate(desired, in, req.GetUpdateMask().GetPaths(), name.String())
+	if err != nil {
 		return nil, err
-	}
-	if paths := req.GetUpdateMask().GetPaths(); len(paths) > 0 {
-		for _, p := range paths {
-			if err := applyMaskPath(desired.ProtoReflect(), in.ProtoReflect(), p); err != nil {
-				return nil, err
-			}
-		}
-	} else {
-		desired = in
 	}
 	svc, err := prepareService(desired, name)
 	if err != nil {
@@ -500,40 +415,6 @@ func (r *servicesRoom) UpdateService(ctx context.Context, req *runpb.UpdateServi
 	return r.reconcile(ctx, cur, svc.Generation, rev)
 }
 
-// applyMaskPath copies the field a mask path names (a dotted path of
-// field names, in the proto's or in JSON's spelling) from src to dst,
-// clearing it in dst when src does not set it.
-func applyMaskPath(dst, src protoreflect.Message, path string) error {
-	segs := strings.Split(path, ".")
-	for i, seg := range segs {
-		fields := dst.Descriptor().Fields()
-		fd := fields.ByName(protoreflect.Name(seg))
-		if fd == nil {
-			fd = fields.ByJSONName(seg)
-		}
-		if fd == nil {
-			return invalid("update_mask path %q: %s has no field %q", path, dst.Descriptor().FullName(), seg)
-		}
-		if i == len(segs)-1 {
-			if src.Has(fd) {
-				dst.Set(fd, src.Get(fd))
-			} else {
-				dst.Clear(fd)
-			}
-			return nil
-		}
-		if fd.Kind() != protoreflect.MessageKind || fd.IsList() || fd.IsMap() {
-			return invalid("update_mask path %q: %s is not a message field", path, seg)
-		}
-		if !src.Has(fd) {
-			dst.Clear(fd)
-			return nil
-		}
-		dst, src = dst.Mutable(fd).Message(), src.Get(fd).Message()
-	}
-	return nil
-}
-
 // DeleteService deletes a service: it is gone at once, its URL stops
 // answering, and the operation finishes once its instances have shut
 // down (SIGTERM, then SIGKILL after the grace period), with the deleted
@@ -571,25 +452,11 @@ func (r *servicesRoom) DeleteService(_ context.Context, req *runpb.DeleteService
 		}
 	}
 	r.mu.Unlock()
-	op := s.ops.start(name.location, func() proto.Message { return deleted })
-	finish := func() {
+	return r.deleteOperation(name.location, deleted, func() {
 		for _, in := range insts {
 			in.shutdown()
 		}
-		s.ops.finish(op, deleted, nil)
-	}
-	if s.cfg.instantOps {
-		finish()
-		return s.opSnapshot(op)
-	}
-	r.mu.Lock()
-	started := r.goLocked(finish)
-	r.mu.Unlock()
-	if !started {
-		// The room has closed, which shuts every instance down.
-		s.ops.finish(op, deleted, nil)
-	}
-	return s.opSnapshot(op)
+	})
 }
 
 // serviceLogURI is the Logs URL Cloud Run gives in a revision's

@@ -1,0 +1,219 @@
+package gcptest
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"time"
+
+	"cloud.google.com/go/longrunning/autogen/longrunningpb"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+)
+
+// What the Cloud Run rooms whose resources run containers behind a URL
+// of their own (services, instances) share: the room's lock and its
+// closing, the goroutines close waits for, the transports from the URLs
+// to the containers, and the plumbing of their requests over the
+// Server's operations (the reconcile delay, instant operations,
+// validate_only, etag, allow_missing and update_mask). Each room keeps
+// what its resource is and how it runs.
+
+// runRoom is the part of a services or instances room that does not
+// depend on what it serves. Its fields are promoted into the room.
+type runRoom struct {
+	s *Server
+
+	mu     sync.Mutex
+	closed bool
+	// quit closes when the room closes; wg counts its goroutines.
+	quit chan struct{}
+	wg   sync.WaitGroup
+	// transports reach the containers from the URLs.
+	transports *proxyTransports
+}
+
+func newRunRoom(s *Server) runRoom {
+	return runRoom{s: s, quit: make(chan struct{}), transports: newProxyTransports()}
+}
+
+var errServerClosing = status.Error(codes.Unavailable, "gcptest: the server is closing")
+
+// closeRoom closes the room once: closeLocked, called with r.mu held,
+// closes the URLs and returns what shuts down what runs; those run
+// after the lock is released, then closeRoom waits for the room's
+// goroutines.
+func (r *runRoom) closeRoom(closeLocked func() []func()) {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return
+	}
+	r.closed = true
+	close(r.quit)
+	shutdowns := closeLocked()
+	r.mu.Unlock()
+	for _, shutdown := range shutdowns {
+		shutdown()
+	}
+	r.wg.Wait()
+	r.transports.close()
+}
+
+// goLocked runs f on a goroutine close waits for; false when the room
+// has closed. The caller holds r.mu.
+func (r *runRoom) goLocked(f func()) bool {
+	if r.closed {
+		return false
+	}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		f()
+	}()
+	return true
+}
+
+// operate starts an operation in loc whose metadata snapshot reads and,
+// after the reconcile delay, applies it with apply, which finishes it.
+// With instant operations the call returns once the operation is done.
+func (r *runRoom) operate(ctx context.Context, loc location, snapshot func() proto.Message, apply func(op string)) (*longrunningpb.Operation, error) {
+	s := r.s
+	op := s.ops.start(loc, snapshot)
+	done := make(chan struct{})
+	r.mu.Lock()
+	started := r.goLocked(func() {
+		defer close(done)
+		if !s.cfg.instantOps {
+			t := time.NewTimer(s.cfg.reconcile)
+			defer t.Stop()
+			select {
+			case <-t.C:
+			case <-r.quit:
+				s.ops.finish(op, nil, errServerClosing)
+				return
+			}
+		}
+		apply(op)
+	})
+	r.mu.Unlock()
+	if !started {
+		s.ops.finish(op, nil, errServerClosing)
+		return s.opSnapshot(op)
+	}
+	if s.cfg.instantOps {
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return nil, status.FromContextError(ctx.Err()).Err()
+		}
+	}
+	return s.opSnapshot(op)
+}
+
+// deleteOperation starts the operation of a deletion in loc: it finishes with
+// deleted as its response once shutdown has stopped what ran (at once
+// when the room has closed, which stops everything).
+func (r *runRoom) deleteOperation(loc location, deleted proto.Message, shutdown func()) (*longrunningpb.Operation, error) {
+	s := r.s
+	op := s.ops.start(loc, func() proto.Message { return deleted })
+	finish := func() {
+		shutdown()
+		s.ops.finish(op, deleted, nil)
+	}
+	if s.cfg.instantOps {
+		finish()
+		return s.opSnapshot(op)
+	}
+	r.mu.Lock()
+	started := r.goLocked(finish)
+	r.mu.Unlock()
+	if !started {
+		s.ops.finish(op, deleted, nil)
+	}
+	return s.opSnapshot(op)
+}
+
+// desiredUpdate is the desired state an Update asks for: in whole
+// without an update mask, else cur with the fields the mask's paths name
+// taken from in. in's etag must match cur's.
+func desiredUpdate[T proto.Message](cur, in T, paths []string, name string) (T, error) {
+	var zero T
+	if err := checkEtag(etagOf(in), etagOf(cur), name); err != nil {
+		return zero, err
+	}
+	if len(paths) == 0 {
+		return in, nil
+	}
+	for _, p := range paths {
+		if err := applyMaskPath(cur.ProtoReflect(), in.ProtoReflect(), p); err != nil {
+			return zero, err
+		}
+	}
+	return cur, nil
+}
+
+// etagOf reads a resource's etag.
+func etagOf(m proto.Message) string {
+	return m.(interface{ GetEtag() string }).GetEtag()
+}
+
+// applyMaskPath copies the field a mask path names (a dotted path of
+// field names, in the proto's or in JSON's spelling) from src to dst,
+// clearing it in dst when src does not set it.
+func applyMaskPath(dst, src protoreflect.Message, path string) error {
+	segs := strings.Split(path, ".")
+	for i, seg := range segs {
+		fields := dst.Descriptor().Fields()
+		fd := fields.ByName(protoreflect.Name(seg))
+		if fd == nil {
+			fd = fields.ByJSONName(seg)
+		}
+		if fd == nil {
+			return invalid("update_mask path %q: %s has no field %q", path, dst.Descriptor().FullName(), seg)
+		}
+		if i == len(segs)-1 {
+			if src.Has(fd) {
+				dst.Set(fd, src.Get(fd))
+			} else {
+				dst.Clear(fd)
+			}
+			return nil
+		}
+		if fd.Kind() != protoreflect.MessageKind || fd.IsList() || fd.IsMap() {
+			return invalid("update_mask path %q: %s is not a message field", path, seg)
+		}
+		if !src.Has(fd) {
+			dst.Clear(fd)
+			return nil
+		}
+		dst, src = dst.Mutable(fd).Message(), src.Get(fd).Message()
+	}
+	return nil
+}
+
+// named is a resource with a full name.
+type named interface {
+	proto.Message
+	GetName() string
+}
+
+// listInLocation lists the resources of a room whose names begin with
+// prefix (a location's name and a collection), taking copies of what pb
+// reads from the values of m under r.mu, in name order or in no
+// particular order with unordered lists: a page of pageSize from token.
+func listInLocation[V any, T named](r *runRoom, m map[string]V, pb func(V) T, prefix string, pageSize int32, token, parent string, showDeleted bool) ([]T, string, error) {
+	r.mu.Lock()
+	var items []T
+	for n, v := range m {
+		if strings.HasPrefix(n, prefix) {
+			items = append(items, clone(pb(v)))
+		}
+	}
+	r.mu.Unlock()
+	return listPage(r.s, items, func(it T) string { return it.GetName() },
+		func(a, b T) int { return strings.Compare(a.GetName(), b.GetName()) },
+		pageSize, token, listKey(parent, showDeleted))
+}
