@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -17,23 +16,46 @@ import (
 	"cloud.google.com/go/run/apiv2/runpb"
 )
 
-// A service's URL: a reverse proxy on a loopback port of its own, in
-// front of the service's instance, as Google's front end is in front of
-// Cloud Run's. It applies the service's ingress setting and, unless
-// invoker_iam_disabled, the invoker IAM check (an ID token this Server
-// minted for the service's URL or one of its custom audiences), starts
-// an instance when none runs, bounds each request by the revision's
-// timeout and passes everything else through, HTTP/1.1 upgrades
-// (WebSocket) and HTTP/2 without TLS included.
+// A URL of its own, as a Cloud Run service and instance have: a reverse
+// proxy on a loopback port in front of the containers, as Google's
+// front end is in front of Cloud Run's. It applies the resource's
+// ingress setting and, unless invoker_iam_disabled, the invoker IAM
+// check (an ID token this Server minted for the URL or one of the
+// resource's custom audiences), and passes everything else through,
+// HTTP/1.1 upgrades (WebSocket) and HTTP/2 without TLS included. The
+// rooms say what serves (services_proxy.go, instances_proxy.go).
 
-// serviceProxy serves one service's URL.
-type serviceProxy struct {
-	r    *servicesRoom
-	name string
+// urlServer is the listener and HTTP server of one URL.
+type urlServer struct {
 	url  string
 	lis  net.Listener
 	srv  *http.Server
 	once sync.Once
+}
+
+// listenURL takes a loopback port for a URL; serve starts it.
+func listenURL() (*urlServer, error) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	return &urlServer{lis: lis, url: "http://" + lis.Addr().String()}, nil
+}
+
+// serve answers the URL's requests with h, over HTTP/1.1 and HTTP/2
+// without TLS.
+func (u *urlServer) serve(h http.Handler) {
+	var protos http.Protocols
+	protos.SetHTTP1(true)
+	protos.SetUnencryptedHTTP2(true)
+	u.srv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, Protocols: &protos}
+	go u.srv.Serve(u.lis)
+}
+
+// close stops the URL: new connections are refused, and open ones are
+// closed (an upgraded connection ends with the containers behind it).
+func (u *urlServer) close() {
+	u.once.Do(func() { u.srv.Close() })
 }
 
 // proxyTransports reach the instances: HTTP/1.1 for a port named http1,
@@ -60,115 +82,38 @@ func (t *proxyTransports) close() {
 	t.h2c.CloseIdleConnections()
 }
 
-// newProxy starts the URL of the service named name.
-func (r *servicesRoom) newProxy(name string) (*serviceProxy, error) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	p := &serviceProxy{r: r, name: name, lis: lis, url: "http://" + lis.Addr().String()}
-	var protos http.Protocols
-	protos.SetHTTP1(true)
-	protos.SetUnencryptedHTTP2(true)
-	p.srv = &http.Server{Handler: p, ReadHeaderTimeout: 10 * time.Second, Protocols: &protos}
-	go p.srv.Serve(lis)
-	return p, nil
-}
-
-// close stops the URL: new connections are refused, and open ones are
-// closed (an upgraded connection ends with the instance behind it).
-func (p *serviceProxy) close() {
-	p.once.Do(func() { p.srv.Close() })
-}
-
-// instanceForLocked returns the instance serving sv, starting one of its
-// latest ready revision when none runs (the first request after its
-// instance ended); nil when no revision is ready. The caller holds r.mu.
-func (r *servicesRoom) instanceForLocked(sv *service) *serviceInstance {
-	if in := sv.inst; in != nil {
-		select {
-		case <-in.done:
-		default:
-			return in
-		}
-	}
-	// An instance of a new revision that had to stop the old one (they
-	// share a port) takes the requests once it is ready.
-	if in := sv.pending; in != nil {
-		if sv.inst != nil && slices.ContainsFunc(sv.inst.ports, func(p int) bool { return slices.Contains(in.ports, p) }) {
-			return in
-		}
-	}
-	if sv.serving == nil || r.closed {
-		return nil
-	}
-	sv.inst = r.startInstanceLocked(sv, sv.serving)
-	return sv.inst
-}
-
-func (p *serviceProxy) ServeHTTP(w http.ResponseWriter, req *http.Request) {
-	r := p.r
-	r.mu.Lock()
-	sv := r.services[p.name]
-	if sv == nil || r.closed {
-		r.mu.Unlock()
-		notFoundPage(w)
-		return
-	}
-	ingress := sv.pb.GetIngress()
-	iamDisabled := sv.pb.GetInvokerIamDisabled()
-	urls := append([]string{p.url}, sv.pb.GetUrls()...)
-	custom := sv.pb.GetCustomAudiences()
-	r.mu.Unlock()
-
+// admit applies a URL's ingress setting and invoker check to req: false,
+// having answered it, when req may not pass. An ID token may be minted
+// for one of urls or of the custom audiences custom.
+func admit(s *Server, w http.ResponseWriter, req *http.Request, ingress runpb.IngressTraffic, iamDisabled bool, urls, custom []string) bool {
 	// Ingress: the URL is reached from outside any VPC network.
 	if ingress != runpb.IngressTraffic_INGRESS_TRAFFIC_ALL {
 		notFoundPage(w)
-		return
+		return false
 	}
 	if !iamDisabled {
-		switch authorized(r.s, req, urls, custom) {
+		switch authorized(s, req, urls, custom) {
 		case http.StatusForbidden:
 			googleErrorPage(w, http.StatusForbidden, "403 Forbidden", "Forbidden", fmt.Sprintf("Your client does not have permission to get URL <code>%s</code> from this server.", html.EscapeString(req.URL.Path)))
-			return
+			return false
 		case http.StatusUnauthorized:
 			googleErrorPage(w, http.StatusUnauthorized, "401 Unauthorized", "Unauthorized", fmt.Sprintf("Your client does not have permission to the requested URL <code>%s</code>.", html.EscapeString(req.URL.Path)))
-			return
+			return false
 		}
 	}
-	r.mu.Lock()
-	var in *serviceInstance
-	timeout := defaultRequestTimeout
-	if !sv.deleted {
-		in = r.instanceForLocked(sv)
-		if sv.serving != nil {
-			timeout = sv.serving.tmpl.GetTimeout().AsDuration()
-		}
+	return true
+}
+
+// forward passes req to the container listening on addr, over HTTP/2
+// without TLS when h2c. A request whose context's deadline passes
+// answers 504, one the container does not take 503.
+func (t *proxyTransports) forward(w http.ResponseWriter, req *http.Request, addr string, h2c bool) {
+	tr := t.http1
+	if h2c {
+		tr = t.h2c
 	}
-	r.mu.Unlock()
-	if in == nil {
-		http.Error(w, "Service Unavailable", http.StatusServiceUnavailable)
-		return
-	}
-	ctx, cancel := context.WithTimeout(req.Context(), timeout)
-	defer cancel()
-	select {
-	case <-in.ready:
-	case <-ctx.Done():
-		if ctx.Err() == context.DeadlineExceeded {
-			http.Error(w, "upstream request timeout", http.StatusGatewayTimeout)
-		}
-		return
-	}
-	if in.err != nil {
-		http.Error(w, "Service Unavailable", http.StatusServiceUnavailable)
-		return
-	}
-	tr := r.transports.http1
-	if in.h2c {
-		tr = r.transports.h2c
-	}
-	target := &url.URL{Scheme: "http", Host: in.addr}
+	ctx := req.Context()
+	target := &url.URL{Scheme: "http", Host: addr}
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
@@ -185,7 +130,7 @@ func (p *serviceProxy) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			http.Error(w, "upstream connect error or disconnect/reset before headers: "+err.Error(), http.StatusServiceUnavailable)
 		},
 	}
-	rp.ServeHTTP(w, req.WithContext(ctx))
+	rp.ServeHTTP(w, req)
 }
 
 // authorized applies Cloud Run's invoker check to a request: 0 when it
