@@ -142,33 +142,14 @@ func validateInstanceContainers(field string, cs []*runpb.Container, volumes []*
 	if err != nil {
 		return err
 	}
-	names := map[string]*runpb.Container{}
-	for i, c := range cs {
-		f := fmt.Sprintf("%s[%d]", field, i)
-		if c.Name == "" {
-			if len(cs) > 1 {
-				return invalid("%s.name is required: the instance has %d containers", f, len(cs))
-			}
-			continue
-		}
-		if len(c.Name) > 63 || !rfc1123LabelRe.MatchString(c.Name) {
-			return invalid("%s.name %q must be a DNS label (RFC 1123): at most 63 lowercase letters, digits and hyphens, starting and ending with a letter or digit", f, c.Name)
-		}
-		if names[c.Name] != nil {
-			return invalid("%s.name %q is used by another container", f, c.Name)
-		}
-		names[c.Name] = c
+	names, err := validateContainerNames(field, cs, "instance")
+	if err != nil {
+		return err
 	}
 	var cpu, mem int64
 	for i, c := range cs {
 		f := fmt.Sprintf("%s[%d]", field, i)
-		if c.GetImage() == "" {
-			return invalid("%s.image is required", f)
-		}
-		if len(c.Args) > maxArgs {
-			return invalid("%s.args: %d arguments; the maximum is %d per container", f, len(c.Args), maxArgs)
-		}
-		if err := validateEnv(f+".env", c.Env); err != nil {
+		if err := validateContainerCommand(f, c); err != nil {
 			return err
 		}
 		cc, cm, err := serviceContainerResources(f+".resources", c.GetResources(), len(cs) == 1, true)
@@ -176,20 +157,8 @@ func validateInstanceContainers(field string, cs []*runpb.Container, volumes []*
 			return err
 		}
 		cpu, mem = cpu+cc, mem+cm
-		if len(c.Ports) > 1 {
-			return invalid("%s.ports: only one port can be specified", f)
-		}
-		for _, p := range c.Ports {
-			if p.GetContainerPort() < 1 || p.GetContainerPort() > maxPort {
-				return invalid("%s.ports[0].container_port %d must be between 1 and %d", f, p.GetContainerPort(), maxPort)
-			}
-			switch p.GetName() {
-			case "":
-				p.Name = "http1"
-			case "http1", "h2c":
-			default:
-				return invalid("%s.ports[0].name %q must be http1 or h2c", f, p.GetName())
-			}
+		if err := validatePorts(f, c, true); err != nil {
+			return err
 		}
 		if err := validateVolumeMounts(f+".volume_mounts", c.VolumeMounts, byName); err != nil {
 			return err
@@ -203,21 +172,11 @@ func validateInstanceContainers(field string, cs []*runpb.Container, volumes []*
 		if err := validateLivenessProbe(f+".liveness_probe", c); err != nil {
 			return err
 		}
-		seen := map[string]bool{}
-		for _, d := range c.DependsOn {
-			dep := names[d]
-			switch {
-			case dep == nil || d == c.Name:
-				return invalid("%s.depends_on: %q is not the name of another container of the instance", f, d)
-			case seen[d]:
-				return invalid("%s.depends_on: %q is named twice", f, d)
-			case dep.StartupProbe == nil:
-				return invalid("%s.depends_on: Dependent container '%s' must have startup probe specified", f, d)
-			}
-			seen[d] = true
+		if err := validateDependsOn(f, c, names, "instance", nil); err != nil {
+			return err
 		}
-		if c.WorkingDir != "" && !strings.HasPrefix(c.WorkingDir, "/") {
-			return invalid("%s.working_dir %q must be an absolute path", f, c.WorkingDir)
+		if err := validateWorkingDir(f, c); err != nil {
+			return err
 		}
 	}
 	if len(cs) > 1 {
@@ -225,8 +184,5 @@ func validateInstanceContainers(field string, cs []*runpb.Container, volumes []*
 			return err
 		}
 	}
-	if cycle := dependencyCycle(cs); cycle != nil {
-		return invalid("%s: depends_on forms a cycle: %s", field, strings.Join(cycle, " -> "))
-	}
-	return nil
+	return validateDependencyCycle(field, cs)
 }

@@ -96,30 +96,8 @@ func validateStartupProbe(field string, c *runpb.Container) error {
 	if p == nil {
 		return nil
 	}
-	var port int32
-	switch t := p.ProbeType.(type) {
-	case *runpb.Probe_TcpSocket:
-		port = t.TcpSocket.GetPort()
-	case *runpb.Probe_HttpGet:
-		port = t.HttpGet.GetPort()
-		if path := t.HttpGet.GetPath(); path != "" && !strings.HasPrefix(path, "/") {
-			return invalid("%s.http_get.path %q must begin with '/'", field, path)
-		}
-		for i, h := range t.HttpGet.GetHttpHeaders() {
-			if !validHeaderName(h.GetName()) {
-				return invalid("%s.http_get.http_headers[%d].name %q is not a valid HTTP header name", field, i, h.GetName())
-			}
-		}
-	case *runpb.Probe_Grpc:
-		port = t.Grpc.GetPort()
-	default:
-		return invalid("%s: a startup probe needs one of tcp_socket, http_get or grpc", field)
-	}
-	switch {
-	case port < 0 || port > maxPort:
-		return invalid("%s: port %d must be between 1 and %d", field, port, maxPort)
-	case port == 0 && len(c.GetPorts()) == 0:
-		return invalid("%s: the probe names no port and the container declares none to default to", field)
+	if err := validateProbeAction(field, c, p, "startup"); err != nil {
+		return err
 	}
 	delay, timeout, period, threshold := p.GetInitialDelaySeconds(), p.GetTimeoutSeconds(), p.GetPeriodSeconds(), p.GetFailureThreshold()
 	if timeout == 0 {
@@ -144,6 +122,46 @@ func validateStartupProbe(field string, c *runpb.Container) error {
 		return invalid("%s.failure_threshold %d must be at least 1", field, threshold)
 	case int64(threshold)*int64(period) > maxStartupWindow:
 		return invalid("%s: failure_threshold * period_seconds is %d seconds; a startup probe must succeed within %d", field, int64(threshold)*int64(period), maxStartupWindow)
+	}
+	return nil
+}
+
+// validateProbeAction checks what a probe of container c does (kind is
+// startup or liveness): exactly one of tcp_socket (startup probes only),
+// http_get, whose path begins with '/' and whose headers are HTTP
+// tokens, and grpc; on a port from 1 to 65535, or the container's when
+// unset.
+func validateProbeAction(field string, c *runpb.Container, p *runpb.Probe, kind string) error {
+	var port int32
+	switch t := p.ProbeType.(type) {
+	case *runpb.Probe_TcpSocket:
+		if kind == "liveness" {
+			return invalid("%s: a liveness probe is HTTP or gRPC, not TCP", field)
+		}
+		port = t.TcpSocket.GetPort()
+	case *runpb.Probe_HttpGet:
+		port = t.HttpGet.GetPort()
+		if path := t.HttpGet.GetPath(); path != "" && !strings.HasPrefix(path, "/") {
+			return invalid("%s.http_get.path %q must begin with '/'", field, path)
+		}
+		for i, h := range t.HttpGet.GetHttpHeaders() {
+			if !validHeaderName(h.GetName()) {
+				return invalid("%s.http_get.http_headers[%d].name %q is not a valid HTTP header name", field, i, h.GetName())
+			}
+		}
+	case *runpb.Probe_Grpc:
+		port = t.Grpc.GetPort()
+	default:
+		if kind == "liveness" {
+			return invalid("%s: a liveness probe needs http_get or grpc", field)
+		}
+		return invalid("%s: a startup probe needs one of tcp_socket, http_get or grpc", field)
+	}
+	switch {
+	case port < 0 || port > maxPort:
+		return invalid("%s: port %d must be between 1 and %d", field, port, maxPort)
+	case port == 0 && len(c.GetPorts()) == 0:
+		return invalid("%s: the probe names no port and the container declares none to default to", field)
 	}
 	return nil
 }

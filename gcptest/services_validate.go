@@ -246,33 +246,14 @@ func validateServiceContainers(field string, cs []*runpb.Container, volumes []*r
 	if err != nil {
 		return 0, err
 	}
-	names := map[string]*runpb.Container{}
-	for i, c := range cs {
-		f := fmt.Sprintf("%s[%d]", field, i)
-		if c.Name == "" {
-			if len(cs) > 1 {
-				return 0, invalid("%s.name is required: the revision has %d containers", f, len(cs))
-			}
-			continue
-		}
-		if len(c.Name) > 63 || !rfc1123LabelRe.MatchString(c.Name) {
-			return 0, invalid("%s.name %q must be a DNS label (RFC 1123): at most 63 lowercase letters, digits and hyphens, starting and ending with a letter or digit", f, c.Name)
-		}
-		if names[c.Name] != nil {
-			return 0, invalid("%s.name %q is used by another container", f, c.Name)
-		}
-		names[c.Name] = c
+	names, err := validateContainerNames(field, cs, "revision")
+	if err != nil {
+		return 0, err
 	}
 	var cpu, mem int64
 	for i, c := range cs {
 		f := fmt.Sprintf("%s[%d]", field, i)
-		if c.GetImage() == "" {
-			return 0, invalid("%s.image is required", f)
-		}
-		if len(c.Args) > maxArgs {
-			return 0, invalid("%s.args: %d arguments; the maximum is %d per container", f, len(c.Args), maxArgs)
-		}
-		if err := validateEnv(f+".env", c.Env); err != nil {
+		if err := validateContainerCommand(f, c); err != nil {
 			return 0, err
 		}
 		cc, cm, err := serviceContainerResources(f+".resources", c.GetResources(), len(cs) == 1, gen2)
@@ -280,20 +261,8 @@ func validateServiceContainers(field string, cs []*runpb.Container, volumes []*r
 			return 0, err
 		}
 		cpu, mem = cpu+cc, mem+cm
-		if len(c.Ports) > 1 {
-			return 0, invalid("%s.ports: only one port can be specified", f)
-		}
-		for _, p := range c.Ports {
-			if p.GetContainerPort() < 1 || p.GetContainerPort() > maxPort {
-				return 0, invalid("%s.ports[0].container_port %d must be between 1 and %d", f, p.GetContainerPort(), maxPort)
-			}
-			switch p.GetName() {
-			case "":
-				p.Name = "http1"
-			case "http1", "h2c":
-			default:
-				return 0, invalid("%s.ports[0].name %q must be http1 or h2c", f, p.GetName())
-			}
+		if err := validatePorts(f, c, true); err != nil {
+			return 0, err
 		}
 		if i == ingress && len(c.Ports) == 0 {
 			c.Ports = []*runpb.ContainerPort{{Name: "http1", ContainerPort: defaultServicePort}}
@@ -313,21 +282,11 @@ func validateServiceContainers(field string, cs []*runpb.Container, volumes []*r
 		if err := validateLivenessProbe(f+".liveness_probe", c); err != nil {
 			return 0, err
 		}
-		seen := map[string]bool{}
-		for _, d := range c.DependsOn {
-			dep := names[d]
-			switch {
-			case dep == nil || d == c.Name:
-				return 0, invalid("%s.depends_on: %q is not the name of another container of the revision", f, d)
-			case seen[d]:
-				return 0, invalid("%s.depends_on: %q is named twice", f, d)
-			case dep.StartupProbe == nil && dep != cs[ingress]:
-				return 0, invalid("%s.depends_on: Dependent container '%s' must have startup probe specified", f, d)
-			}
-			seen[d] = true
+		if err := validateDependsOn(f, c, names, "revision", cs[ingress]); err != nil {
+			return 0, err
 		}
-		if c.WorkingDir != "" && !strings.HasPrefix(c.WorkingDir, "/") {
-			return 0, invalid("%s.working_dir %q must be an absolute path", f, c.WorkingDir)
+		if err := validateWorkingDir(f, c); err != nil {
+			return 0, err
 		}
 	}
 	if len(cs) > 1 {
@@ -335,8 +294,8 @@ func validateServiceContainers(field string, cs []*runpb.Container, volumes []*r
 			return 0, err
 		}
 	}
-	if cycle := dependencyCycle(cs); cycle != nil {
-		return 0, invalid("%s: depends_on forms a cycle: %s", field, strings.Join(cycle, " -> "))
+	if err := validateDependencyCycle(field, cs); err != nil {
+		return 0, err
 	}
 	return cpu, nil
 }
@@ -368,30 +327,8 @@ func validateLivenessProbe(field string, c *runpb.Container) error {
 	if p == nil {
 		return nil
 	}
-	var port int32
-	switch t := p.ProbeType.(type) {
-	case *runpb.Probe_HttpGet:
-		port = t.HttpGet.GetPort()
-		if path := t.HttpGet.GetPath(); path != "" && !strings.HasPrefix(path, "/") {
-			return invalid("%s.http_get.path %q must begin with '/'", field, path)
-		}
-		for i, h := range t.HttpGet.GetHttpHeaders() {
-			if !validHeaderName(h.GetName()) {
-				return invalid("%s.http_get.http_headers[%d].name %q is not a valid HTTP header name", field, i, h.GetName())
-			}
-		}
-	case *runpb.Probe_Grpc:
-		port = t.Grpc.GetPort()
-	case *runpb.Probe_TcpSocket:
-		return invalid("%s: a liveness probe is HTTP or gRPC, not TCP", field)
-	default:
-		return invalid("%s: a liveness probe needs http_get or grpc", field)
-	}
-	switch {
-	case port < 0 || port > maxPort:
-		return invalid("%s: port %d must be between 1 and %d", field, port, maxPort)
-	case port == 0 && len(c.GetPorts()) == 0:
-		return invalid("%s: the probe names no port and the container declares none to default to", field)
+	if err := validateProbeAction(field, c, p, "liveness"); err != nil {
+		return err
 	}
 	delay := p.GetInitialDelaySeconds()
 	timeout := int32(orDefault(int(p.GetTimeoutSeconds()), defaultProbeTimeout))

@@ -205,32 +205,13 @@ func validateContainers(field string, cs []*runpb.Container, volumes []*runpb.Vo
 	if err != nil {
 		return err
 	}
-	names := map[string]*runpb.Container{}
-	for i, c := range cs {
-		f := fmt.Sprintf("%s[%d]", field, i)
-		if c.Name == "" {
-			if len(cs) > 1 {
-				return invalid("%s.name is required: the task has %d containers", f, len(cs))
-			}
-			continue
-		}
-		if len(c.Name) > 63 || !rfc1123LabelRe.MatchString(c.Name) {
-			return invalid("%s.name %q must be a DNS label (RFC 1123): at most 63 lowercase letters, digits and hyphens, starting and ending with a letter or digit", f, c.Name)
-		}
-		if names[c.Name] != nil {
-			return invalid("%s.name %q is used by another container", f, c.Name)
-		}
-		names[c.Name] = c
+	names, err := validateContainerNames(field, cs, "task")
+	if err != nil {
+		return err
 	}
 	for i, c := range cs {
 		f := fmt.Sprintf("%s[%d]", field, i)
-		if c.GetImage() == "" {
-			return invalid("%s.image is required", f)
-		}
-		if len(c.Args) > maxArgs {
-			return invalid("%s.args: %d arguments; the maximum is %d per container", f, len(c.Args), maxArgs)
-		}
-		if err := validateEnv(f+".env", c.Env); err != nil {
+		if err := validateContainerCommand(f, c); err != nil {
 			return err
 		}
 		if len(cs) == 1 {
@@ -238,13 +219,8 @@ func validateContainers(field string, cs []*runpb.Container, volumes []*runpb.Vo
 				return err
 			}
 		}
-		if len(c.Ports) > 1 {
-			return invalid("%s.ports: only one port can be specified", f)
-		}
-		for _, p := range c.Ports {
-			if p.GetContainerPort() < 1 || p.GetContainerPort() > maxPort {
-				return invalid("%s.ports[0].container_port %d must be between 1 and %d", f, p.GetContainerPort(), maxPort)
-			}
+		if err := validatePorts(f, c, false); err != nil {
+			return err
 		}
 		if err := validateVolumeMounts(f+".volume_mounts", c.VolumeMounts, byName); err != nil {
 			return err
@@ -258,21 +234,11 @@ func validateContainers(field string, cs []*runpb.Container, volumes []*runpb.Vo
 		if err := validateStartupProbe(f+".startup_probe", c); err != nil {
 			return err
 		}
-		seen := map[string]bool{}
-		for _, d := range c.DependsOn {
-			dep := names[d]
-			switch {
-			case dep == nil || d == c.Name:
-				return invalid("%s.depends_on: %q is not the name of another container of the task", f, d)
-			case seen[d]:
-				return invalid("%s.depends_on: %q is named twice", f, d)
-			case dep.StartupProbe == nil:
-				return invalid("%s.depends_on: Dependent container '%s' must have startup probe specified", f, d)
-			}
-			seen[d] = true
+		if err := validateDependsOn(f, c, names, "task", nil); err != nil {
+			return err
 		}
-		if c.WorkingDir != "" && !strings.HasPrefix(c.WorkingDir, "/") {
-			return invalid("%s.working_dir %q must be an absolute path", f, c.WorkingDir)
+		if err := validateWorkingDir(f, c); err != nil {
+			return err
 		}
 	}
 	if len(cs) > 1 {
@@ -280,6 +246,105 @@ func validateContainers(field string, cs []*runpb.Container, volumes []*runpb.Vo
 			return err
 		}
 	}
+	return validateDependencyCycle(field, cs)
+}
+
+// The checks of a container that a task's, a revision's and an
+// instance's containers share; of names what has the containers (task,
+// revision, instance) in the messages.
+
+// validateContainerNames checks the containers' names: each a DNS label
+// used once, required when there are several. It returns the
+// containers by name.
+func validateContainerNames(field string, cs []*runpb.Container, of string) (map[string]*runpb.Container, error) {
+	names := map[string]*runpb.Container{}
+	for i, c := range cs {
+		f := fmt.Sprintf("%s[%d]", field, i)
+		if c.Name == "" {
+			if len(cs) > 1 {
+				return nil, invalid("%s.name is required: the %s has %d containers", f, of, len(cs))
+			}
+			continue
+		}
+		if len(c.Name) > 63 || !rfc1123LabelRe.MatchString(c.Name) {
+			return nil, invalid("%s.name %q must be a DNS label (RFC 1123): at most 63 lowercase letters, digits and hyphens, starting and ending with a letter or digit", f, c.Name)
+		}
+		if names[c.Name] != nil {
+			return nil, invalid("%s.name %q is used by another container", f, c.Name)
+		}
+		names[c.Name] = c
+	}
+	return names, nil
+}
+
+// validateContainerCommand checks what a container runs: its image,
+// args and env.
+func validateContainerCommand(f string, c *runpb.Container) error {
+	if c.GetImage() == "" {
+		return invalid("%s.image is required", f)
+	}
+	if len(c.Args) > maxArgs {
+		return invalid("%s.args: %d arguments; the maximum is %d per container", f, len(c.Args), maxArgs)
+	}
+	return validateEnv(f+".env", c.Env)
+}
+
+// validatePorts checks a container's ports: at most one, from 1 to
+// 65535; with named (a service's or an instance's), its name http1 (the
+// default) or h2c.
+func validatePorts(f string, c *runpb.Container, named bool) error {
+	if len(c.Ports) > 1 {
+		return invalid("%s.ports: only one port can be specified", f)
+	}
+	for _, p := range c.Ports {
+		if p.GetContainerPort() < 1 || p.GetContainerPort() > maxPort {
+			return invalid("%s.ports[0].container_port %d must be between 1 and %d", f, p.GetContainerPort(), maxPort)
+		}
+		if !named {
+			continue
+		}
+		switch p.GetName() {
+		case "":
+			p.Name = "http1"
+		case "http1", "h2c":
+		default:
+			return invalid("%s.ports[0].name %q must be http1 or h2c", f, p.GetName())
+		}
+	}
+	return nil
+}
+
+// validateDependsOn checks a container's depends_on, each another
+// container of names, once, with a startup probe (but for exempt, which
+// gets a default one).
+func validateDependsOn(f string, c *runpb.Container, names map[string]*runpb.Container, of string, exempt *runpb.Container) error {
+	seen := map[string]bool{}
+	for _, d := range c.DependsOn {
+		dep := names[d]
+		switch {
+		case dep == nil || d == c.Name:
+			return invalid("%s.depends_on: %q is not the name of another container of the %s", f, d, of)
+		case seen[d]:
+			return invalid("%s.depends_on: %q is named twice", f, d)
+		case dep.StartupProbe == nil && dep != exempt:
+			return invalid("%s.depends_on: Dependent container '%s' must have startup probe specified", f, d)
+		}
+		seen[d] = true
+	}
+	return nil
+}
+
+// validateWorkingDir checks a container's working_dir: an absolute path.
+func validateWorkingDir(f string, c *runpb.Container) error {
+	if c.WorkingDir != "" && !strings.HasPrefix(c.WorkingDir, "/") {
+		return invalid("%s.working_dir %q must be an absolute path", f, c.WorkingDir)
+	}
+	return nil
+}
+
+// validateDependencyCycle refuses containers whose depends_on forms a
+// cycle.
+func validateDependencyCycle(field string, cs []*runpb.Container) error {
 	if cycle := dependencyCycle(cs); cycle != nil {
 		return invalid("%s: depends_on forms a cycle: %s", field, strings.Join(cycle, " -> "))
 	}
