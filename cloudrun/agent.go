@@ -23,6 +23,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"go.uber.org/zap"
 	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/google"
 	"google.golang.org/api/idtoken"
 )
 
@@ -89,6 +90,9 @@ const (
 	agentBinary    = agentDir + "/gantry-agent"
 	agentInImage   = "/gantry-agent"
 	secretEnv      = "GANTRY_AGENT_SECRET"
+	// agentEnvPrefix starts the variables that configure the agent, which
+	// a spec under the agent may not set.
+	agentEnvPrefix = "GANTRY_AGENT_"
 	// The sidecar's share of the instance: it copies a file and then
 	// waits on a socket.
 	sidecarCPU = "100m"
@@ -101,7 +105,12 @@ const (
 
 // relayPairTimeout bounds how long a call that needs the agent waits for
 // it at the relay: a container just started needs a moment to connect.
-const relayPairTimeout = 30 * time.Second
+// relayRedialTimeout is the wait for an agent that was reached before:
+// it reconnects at once unless it has exited.
+const (
+	relayPairTimeout   = 30 * time.Second
+	relayRedialTimeout = 3 * time.Second
+)
 
 func (c *AgentConfig) validate() error {
 	bad := func(field, value, reason string) error {
@@ -143,11 +152,15 @@ func (c *AgentConfig) validate() error {
 // reader and the connections to agents, which are caches of what the
 // cloud holds (the secret is on the job).
 type agentState struct {
-	cfg     AgentConfig
-	images  *imageconfig.Resolver
-	deploy  *relayDeployer // with RelayImage
-	mu      sync.Mutex
-	clients map[string]*agent.Client      // by execution name
+	cfg    AgentConfig
+	images *imageconfig.Resolver
+	deploy *relayDeployer // with RelayImage
+	mu     sync.Mutex
+	closed bool
+	// clients are the live connections to agents, by execution ID; gone
+	// the executions whose agent was reached and has since gone.
+	clients map[string]*agent.Client
+	gone    map[string]bool
 	tokens  map[string]oauth2.TokenSource // by audience, without IDToken
 }
 
@@ -164,6 +177,7 @@ func newAgentState(cfg AgentConfig) (*agentState, error) {
 		cfg:     cfg,
 		images:  images,
 		clients: map[string]*agent.Client{},
+		gone:    map[string]bool{},
 		tokens:  map[string]oauth2.TokenSource{},
 	}, nil
 }
@@ -171,10 +185,11 @@ func newAgentState(cfg AgentConfig) (*agentState, error) {
 // close drops every agent connection.
 func (a *agentState) close() {
 	a.mu.Lock()
-	defer a.mu.Unlock()
-	for k, c := range a.clients {
+	clients := a.clients
+	a.clients, a.closed = map[string]*agent.Client{}, true
+	a.mu.Unlock()
+	for _, c := range clients {
 		c.Close()
-		delete(a.clients, k)
 	}
 }
 
@@ -321,23 +336,29 @@ func (r *Runtime) errNoAgent() error {
 }
 
 // agentClient returns a connection to the agent of j's running execution,
-// through the relay, reusing one that is still up.
+// through the relay, reusing one that is still up. A container just
+// started gets relayPairTimeout for its agent to reach the relay; one
+// whose agent was reached before and has gone (it exits with the main
+// process, and the execution ends a moment later) gets relayRedialTimeout.
 func (r *Runtime) agentClient(ctx context.Context, j *job) (*agent.Client, error) {
 	secret, ok := hasAgent(j)
 	if !ok || r.agent == nil {
 		return nil, r.errNoAgent()
 	}
-	key := j.latest().GetName()
+	key := lastSegment(j.latest().GetName())
 	a := r.agent
 	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		return nil, gantry.ErrClosed
+	}
 	if c := a.clients[key]; c != nil {
-		select {
-		case <-c.Done():
-			delete(a.clients, key)
-		default:
-			a.mu.Unlock()
-			return c, nil
-		}
+		a.mu.Unlock()
+		return c, nil
+	}
+	wait := relayPairTimeout
+	if a.gone[key] {
+		wait = relayRedialTimeout
 	}
 	a.mu.Unlock()
 
@@ -346,12 +367,14 @@ func (r *Runtime) agentClient(ctx context.Context, j *job) (*agent.Client, error
 		return nil, fmt.Errorf("%w: the job %s names no relay for its agent", gantry.ErrUnavailable, j.pb.GetName())
 	}
 	hdr := http.Header{}
-	if tok, err := a.token(ctx, relay); err != nil {
-		return nil, fmt.Errorf("%w: an ID token for the relay %s: %v", gantry.ErrPermissionDenied, relay, err)
-	} else if tok != "" {
+	if a.needsToken(relay) {
+		tok, err := a.token(ctx, relay)
+		if err != nil {
+			return nil, fmt.Errorf("%w: an ID token for the relay %s: %v", gantry.ErrPermissionDenied, relay, err)
+		}
 		hdr.Set("Authorization", "Bearer "+tok)
 	}
-	dctx, cancel := context.WithTimeout(ctx, relayPairTimeout)
+	dctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	c, err := agent.DialRelay(dctx, relay, j.rec.ID, []byte(secret), &agent.DialOptions{
 		HTTPHeader: hdr,
@@ -359,19 +382,43 @@ func (r *Runtime) agentClient(ctx context.Context, j *job) (*agent.Client, error
 	})
 	if err != nil {
 		if ctx.Err() == nil && dctx.Err() != nil {
-			return nil, fmt.Errorf("%w: the agent did not reach the relay %s within %s", gantry.ErrUnavailable, relay, relayPairTimeout)
+			return nil, fmt.Errorf("%w: the agent did not reach the relay %s within %s", gantry.ErrUnavailable, relay, wait)
 		}
 		return nil, err
 	}
 	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		c.Close()
+		return nil, gantry.ErrClosed
+	}
 	if old := a.clients[key]; old != nil {
-		a.mu.Unlock()
 		c.Close()
 		return old, nil
 	}
 	a.clients[key] = c
-	a.mu.Unlock()
+	// Forget the connection when it ends, and remember that the agent
+	// was reached: it is gone, or going, with its execution.
+	go func() {
+		<-c.Done()
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if a.clients[key] == c {
+			delete(a.clients, key)
+			a.gone[key] = true
+		}
+	}()
 	return c, nil
+}
+
+// needsToken reports whether the relay asks for an ID token: one the
+// Runtime deployed, one on Cloud Run, or any when IDToken is given.
+func (a *agentState) needsToken(relay string) bool {
+	if a.cfg.IDToken != nil || a.cfg.RelayImage != "" {
+		return true
+	}
+	u, err := url.Parse(relay)
+	return err == nil && strings.HasSuffix(u.Hostname(), ".run.app")
 }
 
 // token returns the bearer token for the relay at audience.
@@ -384,7 +431,7 @@ func (a *agentState) token(ctx context.Context, audience string) (string, error)
 	a.mu.Unlock()
 	if ts == nil {
 		var err error
-		if ts, err = idtoken.NewTokenSource(ctx, audience); err != nil {
+		if ts, err = idTokenSource(ctx, audience); err != nil {
 			return "", err
 		}
 		a.mu.Lock()
@@ -396,6 +443,38 @@ func (a *agentState) token(ctx context.Context, audience string) (string, error)
 		return "", err
 	}
 	return tok.AccessToken, nil
+}
+
+// idTokenSource gives ID tokens for audience from Application Default
+// Credentials: a service account's (Google's idtoken package), or else
+// a user's, as gcloud auth print-identity-token does: the ID token its
+// OAuth token carries (which names no audience, and Cloud Run accepts
+// from a user with the invoker role).
+func idTokenSource(ctx context.Context, audience string) (oauth2.TokenSource, error) {
+	ts, err := idtoken.NewTokenSource(ctx, audience)
+	if err == nil {
+		return ts, nil
+	}
+	creds, cerr := google.FindDefaultCredentials(ctx, "openid", "https://www.googleapis.com/auth/userinfo.email")
+	if cerr != nil {
+		return nil, err
+	}
+	return oauth2.ReuseTokenSource(nil, userIDTokens{creds.TokenSource}), nil
+}
+
+// userIDTokens takes the ID token out of a user's OAuth tokens.
+type userIDTokens struct{ ts oauth2.TokenSource }
+
+func (u userIDTokens) Token() (*oauth2.Token, error) {
+	tok, err := u.ts.Token()
+	if err != nil {
+		return nil, err
+	}
+	id, _ := tok.Extra("id_token").(string)
+	if id == "" {
+		return nil, errors.New("the credentials' OAuth token carries no ID token (log in with gcloud auth application-default login, or give AgentConfig.IDToken)")
+	}
+	return &oauth2.Token{AccessToken: id, Expiry: tok.Expiry}, nil
 }
 
 // Exec runs a command in the running container through the agent, as
@@ -501,41 +580,51 @@ func (r *Runtime) signalAgent(ctx context.Context, j *job, sig string) error {
 func (r *Runtime) stopWithAgent(ctx context.Context, j *job, sig string, timeout time.Duration) error {
 	l := j.latest()
 	fallback := func(why error) error {
-		r.log.Warn("stop: the agent could not be reached; cancelling the execution instead (Cloud Run's SIGTERM and fixed grace)", zap.String("id", j.rec.ID), zap.Error(why))
+		r.log.Warn("stop: the agent could not be reached (it may have exited); cancelling the execution instead (Cloud Run's SIGTERM and fixed grace)", zap.String("id", j.rec.ID), zap.Error(why))
 		if err := r.cancel(ctx, j, l.GetName()); err != nil {
 			return err
 		}
 		_, err := r.waitExecution(ctx, j, l)
 		return err
 	}
-	if err := r.signalAgent(ctx, j, sig); err != nil {
-		switch {
-		case errors.Is(err, gantry.ErrConflict):
-			// The main process has exited: the execution is ending.
-		case ctx.Err() != nil:
+	cl, err := r.agentClient(ctx, j)
+	if err == nil {
+		err = cl.Signal(ctx, sig)
+	}
+	switch {
+	case err == nil:
+	case errors.Is(err, gantry.ErrConflict):
+		// The main process has exited: the execution is ending.
+		_, err := r.waitExecution(ctx, j, l)
+		return err
+	case ctx.Err() != nil:
+		return ctx.Err()
+	default:
+		return fallback(err)
+	}
+	if timeout < 0 {
+		_, err := r.waitExecution(ctx, j, l)
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	_, err = r.waitExecution(wctx, j, l)
+	cancel()
+	if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
+		if ctx.Err() != nil {
 			return ctx.Err()
-		default:
-			return fallback(err)
 		}
+		return err
 	}
-	if timeout >= 0 {
-		wctx, cancel := context.WithTimeout(ctx, timeout)
-		_, err := r.waitExecution(wctx, j, l)
-		cancel()
-		if err == nil || ctx.Err() != nil {
-			return err
+	// The timeout has passed and the execution runs on: SIGKILL, through
+	// the agent if it is still there (it has gone if the process exited
+	// and Cloud Run has yet to mark the execution done).
+	if err := r.signalAgent(ctx, j, "SIGKILL"); err != nil && !errors.Is(err, gantry.ErrConflict) {
+		if ctx.Err() != nil {
+			return ctx.Err()
 		}
-		if !errors.Is(err, context.DeadlineExceeded) {
-			return err
-		}
-		if err := r.signalAgent(ctx, j, "SIGKILL"); err != nil && !errors.Is(err, gantry.ErrConflict) {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return fallback(err)
-		}
+		return fallback(err)
 	}
-	_, err := r.waitExecution(ctx, j, l)
+	_, err = r.waitExecution(ctx, j, l)
 	return err
 }
 

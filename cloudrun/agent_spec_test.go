@@ -10,6 +10,7 @@ import (
 	"github.com/gantryhq/gantry/internal/meta"
 	"github.com/gantryhq/gantry/internal/naming"
 	"github.com/google/go-cmp/cmp"
+	"golang.org/x/oauth2"
 	"google.golang.org/protobuf/testing/protocmp"
 )
 
@@ -112,4 +113,39 @@ func mustAgentState(t *testing.T, cfg AgentConfig) *agentState {
 		t.Fatal(err)
 	}
 	return a
+}
+
+// TestAgentSpecRefusals: what the agent cannot run with is refused before
+// any call: its own variables in the spec, and 8 CPUs (its sidecar takes
+// 0.1 of the task's 8).
+func TestAgentSpecRefusals(t *testing.T) {
+	with := &Runtime{agent: mustAgentState(t, AgentConfig{Image: "reg.example/a:1", Relay: "https://relay.example"})}
+	plan := &agentPlan{cmd: []string{"true"}, port: 20000, secret: "s", relay: "https://relay.example"}
+	for _, spec := range []gantry.Spec{
+		{Image: "busybox", Env: []string{"GANTRY_AGENT_CONNECT=wss://elsewhere"}},
+		{Image: "busybox", Secrets: []gantry.Secret{{Name: "s", Env: "GANTRY_AGENT_SECRET"}}},
+		{Image: "busybox", Resources: gantry.Resources{CPU: 8}},
+		{Image: "busybox", Resources: gantry.Resources{MemoryBytes: 32 << 30}},
+	} {
+		rec := meta.Record{ID: naming.NewID("x"), Name: "x", Spec: spec}
+		if _, err := with.jobFor(rec, plan); !errors.Is(err, gantry.ErrInvalidArgument) {
+			t.Errorf("%+v: %v, want ErrInvalidArgument", spec, err)
+		}
+		if _, err := with.jobFor(rec, nil); err != nil {
+			t.Errorf("%+v without the agent: %v", spec, err)
+		}
+	}
+}
+
+// TestUserIDTokens: a user's credentials give the ID token their OAuth
+// token carries, and say so when it has none.
+func TestUserIDTokens(t *testing.T) {
+	with := (&oauth2.Token{AccessToken: "access", Expiry: time.Now().Add(time.Hour)}).WithExtra(map[string]any{"id_token": "the-id-token"})
+	tok, err := userIDTokens{oauth2.StaticTokenSource(with)}.Token()
+	if err != nil || tok.AccessToken != "the-id-token" {
+		t.Errorf("Token() = %v, %v; want the ID token", tok, err)
+	}
+	if _, err := (userIDTokens{oauth2.StaticTokenSource(&oauth2.Token{AccessToken: "access"})}).Token(); err == nil {
+		t.Error("a token without an ID token gave no error")
+	}
 }

@@ -45,9 +45,12 @@ func agentCapabilities() gantry.Capabilities {
 	}
 }
 
+// noteRestartPolicy says why a job refuses a restart policy.
+const noteRestartPolicy = "a job runs to completion once: nothing starts it again when it exits (Cloud Run's task retries are not Docker's restarts)"
+
 // jobCapabilities are a job's rows without the agent.
 func jobCapabilities() gantry.Capabilities {
-	return gantry.Capabilities{
+	c := gantry.Capabilities{
 		gantry.FeatureCreate:      gantry.Full.With("CreateJob: one task, no retries; ID, name, spec, labels and creation time are stored on the job"),
 		gantry.FeatureStart:       gantry.Partial.With("RunJob: every start is a new execution of the same job; an entrypoint that cannot be executed ends the run as Cloud Run reports it (125 and its message), not with an init's 127 or 126"),
 		gantry.FeatureStop:        gantry.Partial.With("CancelExecution: SIGTERM, then SIGKILL after Cloud Run's fixed 10 s grace; a timeout of 0 does not kill at once, and only SIGTERM can be the stop signal; Cloud Run may leave a cancelled task's exit code unset (which reads 0), so a stopped run reads 137 SIGKILL with an error text whatever code it exited with"),
@@ -81,4 +84,7 @@ func jobCapabilities() gantry.Capabilities {
 		gantry.FeatureStdin:       gantry.None.With("a job has no standard input"),
 		gantry.FeatureSidecars:    gantry.None.With("the cloudrun backend runs one container per job"),
 	}
+	c[gantry.FeaturePortForward] = gantry.None.With("a job takes no inbound connections")
+	c[gantry.FeatureRestartPolicy] = gantry.None.With(noteRestartPolicy)
+	return c
 }

@@ -275,7 +275,13 @@ func (r *Runtime) Kill(ctx context.Context, id string, signal string) (err error
 		return fmt.Errorf("%w: the container is not running", gantry.ErrConflict)
 	}
 	if _, ok := hasAgent(j); ok && r.agent != nil {
-		return r.signalAgent(ctx, j, signal)
+		err := r.signalAgent(ctx, j, signal)
+		if err == nil || (n != 9 && n != 15) || ctx.Err() != nil || errors.Is(err, gantry.ErrConflict) {
+			return err
+		}
+		// SIGKILL and SIGTERM still end the run without the agent.
+		r.log.Warn("kill: the agent could not be reached; cancelling the execution instead", zap.String("id", j.rec.ID), zap.Error(err))
+		return r.cancel(ctx, j, j.latest().GetName())
 	}
 	if n != 9 && n != 15 {
 		return fmt.Errorf("signal %s: %w: the container was created without the gantry agent; %s", signal, gantry.ErrNotSupported, noteKill)
@@ -430,7 +436,11 @@ func (r *Runtime) Logs(ctx context.Context, id string, opts gantry.LogsOptions) 
 		// after its start, their lines are all in.
 		var settled time.Time
 		if j.pb.GetExecutionCount() > 1 {
-			settled = timeOf(j.latest().GetCreateTime()).Add(r.cfg.LogGrace)
+			began := timeOf(j.latest().GetCreateTime())
+			if began.IsZero() {
+				began = time.Now()
+			}
+			settled = began.Add(r.cfg.LogGrace)
 		}
 		runs = agentRuns(func() string { return *last.Load() }, settled)
 	}

@@ -66,8 +66,10 @@ func (r *Runtime) relayServiceName() string {
 
 // relayService is the service that runs the relay image: one container
 // listening on $PORT, reachable from anywhere but only by invokers with
-// an ID token (Cloud Run's IAM), kept warm by one instance so that agents
-// and clients meet without a cold start, with the longest request
+// an ID token (Cloud Run's IAM), on exactly one instance: a relay pairs
+// the agents and clients that reach the same process, so it must not
+// scale out, and it stays warm so that they meet without a cold start;
+// with the longest request
 // timeout Cloud Run allows, as every session is one long request.
 func (r *Runtime) relayService() *runpb.Service {
 	labels := map[string]string{meta.LabelManagedBy: meta.ManagedByValue}
@@ -81,7 +83,7 @@ func (r *Runtime) relayService() *runpb.Service {
 		Ingress:     runpb.IngressTraffic_INGRESS_TRAFFIC_ALL,
 		Template: &runpb.RevisionTemplate{
 			Labels:                        labels,
-			Scaling:                       &runpb.RevisionScaling{MinInstanceCount: 1},
+			Scaling:                       &runpb.RevisionScaling{MinInstanceCount: 1, MaxInstanceCount: 1},
 			Timeout:                       durationpb.New(relayRequestTimeout),
 			MaxInstanceRequestConcurrency: 1000,
 			ServiceAccount:                r.cfg.ServiceAccount,

@@ -69,6 +69,20 @@ func (r *Runtime) jobFor(rec meta.Record, plan *agentPlan) (*runpb.Job, error) {
 		return nil, refuse("OpenStdin", "true", "a job has no standard input without the gantry agent")
 	case len(s.Sidecars) > 0:
 		return nil, refuse("Sidecars", s.Sidecars[0].Name, "the cloudrun backend runs one container per job")
+	case s.RestartPolicy.Name != "" && s.RestartPolicy.Name != gantry.RestartNo:
+		return nil, refuse("RestartPolicy.Name", s.RestartPolicy.Name, noteRestartPolicy)
+	}
+	if withAgent {
+		for i, kv := range s.Env {
+			if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, agentEnvPrefix) {
+				return nil, invalid(fmt.Sprintf("Env[%d]", i), k, "the "+agentEnvPrefix+"* variables configure the gantry agent; create the container with "+NoAgentLabel+" to set them")
+			}
+		}
+		for i, sec := range s.Secrets {
+			if strings.HasPrefix(sec.Env, agentEnvPrefix) {
+				return nil, invalid(fmt.Sprintf("Secrets[%d].Env", i), sec.Env, "the "+agentEnvPrefix+"* variables configure the gantry agent")
+			}
+		}
 	}
 	if s.StopSignal != "" && !withAgent {
 		if n, _ := gantry.ParseSignal(s.StopSignal); n != 15 {
@@ -94,6 +108,9 @@ func (r *Runtime) jobFor(rec meta.Record, plan *agentPlan) (*runpb.Job, error) {
 	timeout, err := resources(s, c, task)
 	if err != nil {
 		return nil, err
+	}
+	if withAgent && c.GetResources().GetLimits()["cpu"] == cpuQuantity(maxCPU) {
+		return nil, invalid("Resources", "8 CPU", "with the gantry agent the container has at most 6 CPUs: its sidecar takes 0.1 of the task's 8")
 	}
 	task.Timeout = durationpb.New(timeout)
 	if err := volumes(s, c, task); err != nil {

@@ -271,7 +271,7 @@ func (p *producer) loss() error {
 	if got.Stdout >= rec.Stdout && got.Stderr >= rec.Stderr {
 		return nil
 	}
-	return fmt.Errorf("%s: %w: run %s wrote %d stdout and %d stderr lines, of which %d and %d reached Cloud Logging", p.src.Describe, gantry.ErrDataLoss, last, rec.Stdout, rec.Stderr, got.Stdout, got.Stderr)
+	return fmt.Errorf("%s: %w: run %s wrote %d stdout and %d stderr lines, of which %d and %d were in Cloud Logging within %s of its end", p.src.Describe, gantry.ErrDataLoss, last, rec.Stdout, rec.Stderr, got.Stdout, got.Stderr, p.src.Grace)
 }
 
 func (p *producer) logID(s gantry.Stream) string {
@@ -305,7 +305,9 @@ func (p *producer) run(ctx context.Context) error {
 	// has passed since it was written, so that one still on its way to
 	// Cloud Logging is not overtaken by a later one.
 	p.holding = p.opts.Follow
-	if !p.src.Ended.IsZero() && !p.opts.Follow && p.whole() {
+	if !p.src.Ended.IsZero() && p.whole() {
+		// The container has stopped: following adds nothing to a
+		// reading that ends once the last run's lines are all in.
 		return p.listComplete(ctx)
 	}
 	if !p.src.Ended.IsZero() {

@@ -109,7 +109,7 @@ func TestRunsEndListingAtOnce(t *testing.T) {
 				if got := out.texts(); !slices.Equal(got, tc.want) {
 					t.Errorf("lines %q, want %q", got, tc.want)
 				}
-				if tc.wantErr == gantry.ErrDataLoss && !strings.Contains(out.err.Error(), "wrote 3 stdout and 0 stderr lines, of which 2 and 0") {
+				if tc.wantErr == gantry.ErrDataLoss && !strings.Contains(out.err.Error(), "wrote 3 stdout and 0 stderr lines, of which 2 and 0 were in Cloud Logging within 10s") {
 					t.Errorf("loss error %q does not say what is missing", out.err)
 				}
 			})
