@@ -44,48 +44,51 @@ type Feature string
 // The features every backend declares. Operations come first, then Spec
 // features, in the order of Features.
 const (
-	FeatureCreate      Feature = "create"
-	FeatureStart       Feature = "start"
-	FeatureStop        Feature = "stop"
-	FeatureKill        Feature = "kill"
-	FeatureRemove      Feature = "remove"
-	FeatureWait        Feature = "wait"
-	FeatureLogs        Feature = "logs"
-	FeatureLogsFollow  Feature = "logs-follow"
-	FeatureExec        Feature = "exec"
-	FeatureExecTTY     Feature = "exec-tty"
-	FeatureInspect     Feature = "inspect"
-	FeatureList        Feature = "list"
-	FeatureRestart     Feature = "restart"
-	FeaturePause       Feature = "pause"
-	FeatureRename      Feature = "rename"
-	FeatureUpdate      Feature = "update"
-	FeatureAttach      Feature = "attach"
-	FeatureTop         Feature = "top"
-	FeatureStats       Feature = "stats"
-	FeatureSignals     Feature = "signals"
-	FeatureStopTimeout Feature = "stop-timeout"
-	FeaturePorts       Feature = "ports"
-	FeatureHealthcheck Feature = "healthcheck"
-	FeatureResources   Feature = "resources"
-	FeatureGPU         Feature = "gpu"
-	FeatureTimeout     Feature = "timeout"
-	FeatureMounts      Feature = "mounts"
-	FeatureSecrets     Feature = "secrets"
-	FeatureUser        Feature = "user"
-	FeatureTty         Feature = "tty"
-	FeatureStdin       Feature = "stdin"
-	FeatureSidecars    Feature = "sidecars"
+	FeatureCreate        Feature = "create"
+	FeatureStart         Feature = "start"
+	FeatureStop          Feature = "stop"
+	FeatureKill          Feature = "kill"
+	FeatureRemove        Feature = "remove"
+	FeatureWait          Feature = "wait"
+	FeatureLogs          Feature = "logs"
+	FeatureLogsFollow    Feature = "logs-follow"
+	FeatureExec          Feature = "exec"
+	FeatureExecTTY       Feature = "exec-tty"
+	FeatureInspect       Feature = "inspect"
+	FeatureList          Feature = "list"
+	FeatureRestart       Feature = "restart"
+	FeaturePause         Feature = "pause"
+	FeatureRename        Feature = "rename"
+	FeatureUpdate        Feature = "update"
+	FeatureAttach        Feature = "attach"
+	FeatureTop           Feature = "top"
+	FeatureStats         Feature = "stats"
+	FeaturePortForward   Feature = "port-forward"
+	FeatureSignals       Feature = "signals"
+	FeatureStopTimeout   Feature = "stop-timeout"
+	FeaturePorts         Feature = "ports"
+	FeatureHealthcheck   Feature = "healthcheck"
+	FeatureRestartPolicy Feature = "restart-policy"
+	FeatureResources     Feature = "resources"
+	FeatureGPU           Feature = "gpu"
+	FeatureTimeout       Feature = "timeout"
+	FeatureMounts        Feature = "mounts"
+	FeatureSecrets       Feature = "secrets"
+	FeatureUser          Feature = "user"
+	FeatureTty           Feature = "tty"
+	FeatureStdin         Feature = "stdin"
+	FeatureSidecars      Feature = "sidecars"
 )
 
 var featureOrder = []Feature{
 	FeatureCreate, FeatureStart, FeatureStop, FeatureKill, FeatureRemove,
 	FeatureWait, FeatureLogs, FeatureLogsFollow, FeatureExec, FeatureExecTTY,
 	FeatureInspect, FeatureList, FeatureRestart, FeaturePause, FeatureRename,
-	FeatureUpdate, FeatureAttach, FeatureTop, FeatureStats, FeatureSignals,
-	FeatureStopTimeout, FeaturePorts, FeatureHealthcheck, FeatureResources,
-	FeatureGPU, FeatureTimeout, FeatureMounts, FeatureSecrets, FeatureUser,
-	FeatureTty, FeatureStdin, FeatureSidecars,
+	FeatureUpdate, FeatureAttach, FeatureTop, FeatureStats, FeaturePortForward,
+	FeatureSignals, FeatureStopTimeout, FeaturePorts, FeatureHealthcheck,
+	FeatureRestartPolicy, FeatureResources, FeatureGPU, FeatureTimeout,
+	FeatureMounts, FeatureSecrets, FeatureUser, FeatureTty, FeatureStdin,
+	FeatureSidecars,
 }
 
 // Features returns every feature, in table order.

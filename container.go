@@ -50,6 +50,42 @@ type Spec struct {
 	// Sidecars are further containers that run beside the main one and
 	// share its network and lifetime.
 	Sidecars []Sidecar
+	// RestartPolicy says whether the container is started again when it
+	// exits, as docker run --restart does. The zero value never restarts.
+	RestartPolicy RestartPolicy
+}
+
+// The restart policies' names, Docker's.
+const (
+	// RestartNo never restarts; it is what the empty name means too.
+	RestartNo = "no"
+	// RestartOnFailure restarts after a non-zero exit code, at most
+	// MaxRetries times when MaxRetries is positive.
+	RestartOnFailure = "on-failure"
+	// RestartAlways restarts after every exit.
+	RestartAlways = "always"
+	// RestartUnlessStopped restarts after every exit, as RestartAlways;
+	// the two differ only when Docker's daemon restarts, which starts
+	// "always" containers that were stopped and leaves these stopped.
+	RestartUnlessStopped = "unless-stopped"
+)
+
+// RestartPolicy is Docker's restart policy. With Docker's semantics, a
+// container that exits is started again after a delay that doubles with
+// each restart (a backend states its delays in its Capabilities note),
+// and Container.RestartCount counts those restarts. A container that
+// exits because of Stop, Kill (with any signal) or Spec.Timeout is not
+// restarted; Start, or Restart, starts it again and sets RestartCount
+// back to 0. While it waits to be restarted, its status is
+// StatusRestarting and State.Running stays true, as in Docker: Stop and
+// Kill end the wait, leaving it exited.
+type RestartPolicy struct {
+	// Name is "" or RestartNo, RestartOnFailure, RestartAlways or
+	// RestartUnlessStopped.
+	Name string
+	// MaxRetries bounds the restarts of RestartOnFailure; 0 means no
+	// bound. Other policies take none.
+	MaxRetries int
 }
 
 // Port is a port the container listens on.
@@ -63,16 +99,23 @@ type Port struct {
 // Healthcheck describes a probe. Exactly one of Test, HTTPPath or TCPPort
 // is set.
 type Healthcheck struct {
-	// Test is Docker's form: {"CMD", argv...} or {"CMD-SHELL", script}.
+	// Test is Docker's form: {"CMD", argv...} or {"CMD-SHELL", script},
+	// run in the container as an exec, passing when it exits 0; {"NONE"}
+	// turns off the image's healthcheck.
 	Test []string
-	// HTTPPath probes with an HTTP GET on Port (or the first Spec port).
+	// HTTPPath probes with an HTTP GET on Port (or the first Spec port),
+	// passing on a status from 200 to 399.
 	HTTPPath string
 	// TCPPort probes by opening a TCP connection.
 	TCPPort int
 	// Port is the port HTTPPath is served on.
 	Port int
 	// Interval between probes, Timeout of one probe, StartPeriod during
-	// which failures do not count, Retries before unhealthy.
+	// which failures do not count, Retries before unhealthy. Zero means
+	// Docker's default: 30s, 30s, none and 3. As in Docker, the first
+	// probe runs an Interval after the start, a probe that outlasts
+	// Timeout fails, and a probe that passes during the start period
+	// makes the container healthy at once.
 	Interval    time.Duration
 	Timeout     time.Duration
 	StartPeriod time.Duration
@@ -172,6 +215,32 @@ type State struct {
 	FinishedAt time.Time
 	// Error is the platform's explanation of a failed run.
 	Error string
+	// Health is the result of the spec's Healthcheck, nil for a container
+	// without one or that has never started.
+	Health *Health
+}
+
+// Docker's health statuses.
+const (
+	// HealthStarting: no probe has passed since the run started, and
+	// fewer than Healthcheck.Retries have failed in a row since the end
+	// of the start period.
+	HealthStarting = "starting"
+	// HealthHealthy: the last probe passed, or too few have failed since.
+	HealthHealthy = "healthy"
+	// HealthUnhealthy: Healthcheck.Retries probes in a row have failed
+	// (those of the start period do not count until one passes). A
+	// container that is not running reads unhealthy too, as in Docker.
+	HealthUnhealthy = "unhealthy"
+)
+
+// Health is a container's health, as docker inspect reports it.
+type Health struct {
+	// Status is HealthStarting, HealthHealthy or HealthUnhealthy.
+	Status string
+	// FailingStreak counts the probes that have failed in a row (and
+	// counted); a passing probe sets it to 0.
+	FailingStreak int
 }
 
 // Container is what Inspect and List return.
@@ -192,8 +261,8 @@ type Container struct {
 	// containers yet (cloudrun runs jobs, which take no inbound traffic),
 	// so it is empty everywhere today.
 	URL string
-	// RestartCount counts the restarts a restart policy made, as Docker's
-	// does: a Restart, or a Stop then a Start, does not count. No backend
-	// has a restart policy yet, so it is 0.
+	// RestartCount counts the restarts Spec.RestartPolicy made since the
+	// container was last started by Start or Restart, as Docker's does:
+	// those set it back to 0 and do not count.
 	RestartCount int
 }

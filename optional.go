@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"time"
 )
 
@@ -81,6 +82,16 @@ type Stats struct {
 	PIDs int
 }
 
+// PortDialer connects to a TCP port inside a running container, as
+// kubectl port-forward does: each call is one new connection to that
+// port. A container that is not running is an ErrConflict; a port that
+// nothing listens on fails as the backend can tell (its Capabilities note
+// says how). The connection supports half-closing its writing side
+// (CloseWrite) where the backend's does, as a TCP connection.
+type PortDialer interface {
+	DialPort(ctx context.Context, id string, port int) (net.Conn, error)
+}
+
 func unsupported(rt Runtime, op string) error {
 	return fmt.Errorf("%s: %w by %T", op, ErrNotSupported, rt)
 }
@@ -154,4 +165,15 @@ func ContainerStats(ctx context.Context, rt Runtime, id string) (Stats, error) {
 		return s.Stats(ctx, id)
 	}
 	return Stats{}, unsupported(rt, "stats")
+}
+
+// DialPort opens a connection to TCP port port inside container id.
+func DialPort(ctx context.Context, rt Runtime, id string, port int) (net.Conn, error) {
+	if err := ValidatePort(port); err != nil {
+		return nil, fmt.Errorf("dial port: %w", err)
+	}
+	if d, ok := rt.(PortDialer); ok {
+		return d.DialPort(ctx, id, port)
+	}
+	return nil, unsupported(rt, "dial port")
 }

@@ -90,6 +90,7 @@ func (s *Spec) Validate() error {
 	}
 	v.mounts(s.Mounts)
 	v.secrets(s.Secrets, envKeys)
+	v.restartPolicy(s.RestartPolicy)
 	sidecarNames := map[string]bool{}
 	for i, sc := range s.Sidecars {
 		f := fmt.Sprintf("Sidecars[%d]", i)
@@ -266,6 +267,34 @@ func (v *validator) healthcheck(h *Healthcheck) {
 	if h.Retries < 0 {
 		v.fail("Healthcheck.Retries", strconv.Itoa(h.Retries), "must not be negative")
 	}
+}
+
+// restartPolicy checks a policy as Docker's daemon does, with its words.
+func (v *validator) restartPolicy(p RestartPolicy) {
+	switch p.Name {
+	case "", RestartNo, RestartOnFailure, RestartAlways, RestartUnlessStopped:
+	default:
+		v.fail("RestartPolicy.Name", p.Name, "must be no, on-failure, always or unless-stopped")
+		return
+	}
+	switch {
+	case p.MaxRetries < 0:
+		v.fail("RestartPolicy.MaxRetries", strconv.Itoa(p.MaxRetries), "maximum retry count cannot be negative")
+	case p.MaxRetries > 0 && p.Name != RestartOnFailure:
+		name := p.Name
+		if name == "" {
+			name = RestartNo
+		}
+		v.fail("RestartPolicy.MaxRetries", strconv.Itoa(p.MaxRetries), "maximum retry count cannot be used with restart policy '"+name+"'")
+	}
+}
+
+// ValidatePort checks a port number given to DialPort or ForwardPort.
+func ValidatePort(port int) error {
+	if port < 1 || port > 65535 {
+		return &FieldError{Field: "port", Value: strconv.Itoa(port), Reason: "must be 1 to 65535"}
+	}
+	return nil
 }
 
 func (v *validator) resources(field string, r Resources) {

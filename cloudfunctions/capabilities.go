@@ -16,10 +16,13 @@ const (
 	noteSecrets     = "Secret Manager secrets as environment variables only (secret volumes are not offered)"
 )
 
+// noteRestart says why a function refuses a restart policy.
+const noteRestart = "a run is one request to the function: nothing starts the command again when it exits"
+
 // Capabilities reports what a Cloud Function can do of Docker's
 // semantics. Every row that is not full says what is missing.
 func (r *Runtime) Capabilities() gantry.Capabilities {
-	return gantry.Capabilities{
+	c := gantry.Capabilities{
 		gantry.FeatureCreate:      gantry.Partial.With("GenerateUploadUrl, upload of gantry's runner, CreateFunction, waiting for the deployment (about a minute on Google Cloud); Image names the runtime to build on (a Go runtime such as go125), and Entrypoint or Cmd is required; ID, name, spec, labels and creation time are stored on the function"),
 		gantry.FeatureStart:       gantry.Full.With("an invocation of the function's URL that the runner answers when the command ends; it is held open so the instance keeps its CPU"),
 		gantry.FeatureStop:        gantry.Full.With("the runner sends the stop signal, then SIGKILL after the timeout, to the command's main process"),
@@ -53,4 +56,7 @@ func (r *Runtime) Capabilities() gantry.Capabilities {
 		gantry.FeatureStdin:       gantry.None.With(noteStdin),
 		gantry.FeatureSidecars:    gantry.None.With(noteSidecars),
 	}
+	c[gantry.FeaturePortForward] = gantry.None.With("a function's instance takes HTTP requests for gantry's runner only")
+	c[gantry.FeatureRestartPolicy] = gantry.None.With(noteRestart)
+	return c
 }

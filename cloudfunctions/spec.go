@@ -92,6 +92,8 @@ func checkSpec(spec gantry.Spec) error {
 		return unsupported("Ports", notePorts)
 	case spec.Healthcheck != nil:
 		return unsupported("Healthcheck", noteHealthcheck)
+	case spec.RestartPolicy.Name != "" && spec.RestartPolicy.Name != gantry.RestartNo:
+		return unsupported("RestartPolicy", noteRestart)
 	case len(spec.Mounts) > 0:
 		return unsupported("Mounts", noteMounts)
 	case len(spec.Sidecars) > 0:

@@ -9,12 +9,13 @@ const (
 	noteSidecars = "Docker runs one process tree per container, and ties no other container's lifetime to it: create the sidecar as a container of its own"
 	noteMounts   = "tmpfs, bind mounts and named volumes, as Docker's mounts; gcs and nfs are refused"
 	noteProbes   = "Docker probes only by running a command in the container (Test, mapped as it is); HTTPPath and TCPPort are refused"
+	noteRestart  = "restart policies are not passed to Docker"
 )
 
 // Capabilities reports what a Docker Engine does of gantry's contract:
 // nearly everything, since gantry's semantics are Docker's with an init.
 func (r *Runtime) Capabilities() gantry.Capabilities {
-	return gantry.Capabilities{
+	c := gantry.Capabilities{
 		gantry.FeatureCreate:      gantry.Full.With("ContainerCreate, with an init (HostConfig.Init) as gantry's semantics assume; the spec is kept in a label, so Inspect returns it as given"),
 		gantry.FeatureStart:       gantry.Full.With("ContainerStart; starting a running container is a no-op, and a command that cannot run exits 127 (126 when not executable), as under Docker's init"),
 		gantry.FeatureStop:        gantry.Full.With("ContainerStop: the stop signal, then SIGKILL when the timeout ends, by the daemon (a daemon older than API 1.42 ignores a signal given to stop; then this backend sends it and kills as the daemon would)"),
@@ -48,4 +49,7 @@ func (r *Runtime) Capabilities() gantry.Capabilities {
 		gantry.FeatureStdin:       gantry.Full.With("OpenStdin feeds the main process from Attach; exec stdin is copied, then closed"),
 		gantry.FeatureSidecars:    gantry.None.With(noteSidecars),
 	}
+	c[gantry.FeaturePortForward] = gantry.None.With("published ports are not dialled")
+	c[gantry.FeatureRestartPolicy] = gantry.None.With(noteRestart)
+	return c
 }

@@ -143,6 +143,9 @@ func refuse(spec *gantry.Spec) error {
 	if len(spec.Sidecars) > 0 {
 		return unsupported("Sidecars", noteSidecars)
 	}
+	if p := spec.RestartPolicy.Name; p != "" && p != gantry.RestartNo {
+		return unsupported("RestartPolicy", noteRestart)
+	}
 	if h := spec.Healthcheck; h != nil && (h.HTTPPath != "" || h.TCPPort != 0) {
 		return unsupported("Healthcheck", noteProbes)
 	}

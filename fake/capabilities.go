@@ -7,6 +7,7 @@ const (
 	noteMounts   = "a Go image has no file system, so nothing can be mounted (host processes take bind and tmpfs mounts)"
 	noteSidecars = "one process per container: sidecars are refused"
 	noteGPU      = "no accelerators are emulated"
+	noteRestart  = "nothing starts a container again when it exits"
 )
 
 // Capabilities reports what the fake does, for the mode it was made with.
@@ -38,6 +39,8 @@ func (rt *Runtime) Capabilities() gantry.Capabilities {
 		gantry.FeatureStdin:       gantry.Full.With("OpenStdin feeds the main process from Attach; exec stdin is copied, with end of file"),
 		gantry.FeatureSidecars:    gantry.None.With(noteSidecars),
 	}
+	c[gantry.FeaturePortForward] = gantry.None.With("containers' ports are not reachable through the fake")
+	c[gantry.FeatureRestartPolicy] = gantry.None.With(noteRestart)
 	if rt.host {
 		c[gantry.FeatureExec] = gantry.Full.With("a host process in the container's process group, with the container's environment, exact exit code and separate streams")
 		c[gantry.FeatureExecTTY] = gantry.Full.With("a real pseudo-terminal (creack/pty) with resize; stdout and stderr are one stream")

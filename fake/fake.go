@@ -250,6 +250,8 @@ func (rt *Runtime) checkSupported(spec *gantry.Spec) error {
 		return refuse("Sidecars", noteSidecars)
 	case spec.Resources.GPUs > 0:
 		return refuse("Resources.GPUs", noteGPU)
+	case spec.RestartPolicy.Name != "" && spec.RestartPolicy.Name != gantry.RestartNo:
+		return refuse("RestartPolicy", noteRestart)
 	}
 	for i, s := range spec.Secrets {
 		if s.Path != "" {

@@ -20,6 +20,9 @@ var specFeatures = map[gantry.Feature]func(h Harness, sp *gantry.Spec){
 	gantry.FeatureHealthcheck: func(_ Harness, sp *gantry.Spec) {
 		sp.Healthcheck = &gantry.Healthcheck{Test: []string{"CMD-SHELL", "true"}, Interval: time.Second}
 	},
+	gantry.FeatureRestartPolicy: func(_ Harness, sp *gantry.Spec) {
+		sp.RestartPolicy = gantry.RestartPolicy{Name: gantry.RestartOnFailure, MaxRetries: 1}
+	},
 	gantry.FeatureResources: func(_ Harness, sp *gantry.Spec) {
 		sp.Resources = gantry.Resources{CPU: 1, MemoryBytes: 512 << 20}
 	},
@@ -105,6 +108,13 @@ var refusals = map[gantry.Feature]func(ctx context.Context, rt gantry.Runtime, i
 	},
 	gantry.FeatureStats: func(ctx context.Context, rt gantry.Runtime, id string) error {
 		_, err := gantry.ContainerStats(ctx, rt, id)
+		return err
+	},
+	gantry.FeaturePortForward: func(ctx context.Context, rt gantry.Runtime, id string) error {
+		c, err := gantry.DialPort(ctx, rt, id, 8080)
+		if err == nil {
+			c.Close()
+		}
 		return err
 	},
 	gantry.FeatureSignals: func(ctx context.Context, rt gantry.Runtime, id string) error {

@@ -159,13 +159,14 @@ type System struct {
 // to what it writes, even a field added, is a new version: an older gantry
 // refuses fields it does not know, and the version is how it says why.
 // Every version gantry has written stays in readers.
-const recordVersion = 2
+const recordVersion = 3
 
 // readers reads each version of the record gantry has written: a container
 // outlives the release of gantry that created it.
 var readers = map[int]func(raw string) (Record, error){
 	1: readV1,
 	2: readV2,
+	3: readV3,
 }
 
 // Labels returns the labels for r's resource: sys.Labels, the managed-by,
@@ -217,7 +218,7 @@ func (r Record) Annotations() (map[string]string, error) {
 	if field, ok := notText(reflect.ValueOf(r.Spec), "Spec"); ok {
 		return nil, fmt.Errorf("store container record: %s: %w: not valid UTF-8, which Google Cloud resources cannot hold", field, gantry.ErrInvalidArgument)
 	}
-	b, err := json.Marshal(toV2(r))
+	b, err := json.Marshal(toV3(r))
 	if err != nil {
 		return nil, fmt.Errorf("encode container record: %w", err)
 	}

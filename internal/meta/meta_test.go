@@ -113,7 +113,7 @@ func TestDecodeRefuses(t *testing.T) {
 		"not managed":      {map[string]string{"a": "b"}, ann},
 		"no annotation":    {labels, nil},
 		"bad json":         {labels, map[string]string{AnnotationRecord: "{"}},
-		"wrong version":    {labels, map[string]string{AnnotationRecord: `{"v":3,"id":"` + rec.ID + `"}`}},
+		"wrong version":    {labels, map[string]string{AnnotationRecord: `{"v":4,"id":"` + rec.ID + `"}`}},
 		"id disagrees":     {other, ann},
 		"unknown field":    {labels, map[string]string{AnnotationRecord: `{"v":2,"id":"` + rec.ID + `","zzz":1}`}},
 		"unknown v1 field": {labels, map[string]string{AnnotationRecord: `{"v":1,"id":"` + rec.ID + `","zzz":1}`}},

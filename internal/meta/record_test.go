@@ -30,6 +30,7 @@ var update = flag.Bool("update", false, "write the golden record of the current 
 var goldens = map[int]func() Record{
 	1: goldenRecordV1,
 	2: goldenRecordV2,
+	3: goldenRecordV3,
 }
 
 func TestMain(m *testing.M) {
@@ -131,10 +132,18 @@ func goldenRecordV1() Record {
 	}
 }
 
-// goldenRecordV2 must set every field of gantry.Spec
+// goldenRecordV2 sets every field gantry.Spec had when version 2 was
+// current.
+func goldenRecordV2() Record { return goldenRecordV1() }
+
+// goldenRecordV3 must set every field of gantry.Spec
 // (TestGoldenSetsEveryField), so that a field mapped into the record
 // changes the current golden.
-func goldenRecordV2() Record { return goldenRecordV1() }
+func goldenRecordV3() Record {
+	r := goldenRecordV2()
+	r.Spec.RestartPolicy = gantry.RestartPolicy{Name: gantry.RestartOnFailure, MaxRetries: 5}
+	return r
+}
 
 func goldenLabels(r Record) map[string]string {
 	return map[string]string{LabelManagedBy: ManagedByValue, LabelID: idLabel(r.ID)}
@@ -362,7 +371,7 @@ func TestEmptyIsUnset(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const want = `{"v":2,"id":"ab","name":"","created":"0001-01-01T00:00:00Z","spec":{"healthcheck":{},"mounts":[{}]}}`
+	const want = `{"v":3,"id":"ab","name":"","created":"0001-01-01T00:00:00Z","spec":{"healthcheck":{},"mounts":[{}]}}`
 	if got := ann[AnnotationRecord]; got != want {
 		t.Errorf("got  %s\nwant %s", got, want)
 	}
@@ -410,8 +419,10 @@ func TestDecodeVersions(t *testing.T) {
 		"v2 duration in v1":            {raw: `{"v":1,"id":"x","spec":{"timeout":"1µs"}}`, err: "Timeout"},
 		"unknown field":                {raw: `{"v":2,"id":"x","spec":{"workDir":"/"}}`, err: "unknown field"},
 		"unknown nested field":         {raw: `{"v":2,"id":"x","spec":{"ports":[{"port":1,"host":2}]}}`, err: "unknown field"},
-		"unknown version":              {raw: `{"v":3,"id":"x"}`, err: "reads versions 1, 2"},
-		"version 0":                    {raw: `{"v":0,"id":"x"}`, err: "reads versions 1, 2"},
+		"restart policy in v2":         {raw: `{"v":2,"id":"x","spec":{"restartPolicy":{"name":"always"}}}`, err: "unknown field"},
+		"v3 durations as text":         {raw: `{"v":3,"id":"x","spec":{"timeout":"1µs","restartPolicy":{"name":"always"}}}`},
+		"unknown version":              {raw: `{"v":4,"id":"x"}`, err: "reads versions 1, 2, 3"},
+		"version 0":                    {raw: `{"v":0,"id":"x"}`, err: "reads versions 1, 2, 3"},
 		"no version":                   {raw: `{"id":"x"}`, err: "no record version"},
 		"created before year 0 in UTC": {raw: `{"v":2,"id":"x","created":"0000-01-01T00:00:00+01:00"}`, err: "out of range"},
 		"trailing bracket":             {raw: `{"v":2,"id":"x"}]`, err: "after top-level value"},

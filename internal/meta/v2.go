@@ -7,7 +7,7 @@ import (
 	"github.com/gantryhq/gantry"
 )
 
-// recordV2 is version 2 of the stored record, the one gantry writes. Its
+// recordV2 is version 2 of the stored record, which version 3 extends. Its
 // field names are meta's own, written out in tags, so that renaming a
 // field of gantry.Spec changes the Go code that converts it and not what
 // is stored. A field at its zero value is left out: zero means unset
@@ -120,12 +120,6 @@ func readV2(raw string) (Record, error) {
 		return Record{}, err
 	}
 	return Record{ID: r.ID, Name: r.Name, Created: r.Created, Spec: r.Spec.spec()}, nil
-}
-
-// toV2 is the writer while version 2 is recordVersion; a later version's
-// writer replaces it, and readV2 stays.
-func toV2(r Record) recordV2 {
-	return recordV2{V: recordVersion, ID: r.ID, Name: r.Name, Created: r.Created.UTC(), Spec: specToV2(r.Spec)}
 }
 
 func specToV2(s gantry.Spec) specV2 {
