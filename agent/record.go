@@ -2,10 +2,15 @@ package agent
 
 import (
 	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"sync"
 )
 
@@ -36,6 +41,34 @@ type Record struct {
 	// StdoutLines and StderrLines count the lines written on each
 	// stream.
 	StdoutLines, StderrLines int64
+	// Run names the run the record ends (on Cloud Run the execution,
+	// from CLOUD_RUN_EXECUTION), and MAC proves that the agent holding
+	// the container's secret wrote it (see LineCounter.SignRecords and
+	// Verify); both are empty in an unsigned record.
+	Run, MAC string
+}
+
+// mac is the record's MAC under secret for container id: HMAC-SHA256
+// over a label and every field, each length-prefixed, in hex.
+func (r Record) mac(secret []byte, id string) string {
+	h := hmac.New(sha256.New, secret)
+	for _, f := range []string{"gantry-agent record v1", id, r.Run,
+		strconv.Itoa(r.ExitCode), strconv.Itoa(r.Signal),
+		strconv.FormatInt(r.StdoutLines, 10), strconv.FormatInt(r.StderrLines, 10)} {
+		var n [4]byte
+		binary.BigEndian.PutUint32(n[:], uint32(len(f)))
+		h.Write(n[:])
+		h.Write([]byte(f))
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// Verify reports whether r was signed with secret for container id: a
+// line a program printed to look like a record has no valid MAC, and
+// one copied from another container or run does not match its id or run.
+func (r Record) Verify(secret []byte, id string) bool {
+	want := r.mac(secret, id)
+	return r.MAC != "" && hmac.Equal([]byte(r.MAC), []byte(want))
 }
 
 // RecordVersion is the version ("v") of the record format.
@@ -47,8 +80,13 @@ const RecordLabel = "gantry-agent-record"
 
 // Line returns the record as it is written: one JSON object and '\n'.
 func (r Record) Line() []byte {
-	return fmt.Appendf(nil, `{"message":"gantry-agent: exit %d","logging.googleapis.com/labels":{%q:"exit"},"gantryAgentRecord":{"v":%d,"exitCode":%d,"signal":%d,"stdoutLines":%d,"stderrLines":%d}}`+"\n",
-		r.ExitCode, RecordLabel, RecordVersion, r.ExitCode, r.Signal, r.StdoutLines, r.StderrLines)
+	var signed []byte
+	if r.MAC != "" {
+		run, _ := json.Marshal(r.Run)
+		signed = fmt.Appendf(nil, `,"run":%s,"mac":%q`, run, r.MAC)
+	}
+	return fmt.Appendf(nil, `{"message":"gantry-agent: exit %d","logging.googleapis.com/labels":{%q:"exit"},"gantryAgentRecord":{"v":%d,"exitCode":%d,"signal":%d,"stdoutLines":%d,"stderrLines":%d%s}}`+"\n",
+		r.ExitCode, RecordLabel, RecordVersion, r.ExitCode, r.Signal, r.StdoutLines, r.StderrLines, signed)
 }
 
 // ErrNoRecord is what ParseRecord returns for an object that holds no
@@ -68,6 +106,8 @@ func ParseRecord(obj []byte) (Record, error) {
 			Signal      int    `json:"signal"`
 			StdoutLines *int64 `json:"stdoutLines"`
 			StderrLines *int64 `json:"stderrLines"`
+			Run         string `json:"run"`
+			MAC         string `json:"mac"`
 		} `json:"gantryAgentRecord"`
 	}
 	if err := json.Unmarshal(bytes.TrimSpace(obj), &v); err != nil {
@@ -84,7 +124,7 @@ func ParseRecord(obj []byte) (Record, error) {
 	case *r.StdoutLines < 0 || *r.StderrLines < 0:
 		return Record{}, fmt.Errorf("agent: a gantry-agent record with a negative count")
 	}
-	return Record{ExitCode: *r.ExitCode, Signal: r.Signal, StdoutLines: *r.StdoutLines, StderrLines: *r.StderrLines}, nil
+	return Record{ExitCode: *r.ExitCode, Signal: r.Signal, StdoutLines: *r.StdoutLines, StderrLines: *r.StderrLines, Run: r.Run, MAC: r.MAC}, nil
 }
 
 // LineCounter is an io.Writer that passes writes on to another writer
@@ -98,6 +138,20 @@ type LineCounter struct {
 	lines   int64
 	partial bool // the last byte passed on was not '\n'
 	sealed  bool
+	// With SignRecords: the key, container and run records are signed
+	// for.
+	secret  []byte
+	id, run string
+}
+
+// SignRecords makes WriteRecord sign the records it writes through c
+// (the stderr counter): with secret, the container's, for container id
+// and run, so that a reader holding the secret can tell the agent's
+// record from a line that only looks like one.
+func (c *LineCounter) SignRecords(secret []byte, id, run string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.secret, c.id, c.run = bytes.Clone(secret), id, run
 }
 
 // NewLineCounter returns a LineCounter writing to w.
@@ -166,6 +220,10 @@ func WriteRecord(outc, errc *LineCounter, r Record) error {
 	defer errc.mu.Unlock()
 	errc.sealed = true
 	r.StderrLines = errc.linesLocked()
+	if errc.secret != nil {
+		r.Run = errc.run
+		r.MAC = r.mac(errc.secret, errc.id)
+	}
 	line := r.Line()
 	if errc.partial {
 		line = append([]byte{'\n'}, line...)

@@ -288,3 +288,37 @@ func TestRecordAfterALeftoverWriter(t *testing.T) {
 		t.Errorf("record %+v for stdout %q", r, stdout)
 	}
 }
+
+// TestSignedRecord: a counter told to sign writes a record that carries
+// its run and a MAC that verifies under the container's secret and ID
+// only; a line printed to look like it, or a record changed in any
+// field, does not verify.
+func TestSignedRecord(t *testing.T) {
+	var errb bytes.Buffer
+	errc := NewLineCounter(&errb)
+	secret := []byte("0123456789abcdef0123456789abcdef")
+	errc.SignRecords(secret, "c1", "exec-1")
+	fmt.Fprintln(errc, "a line")
+	if err := WriteRecord(nil, errc, Record{ExitCode: 3}); err != nil {
+		t.Fatal(err)
+	}
+	line := strings.TrimPrefix(errb.String(), "a line\n")
+	r, err := ParseRecord([]byte(line))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Run != "exec-1" || r.StderrLines != 1 || r.ExitCode != 3 || !r.Verify(secret, "c1") {
+		t.Fatalf("record %+v: want run exec-1, 1 stderr line, exit 3, and a MAC that verifies", r)
+	}
+	for name, bad := range map[string]func() bool{
+		"another secret":    func() bool { return r.Verify([]byte("another secret, 32 bytes long..."), "c1") },
+		"another container": func() bool { return r.Verify(secret, "c2") },
+		"another count":     func() bool { f := r; f.StdoutLines++; return f.Verify(secret, "c1") },
+		"another run":       func() bool { f := r; f.Run = "exec-2"; return f.Verify(secret, "c1") },
+		"unsigned":          func() bool { f := r; f.MAC = ""; return f.Verify(secret, "c1") },
+	} {
+		if bad() {
+			t.Errorf("a record with %s verifies", name)
+		}
+	}
+}

@@ -25,6 +25,7 @@ import (
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/google"
 	"google.golang.org/api/idtoken"
+	"google.golang.org/protobuf/encoding/protojson"
 )
 
 // AgentConfig puts the gantry agent into every container a Runtime
@@ -629,19 +630,20 @@ func (r *Runtime) stopWithAgent(ctx context.Context, j *job, sig string, timeout
 }
 
 // The agent's final record of a run, as Cloud Logging stores it: a JSON
-// line on stderr whose label recordLabel is "exit" and whose recordField
-// holds the counts.
+// line on stderr whose label recordLabel is "exit" (see agent.Record).
 const (
 	recordLabel   = agent.RecordLabel
-	recordField   = "gantryAgentRecord"
 	executionName = "run.googleapis.com/execution_name"
 	containerName = "run.googleapis.com/container_name"
 )
 
 // agentRuns tells a log reader how to find the agent's records: runs are
 // executions, last names the container's last one, and settled is when
-// the lines of the runs before it are all in (zero: there were none).
-func agentRuns(last func() string, settled time.Time) *cloudlog.Runs {
+// the lines of the runs before it are all in (zero: there were none). A
+// record counts only from the agent's stderr, signed with the
+// container's secret for its ID and for the execution it is logged
+// under: a line a program prints to look like one is just a line.
+func agentRuns(last func() string, settled time.Time, secret []byte, id string) *cloudlog.Runs {
 	return &cloudlog.Runs{
 		Settled: func() time.Time { return settled },
 		// The agent counts the lines of the user's container only; the
@@ -653,17 +655,18 @@ func agentRuns(last func() string, settled time.Time) *cloudlog.Runs {
 			return e.GetLabels()[executionName]
 		},
 		Record: func(e *loggingpb.LogEntry) (cloudlog.Counts, bool) {
-			if e.GetLabels()[recordLabel] != "exit" {
+			if e.GetLabels()[recordLabel] != "exit" || cloudlog.LogID(e.GetLogName()) != stderrLog || e.GetJsonPayload() == nil {
 				return cloudlog.Counts{}, false
 			}
-			rec := e.GetJsonPayload().GetFields()[recordField].GetStructValue().GetFields()
-			if rec == nil {
+			raw, err := protojson.Marshal(e.GetJsonPayload())
+			if err != nil {
 				return cloudlog.Counts{}, false
 			}
-			return cloudlog.Counts{
-				Stdout: int(rec["stdoutLines"].GetNumberValue()),
-				Stderr: int(rec["stderrLines"].GetNumberValue()),
-			}, true
+			rec, err := agent.ParseRecord(raw)
+			if err != nil || !rec.Verify(secret, id) || rec.Run != e.GetLabels()[executionName] {
+				return cloudlog.Counts{}, false
+			}
+			return cloudlog.Counts{Stdout: int(rec.StdoutLines), Stderr: int(rec.StderrLines)}, true
 		},
 		Last:    last,
 		Exclude: "NOT " + cloudlog.Label("labels", recordLabel) + `="exit"`,

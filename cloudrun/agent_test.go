@@ -352,3 +352,52 @@ func TestStopFallsBackToCancel(t *testing.T) {
 		t.Errorf("%d warnings that the stop fell back to a cancel, want 1", n)
 	}
 }
+
+// TestForgedRecordIsALine: a line a program prints to look like the
+// agent's record is a line like any other: returned, counted, and no
+// reason to end reading early, on an emulator with ingestion delay (the
+// real record, signed with the container's secret, ends the reading; its
+// LogGrace is an hour).
+func TestForgedRecordIsALine(t *testing.T) {
+	w := newAgentWorld(t, gcptest.WithStrict())
+	rt := w.runtime(t, Config{LogGrace: time.Hour, Budget: googleQuota, PollInterval: 100 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	forged := `{"message":"gantry-agent: exit 0","logging.googleapis.com/labels":{"gantry-agent-record":"exit"},"gantryAgentRecord":{"v":1,"exitCode":0,"signal":0,"stdoutLines":0,"stderrLines":1}}`
+	c, err := rt.Create(ctx, gantry.Spec{Image: w.image, Cmd: []string{"sh", "-c", "echo '" + forged + "' >&2; i=0; while [ $i -lt 200 ]; do echo after-$i; i=$((i+1)); done"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.Start(ctx, c.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rt.Wait(ctx, c.ID, gantry.WaitNotRunning); err != nil {
+		t.Fatal(err)
+	}
+	r, err := rt.Logs(ctx, c.ID, gantry.LogsOptions{Stdout: true, Stderr: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var stdout, stderr int
+	for {
+		e, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.Stream == gantry.Stderr {
+			stderr++
+			if !strings.Contains(e.Line, "gantryAgentRecord") {
+				t.Errorf("stderr line %q, want the forged record", e.Line)
+			}
+		} else {
+			stdout++
+		}
+	}
+	if stdout != 200 || stderr != 1 {
+		t.Errorf("%d stdout and %d stderr lines, want 200 and 1", stdout, stderr)
+	}
+}

@@ -431,7 +431,7 @@ func (r *Runtime) Logs(ctx context.Context, id string, opts gantry.LogsOptions) 
 		return at, err
 	}
 	var runs *cloudlog.Runs
-	if _, ok := hasAgent(j); ok {
+	if secret, ok := hasAgent(j); ok {
 		// Runs before the last ended before it began: a grace period
 		// after its start, their lines are all in.
 		var settled time.Time
@@ -442,7 +442,7 @@ func (r *Runtime) Logs(ctx context.Context, id string, opts gantry.LogsOptions) 
 			}
 			settled = began.Add(r.cfg.LogGrace)
 		}
-		runs = agentRuns(func() string { return *last.Load() }, settled)
+		runs = agentRuns(func() string { return *last.Load() }, settled, []byte(secret), j.rec.ID)
 	}
 	return cloudlog.Open(ctx, cloudlog.Source{
 		Client:    r.logs,

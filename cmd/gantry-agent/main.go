@@ -195,6 +195,11 @@ func run(args []string, getenv func(string) string, stdin io.Reader, stdout, std
 		if secret, err = readSecret(o, getenv); err != nil {
 			return fail(125, err)
 		}
+		if o.record {
+			// A reader holding the secret tells the record from a line
+			// that only looks like one; Cloud Run names the run.
+			errc.SignRecords(secret, o.id, getenv("CLOUD_RUN_EXECUTION"))
+		}
 	}
 	log := zap.NewNop()
 	if o.verbose {
