@@ -369,7 +369,7 @@ func (r *Runtime) agentClient(ctx context.Context, j *job) (*agent.Client, error
 	}
 	hdr := http.Header{}
 	if a.needsToken(relay) {
-		tok, err := a.token(ctx, relay)
+		tok, err := a.token(ctx, origin(relay))
 		if err != nil {
 			return nil, fmt.Errorf("%w: an ID token for the relay %s: %v", gantry.ErrPermissionDenied, relay, err)
 		}
@@ -410,6 +410,16 @@ func (r *Runtime) agentClient(ctx context.Context, j *job) (*agent.Client, error
 		}
 	}()
 	return c, nil
+}
+
+// origin is scheme://host of a URL: the audience of the relay's ID
+// tokens, as the agent asks the metadata server for them.
+func origin(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return raw
+	}
+	return u.Scheme + "://" + u.Host
 }
 
 // needsToken reports whether the relay asks for an ID token: one the

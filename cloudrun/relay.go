@@ -47,9 +47,12 @@ func (r *Runtime) relayURL(ctx context.Context) (string, error) {
 	if d.url != "" {
 		return d.url, nil
 	}
-	svc, err := r.ensureRelay(ctx)
+	svc, err := r.ensureRelay(ctx, true)
 	if err != nil {
 		return "", err
+	}
+	if !serving(svc) {
+		return "", fmt.Errorf("%w: the relay service %s is not ready: %s", gantry.ErrUnavailable, svc.GetName(), svc.GetTerminalCondition().GetMessage())
 	}
 	if svc.GetUri() == "" {
 		return "", fmt.Errorf("%w: the relay service %s is ready but has no URL", gantry.ErrUnavailable, svc.GetName())
@@ -95,19 +98,27 @@ func (r *Runtime) relayService() *runpb.Service {
 	}
 }
 
-// ensureRelay finds the relay service, creating it, or updating it to
-// RelayImage, when needed, and waits until it serves. A service of that
-// name that gantry did not make is left alone: that is an error.
-func (r *Runtime) ensureRelay(ctx context.Context) (*runpb.Service, error) {
+// serving reports whether a service is ready to take requests.
+func serving(svc *runpb.Service) bool {
+	return !svc.GetReconciling() && svc.GetTerminalCondition().GetState() == runpb.Condition_CONDITION_SUCCEEDED
+}
+
+// ensureRelay finds the relay service, creating it when it is missing,
+// and waits until it serves. One that serves is used as it is, whatever
+// image it runs (the protocol is the same, and Runtimes of two library
+// versions must not redeploy it in turn); one that does not is updated to
+// RelayImage. A service of that name that gantry did not make is left
+// alone: that is an error.
+func (r *Runtime) ensureRelay(ctx context.Context, retry bool) (*runpb.Service, error) {
 	svcs := r.agent.deploy.services
 	name := r.relayServiceName()
 	cur, err := svcs.GetService(ctx, &runpb.GetServiceRequest{Name: name}, gcperr.Retry())
 	switch {
 	case gcperr.Is(err, codes.NotFound):
 		op, err := svcs.CreateService(ctx, &runpb.CreateServiceRequest{Parent: r.parent, ServiceId: r.agent.cfg.RelayService, Service: r.relayService()})
-		if gcperr.Is(err, codes.AlreadyExists) {
+		if gcperr.Is(err, codes.AlreadyExists) && retry {
 			// Another Runtime made it meanwhile.
-			return r.ensureRelay(ctx)
+			return r.ensureRelay(ctx, false)
 		}
 		if err != nil {
 			return nil, gcperr.Wrap(ctx, err, "deploy the relay service %s", name)
@@ -122,7 +133,10 @@ func (r *Runtime) ensureRelay(ctx context.Context) (*runpb.Service, error) {
 	case !meta.Managed(cur.GetLabels()):
 		return nil, fmt.Errorf("%w: the service %s exists and is not gantry's; name another with AgentConfig.RelayService", gantry.ErrConflict, name)
 	}
-	if cs := cur.GetTemplate().GetContainers(); len(cs) == 1 && cs[0].GetImage() == r.agent.cfg.RelayImage && !cur.GetReconciling() {
+	if serving(cur) {
+		if cs := cur.GetTemplate().GetContainers(); len(cs) != 1 || cs[0].GetImage() != r.agent.cfg.RelayImage {
+			r.log.Info("using the relay service as it is, on another image than AgentConfig.RelayImage", zap.String("service", name))
+		}
 		return cur, nil
 	}
 	want := r.relayService()
