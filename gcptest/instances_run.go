@@ -1,14 +1,9 @@
 package gcptest
 
 import (
-	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
-	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -249,7 +244,7 @@ type attemptEnd struct {
 }
 
 // runAttempt runs one attempt of the instance's containers, as a
-// service's instance runs (services_instance.go): it picks the port of
+// service's instance runs (containerset.go): it picks the port of
 // this host the ingress container listens on, prepares the containers
 // (images, volumes, secrets, environment), waits for the ports its
 // sidecars' probes use, and runs them in depends_on order until one of
@@ -274,7 +269,18 @@ func (r *instancesRoom) runAttempt(in *instance, run *instanceRun, spec *runpb.I
 		return failed("No port of this host is free for $PORT: " + err.Error())
 	}
 	att.addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	plan, statuses, err := s.planInstanceRun(s.ctx, in.name, spec, port, n, end.logs)
+	plan, statuses, err := s.planContainerSet(s.ctx, containerSet{
+		project:    in.name.project,
+		containers: spec.GetContainers(),
+		volumes:    spec.GetVolumes(),
+		dir:        in.name.instance,
+		n:          n,
+		port:       port,
+		workload:   fmt.Sprintf("%s-r%d", in.name.instance, n),
+		unnamed:    in.name.instance,
+		labels:     map[string]string{"gcptest.instance": in.name.String()},
+		logs:       end.logs,
+	})
 	if err != nil {
 		msg := "The container could not be started: " + err.Error()
 		c := condition(condResourcesAvailable, runpb.Condition_CONDITION_FAILED, msg, s.now())
@@ -306,15 +312,9 @@ func (r *instancesRoom) runAttempt(in *instance, run *instanceRun, spec *runpb.I
 	ingress := ingressIndex(cs)
 	att.h2c = len(cs[ingress].GetPorts()) > 0 && cs[ingress].GetPorts()[0].GetName() == "h2c"
 
-	livenessCtx, stopLiveness := context.WithCancel(s.ctx)
-	defer stopLiveness()
-	var (
-		livenessWG  sync.WaitGroup
-		restart     = make(chan struct{})
-		restartOnce sync.Once
-		liveFailure string
-		readyAt     time.Time
-	)
+	liveness := newLivenessWatch(s.ctx)
+	defer liveness.stop()
+	var readyAt time.Time
 	onReady := func() {
 		readyAt = time.Now()
 		r.mu.Lock()
@@ -324,40 +324,11 @@ func (r *instancesRoom) runAttempt(in *instance, run *instanceRun, spec *runpb.I
 		}
 		r.mu.Unlock()
 		att.markReady(nil)
-		for i, c := range cs {
-			if c.GetLivenessProbe() == nil {
-				continue
-			}
-			lp := livenessProbe(c, i == ingress && len(c.GetPorts()) > 0, port)
-			ac := plan.containers[i]
-			livenessWG.Add(1)
-			go func() {
-				defer livenessWG.Done()
-				if failure := lp.watch(livenessCtx, ac.name, ac.p.exited); failure != "" {
-					restartOnce.Do(func() {
-						liveFailure = failure
-						close(restart)
-					})
-				}
-			}()
-		}
+		liveness.start(cs, plan, port, nil)
 	}
-	// A container whose liveness probe fails is restarted: here the
-	// attempt ends, and the restart policy decides.
-	stop := make(chan struct{})
-	go func() {
-		select {
-		case <-run.stop:
-		case <-restart:
-		case <-livenessCtx.Done():
-			return
-		}
-		close(att.ending)
-		close(stop)
-	}()
+	stop := liveness.stopOn(run.stop, func() { close(att.ending) })
 	out := s.runContainers(s.ctx, plan.containers, 0, stop, func(time.Time) {}, runHooks{onReady: onReady, exitEnds: true})
-	stopLiveness()
-	livenessWG.Wait()
+	liveness.stop()
 	if !readyAt.IsZero() {
 		end.ran = time.Since(readyAt)
 	}
@@ -373,8 +344,8 @@ func (r *instancesRoom) runAttempt(in *instance, run *instanceRun, spec *runpb.I
 	system := ""
 	var imgErr *imageError
 	switch {
-	case liveFailure != "":
-		end.msg = liveFailure
+	case liveness.failure != "":
+		end.msg = liveness.failure
 	case errors.As(out.err, &imgErr):
 		end.msg = imgErr.msg
 	case out.err != nil:
@@ -400,97 +371,6 @@ func (r *instancesRoom) runAttempt(in *instance, run *instanceRun, spec *runpb.I
 	}
 	s.logSystem(end.logs, severity, system)
 	return failed(end.msg)
-}
-
-// planInstanceRun prepares one attempt of an instance's containers, as
-// planInstance does a revision's: each container's image, its volumes
-// (a directory of this host for the attempt), its environment (the
-// container's, GCE_METADATA_HOST, and PORT for the ingress container)
-// and its startup probe, which on the ingress container's port probes
-// the port of this host it listens on instead. It returns the
-// containers' statuses: their names and images' digests.
-func (s *Server) planInstanceRun(ctx context.Context, name instanceName, spec *runpb.Instance, port, n int, logs logTarget) (_ *attemptPlan, _ []*runpb.ContainerStatus, err error) {
-	plan := &attemptPlan{}
-	defer func() {
-		if err != nil {
-			plan.cleanup()
-		}
-	}()
-	volumes := map[string]*runpb.Volume{}
-	for _, v := range spec.GetVolumes() {
-		volumes[v.Name] = v
-	}
-	cs := spec.GetContainers()
-	byName := map[string]int{}
-	for i, c := range cs {
-		byName[c.Name] = i
-	}
-	ingress := ingressIndex(cs)
-	multi := len(cs) > 1
-	var statuses []*runpb.ContainerStatus
-	for i, c := range cs {
-		img, err := s.images.get(ctx, c.Image)
-		if err != nil {
-			return nil, nil, err
-		}
-		statuses = append(statuses, &runpb.ContainerStatus{Name: c.Name, ImageDigest: imageDigest(c.Image, img)})
-		mounts, err := s.volumeMounts(plan, name.instance, n, c, volumes)
-		if err != nil {
-			return nil, nil, err
-		}
-		w, err := s.containerBase(name.project, c, img, mounts)
-		if err != nil {
-			return nil, nil, err
-		}
-		if i == ingress {
-			w.Env = append(w.Env, "PORT="+strconv.Itoa(port))
-		}
-		w.Name = fmt.Sprintf("%s-r%d", name.instance, n)
-		if multi {
-			w.Name += "-" + c.Name
-		}
-		w.Labels = map[string]string{"gcptest.instance": name.String()}
-		if c.Name != "" {
-			w.Labels["gcptest.container"] = c.Name
-		}
-		cl := logs
-		if multi {
-			cl.labels = map[string]string{containerNameLabel: c.Name}
-			for k, v := range logs.labels {
-				cl.labels[k] = v
-			}
-		}
-		ac := &attemptContainer{name: c.Name, w: workload{spec: w, logs: cl}, probe: startupProbe(c)}
-		if ac.name == "" {
-			ac.name = name.instance
-		}
-		if i == ingress && ac.probe != nil && len(c.GetPorts()) > 0 && ac.probe.port == int(c.GetPorts()[0].GetContainerPort()) {
-			ac.probe.port = port
-		}
-		for _, d := range c.DependsOn {
-			ac.deps = append(ac.deps, byName[d])
-		}
-		if ac.probe != nil && ac.probe.port != port && !slices.Contains(plan.ports, ac.probe.port) {
-			plan.ports = append(plan.ports, ac.probe.port)
-		}
-		plan.containers = append(plan.containers, ac)
-	}
-	return plan, statuses, nil
-}
-
-// imageDigest is the digest a container status reports for ref: that of
-// the image pulled from a registry (its files are extracted under a
-// directory named by it), the digest ref names, or, for an image that
-// is a name only, a digest of the name.
-func imageDigest(ref string, img *pulledImage) string {
-	if img != nil {
-		return "sha256:" + filepath.Base(img.root)
-	}
-	if _, d, ok := strings.Cut(ref, "@"); ok {
-		return d
-	}
-	sum := sha256.Sum256([]byte(ref))
-	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
 // instanceLogTarget is how an instance's output is logged: resource type

@@ -1,9 +1,6 @@
 package gcptest
 
 import (
-	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -13,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"cloud.google.com/go/run/apiv2/runpb"
 	"google.golang.org/genproto/googleapis/api/monitoredres"
 	ltype "google.golang.org/genproto/googleapis/logging/type"
 
@@ -121,7 +117,19 @@ func (r *servicesRoom) runInstance(name serviceName, rev *revision, in *serviceI
 		return
 	}
 	in.addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	plan, err := s.planInstance(s.ctx, name, rev, port, n, instanceID)
+	plan, _, err := s.planContainerSet(s.ctx, containerSet{
+		project:    name.project,
+		containers: rev.tmpl.GetContainers(),
+		volumes:    rev.tmpl.GetVolumes(),
+		dir:        rev.name,
+		n:          n,
+		port:       port,
+		workload:   fmt.Sprintf("%s-i%d", rev.name, n),
+		unnamed:    name.service,
+		env:        []string{"K_SERVICE=" + name.service, "K_REVISION=" + rev.name, "K_CONFIGURATION=" + name.service},
+		labels:     map[string]string{"gcptest.service": name.String(), "gcptest.revision": rev.name},
+		logs:       serviceLogTarget(name, rev.name, instanceID),
+	})
 	if err != nil {
 		var imgErr *imageError
 		if errors.As(err, &imgErr) {
@@ -152,44 +160,17 @@ func (r *servicesRoom) runInstance(name serviceName, rev *revision, in *serviceI
 	defer s.ports.release(plan.ports)
 	ingress := ingressIndex(rev.tmpl.GetContainers())
 	in.h2c = rev.tmpl.GetContainers()[ingress].GetPorts()[0].GetName() == "h2c"
-	livenessCtx, stopLiveness := context.WithCancel(s.ctx)
-	defer stopLiveness()
-	var livenessWG sync.WaitGroup
-	defer livenessWG.Wait()
-	restart := make(chan struct{})
-	var restartOnce sync.Once
+	liveness := newLivenessWatch(s.ctx)
+	defer liveness.stop()
 	onReady := func() {
 		in.markReady(nil)
-		for i, c := range rev.tmpl.GetContainers() {
-			if c.GetLivenessProbe() == nil {
-				continue
-			}
-			lp := livenessProbe(c, i == ingress, port)
-			ac := plan.containers[i]
-			livenessWG.Add(1)
-			go func() {
-				defer livenessWG.Done()
-				if failure := lp.watch(livenessCtx, ac.name, ac.p.exited); failure != "" {
-					s.logSystem(logs, ltype.LogSeverity_ERROR, failure)
-					restartOnce.Do(func() { close(restart) })
-				}
-			}()
-		}
+		liveness.start(rev.tmpl.GetContainers(), plan, port, func(failure string) {
+			s.logSystem(logs, ltype.LogSeverity_ERROR, failure)
+		})
 	}
-	// A container whose liveness probe fails is restarted: here the
-	// instance ends, and the next request starts another.
-	stop := make(chan struct{})
-	go func() {
-		select {
-		case <-in.stop:
-		case <-restart:
-		case <-livenessCtx.Done():
-			return
-		}
-		close(stop)
-	}()
+	stop := liveness.stopOn(in.stop, nil)
 	out := s.runContainers(s.ctx, plan.containers, 0, stop, func(time.Time) {}, runHooks{onReady: onReady, exitEnds: true})
-	stopLiveness()
+	liveness.stop()
 	select {
 	case <-in.ready:
 	default:
@@ -226,96 +207,6 @@ func (r *servicesRoom) runInstance(name serviceName, rev *revision, in *serviceI
 	}
 }
 
-// planInstance prepares an instance of rev, as planAttempt does a task
-// attempt: each container's image, its volumes (a directory of this
-// host for the instance), its environment (the container's, then
-// K_SERVICE, K_REVISION, K_CONFIGURATION, and PORT for the ingress
-// container) and its startup probe, which on the ingress container's
-// port probes the port of this host it listens on instead.
-func (s *Server) planInstance(ctx context.Context, name serviceName, rev *revision, port, n int, instanceID string) (_ *attemptPlan, err error) {
-	plan := &attemptPlan{}
-	defer func() {
-		if err != nil {
-			plan.cleanup()
-		}
-	}()
-	t := rev.tmpl
-	volumes := map[string]*runpb.Volume{}
-	for _, v := range t.GetVolumes() {
-		volumes[v.Name] = v
-	}
-	byName := map[string]int{}
-	for i, c := range t.GetContainers() {
-		byName[c.Name] = i
-	}
-	ingress := ingressIndex(t.GetContainers())
-	multi := len(t.GetContainers()) > 1
-	for i, c := range t.GetContainers() {
-		img, err := s.images.get(ctx, c.Image)
-		if err != nil {
-			return nil, err
-		}
-		mounts, err := s.volumeMounts(plan, rev.name, n, c, volumes)
-		if err != nil {
-			return nil, err
-		}
-		spec, err := s.containerBase(name.project, c, img, mounts)
-		if err != nil {
-			return nil, err
-		}
-		spec.Env = append(spec.Env, "K_SERVICE="+name.service, "K_REVISION="+rev.name, "K_CONFIGURATION="+name.service)
-		if i == ingress {
-			spec.Env = append(spec.Env, "PORT="+strconv.Itoa(port))
-		}
-		spec.Name = fmt.Sprintf("%s-i%d", rev.name, n)
-		if multi {
-			spec.Name += "-" + c.Name
-		}
-		spec.Labels = map[string]string{"gcptest.service": name.String(), "gcptest.revision": rev.name}
-		if c.Name != "" {
-			spec.Labels["gcptest.container"] = c.Name
-		}
-		logs := serviceLogTarget(name, rev.name, instanceID)
-		if multi {
-			logs.labels[containerNameLabel] = c.Name
-		}
-		ac := &attemptContainer{name: c.Name, w: workload{spec: spec, logs: logs}, probe: startupProbe(c)}
-		if ac.name == "" {
-			ac.name = name.service
-		}
-		if i == ingress && ac.probe != nil && ac.probe.port == int(c.GetPorts()[0].GetContainerPort()) {
-			ac.probe.port = port
-		}
-		for _, d := range c.DependsOn {
-			ac.deps = append(ac.deps, byName[d])
-		}
-		if ac.probe != nil && ac.probe.port != port && !slices.Contains(plan.ports, ac.probe.port) {
-			plan.ports = append(plan.ports, ac.probe.port)
-		}
-		plan.containers = append(plan.containers, ac)
-	}
-	return plan, nil
-}
-
-// freeHostPort returns a TCP port of this host that nothing listens on
-// now.
-func freeHostPort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// newInstanceID returns an instance ID of the form Cloud Run's have: a
-// long string of hex digits.
-func newInstanceID() string {
-	b := make([]byte, 48)
-	rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
 // serviceLogTarget is how Cloud Run logs a service's instance: resource
 // type cloud_run_revision with project_id, location, service_name,
 // revision_name and configuration_name; the instance in the entry's
@@ -334,75 +225,5 @@ func serviceLogTarget(n serviceName, revision, instance string) logTarget {
 			},
 		},
 		labels: map[string]string{"instanceId": instance},
-	}
-}
-
-// logSystem writes a line of Cloud Run's own about a workload to the
-// log run.googleapis.com/varlog/system, as Cloud Run reports failed
-// probes and instances.
-func (s *Server) logSystem(t logTarget, severity ltype.LogSeverity, line string) {
-	le := t.logEntry(gantry.LogEntry{Stream: gantry.Stdout, Time: s.now(), Line: line}, false)
-	le.LogName = "projects/" + t.project + "/logs/run.googleapis.com%2Fvarlog%2Fsystem"
-	le.Severity = severity
-	s.logs.svc.Ingest(le)
-}
-
-// livenessSpec is a liveness probe with its defaults applied.
-type livenessSpec struct {
-	probeSpec
-}
-
-// livenessProbe reads a container's liveness probe; on the ingress
-// container's port (or none) it probes the port of this host the
-// container listens on.
-func livenessProbe(c *runpb.Container, ingress bool, hostPort int) *livenessSpec {
-	p := c.GetLivenessProbe()
-	cc := &runpb.Container{Ports: c.GetPorts(), StartupProbe: p}
-	ps := startupProbe(cc)
-	if ingress && ps.port == int(c.GetPorts()[0].GetContainerPort()) {
-		ps.port = hostPort
-	}
-	return &livenessSpec{*ps}
-}
-
-// watch probes the container once a period, from initial_delay after
-// it is ready, until failure_threshold probes in a row fail (it returns
-// Cloud Run's message) or ctx ends or the container exits ("").
-func (p *livenessSpec) watch(ctx context.Context, container string, exited <-chan struct{}) string {
-	wait := func(d time.Duration) bool {
-		t := time.NewTimer(d)
-		defer t.Stop()
-		select {
-		case <-t.C:
-			return true
-		case <-ctx.Done():
-		case <-exited:
-		}
-		return false
-	}
-	if !wait(time.Duration(p.delay) * time.Second) {
-		return ""
-	}
-	for failures := 0; ; {
-		cause := p.once(ctx, time.Duration(p.timeout)*time.Second)
-		if ctx.Err() != nil {
-			return ""
-		}
-		if cause == "" {
-			failures = 0
-		} else if failures++; failures >= p.threshold {
-			where := fmt.Sprintf("on port %d", p.port)
-			if p.kind == "HTTP" {
-				where = fmt.Sprintf("on path %q", p.path)
-			}
-			plural := "s"
-			if failures == 1 {
-				plural = ""
-			}
-			return fmt.Sprintf("LIVENESS %s probe failed %d time%s consecutively for container %q %s. The container will be restarted. %s", p.kind, failures, plural, container, where, cause)
-		}
-		if !wait(time.Duration(p.period) * time.Second) {
-			return ""
-		}
 	}
 }
