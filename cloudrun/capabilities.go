@@ -31,17 +31,17 @@ const noteNoAgent = "; a container created with NoAgentLabel has this row as it 
 func agentCapabilities() gantry.Capabilities {
 	return gantry.Capabilities{
 		gantry.FeatureStart:       gantry.Full.With("RunJob: every start is a new execution of the same job, under the agent as init (an entrypoint that cannot run exits 127, or 126 when not executable)" + noteNoAgent),
-		gantry.FeatureStop:        gantry.Full.With("through the agent: the stop signal, the timeout (0 kills at once, negative waits for ever), then SIGKILL; when the agent cannot be reached, the execution is cancelled instead (Cloud Run's SIGTERM and fixed 10 s grace) and a warning logged" + noteNoAgent),
+		gantry.FeatureStop:        gantry.Full.With("through the agent: the stop signal, the timeout (0 kills at once, negative waits for ever), then SIGKILL; when the agent cannot be reached (after up to 30 s for one just started), the execution is cancelled instead (Cloud Run's SIGTERM and fixed 10 s grace) and a warning logged" + noteNoAgent),
 		gantry.FeatureKill:        gantry.Full.With("any signal, delivered by the agent to the main process as an init does" + noteNoAgent),
-		gantry.FeatureExec:        gantry.Full.With("through the agent, reached at the relay: exact exit code, stdin, separate streams, env, working directory and user" + noteNoAgent),
+		gantry.FeatureExec:        gantry.Partial.With("through the agent, reached at the relay: exact exit code, stdin, separate streams, env, working directory; User only as the image's user allows (the agent runs as it, so another user needs root); a session lasts at most the relay's request timeout (an hour on Cloud Run)" + noteNoAgent),
 		gantry.FeatureExecTTY:     gantry.Full.With("a pseudo-terminal from the agent, with resizes" + noteNoAgent),
-		gantry.FeatureAttach:      gantry.Full.With("through the agent: the main process's output from now on, its input with OpenStdin, resizes with Tty" + noteNoAgent),
+		gantry.FeatureAttach:      gantry.Full.With("through the agent: the main process's output from now on, its input with OpenStdin, resizes with Tty; a session lasts at most the relay's request timeout (an hour on Cloud Run)" + noteNoAgent),
 		gantry.FeatureSignals:     gantry.Full.With("any signal and any stop signal, through the agent; Cloud Run itself still sends SIGTSTP, then SIGCONT, around the live migration of a task during maintenance" + noteNoAgent),
 		gantry.FeatureStopTimeout: gantry.Full.With("the agent keeps Docker's timeout; Cloud Run's fixed grace applies only when it cannot be reached" + noteNoAgent),
 		gantry.FeatureTty:         gantry.Full.With("the agent runs the main process on a pseudo-terminal" + noteNoAgent),
 		gantry.FeatureStdin:       gantry.Full.With("the agent holds the main process's input open for Attach" + noteNoAgent),
-		gantry.FeatureLogs:        gantry.Partial.With(noteLogs + "; the agent counts the lines of each run and writes a final record, so a listing after the stop ends as soon as every line is in, and a line that never reached Cloud Logging is reported as an error wrapping ErrDataLoss, not hidden"),
-		gantry.FeatureLogsFollow:  gantry.Partial.With("one TailLogEntries session per Runtime serves every follower; while the container runs each line is released LogGrace after it was written, in order; after the stop, following ends as soon as the agent's final record and every line it counted are in (after LogGrace at most without a record), and reports lost lines as an error"),
+		gantry.FeatureLogs:        gantry.Partial.With(noteLogs + "; the agent counts the lines of each run and ends it with a signed record, so a reading of the whole log (no Since, Until or Tail) after the stop ends as soon as the last run's counted lines are in (the runs before it a grace after its start), and lines not in within LogGrace of the stop are reported as an error wrapping ErrDataLoss, not hidden"),
+		gantry.FeatureLogsFollow:  gantry.Partial.With("one TailLogEntries session per Runtime serves every follower; while the container runs each line is released LogGrace after it was written, in order; after the stop, a follow of the whole log ends as soon as the agent's record and every line it counted are in (LogGrace at most without one), and reports lines not in by then as an error"),
 	}
 }
 
@@ -82,7 +82,7 @@ func jobCapabilities() gantry.Capabilities {
 		gantry.FeatureUser:        gantry.None.With("a job's container runs as its image's user"),
 		gantry.FeatureTty:         gantry.None.With("a job has no terminal"),
 		gantry.FeatureStdin:       gantry.None.With("a job has no standard input"),
-		gantry.FeatureSidecars:    gantry.None.With("the cloudrun backend runs one container per job"),
+		gantry.FeatureSidecars:    gantry.None.With("the cloudrun backend runs the spec's one container per job (beside the agent's own sidecar, with Config.Agent)"),
 	}
 	c[gantry.FeaturePortForward] = gantry.None.With("a job takes no inbound connections")
 	c[gantry.FeatureRestartPolicy] = gantry.None.With(noteRestartPolicy)
