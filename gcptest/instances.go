@@ -74,7 +74,7 @@ type instancesRoom struct {
 	runpb.UnimplementedInstancesServer
 	runRoom
 
-	instances map[string]*instance
+	instances resources[*instance, *runpb.Instance]
 	// live holds every run that has not ended, so that close can shut
 	// them all down.
 	live map[*instanceRun]bool
@@ -101,7 +101,7 @@ type instance struct {
 }
 
 func registerInstances(s *Server, g *grpc.Server) *instancesRoom {
-	r := &instancesRoom{runRoom: newRunRoom(s), instances: map[string]*instance{}, live: map[*instanceRun]bool{}}
+	r := &instancesRoom{runRoom: newRunRoom(s), instances: newResources[*instance, *runpb.Instance]("instance"), live: map[*instanceRun]bool{}}
 	runpb.RegisterInstancesServer(g, r)
 	return r
 }
@@ -111,7 +111,7 @@ func registerInstances(s *Server, g *grpc.Server) *instancesRoom {
 // before the Server's context ends, which would kill them at once.
 func (r *instancesRoom) close() {
 	r.closeRoom(func() []func() {
-		for _, in := range r.instances {
+		for _, in := range r.instances.byName {
 			in.proxy.close()
 		}
 		var shutdowns []func()
@@ -120,16 +120,6 @@ func (r *instancesRoom) close() {
 		}
 		return shutdowns
 	})
-}
-
-// snapshot returns a copy of the named instance, or nil.
-func (r *instancesRoom) snapshot(name string) *runpb.Instance {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if in := r.instances[name]; in != nil {
-		return clone(in.pb)
-	}
-	return nil
 }
 
 // The conditions of an instance: Running is its terminal condition
@@ -185,13 +175,7 @@ func errInstanceAborted(n instanceName) error {
 // call returns once the operation is done. The operation was counted
 // in in.pending, and apply uncounts it.
 func (r *instancesRoom) operate(ctx context.Context, in *instance, apply func(op string)) (*longrunningpb.Operation, error) {
-	name := in.name.String()
-	return r.runRoom.operate(ctx, in.name.location, func() proto.Message {
-		if pb := r.snapshot(name); pb != nil {
-			return pb
-		}
-		return nil
-	}, apply)
+	return r.runRoom.operate(ctx, in.name.location, r.instances.snapshot(&r.runRoom, in.name.String()), apply)
 }
 
 // appliedLocked uncounts an operation that applies now. The caller
@@ -243,7 +227,7 @@ func (r *instancesRoom) CreateInstance(ctx context.Context, req *runpb.CreateIns
 		r.mu.Unlock()
 		return nil, errServerClosing
 	}
-	if _, ok := r.instances[pb.Name]; ok {
+	if _, ok := r.instances.byName[pb.Name]; ok {
 		r.mu.Unlock()
 		return nil, status.Errorf(codes.AlreadyExists, "instance %s already exists", pb.Name)
 	}
@@ -254,7 +238,7 @@ func (r *instancesRoom) CreateInstance(ctx context.Context, req *runpb.CreateIns
 	}
 	pb.Urls = []string{proxy.url}
 	in := &instance{name: name, pb: pb, proxy: proxy, pending: 1}
-	r.instances[pb.Name] = in
+	r.instances.byName[pb.Name] = in
 	r.mu.Unlock()
 	return r.operate(ctx, in, func(op string) { r.start(in, op) })
 }
@@ -316,10 +300,7 @@ func (r *instancesRoom) GetInstance(_ context.Context, req *runpb.GetInstanceReq
 	if err != nil {
 		return nil, err
 	}
-	if pb := r.snapshot(name.String()); pb != nil {
-		return pb, nil
-	}
-	return nil, status.Errorf(codes.NotFound, "instance %s not found", name)
+	return r.instances.get(&r.runRoom, name)
 }
 
 // ListInstances lists the instances of a location in name order, or in
@@ -329,7 +310,7 @@ func (r *instancesRoom) ListInstances(_ context.Context, req *runpb.ListInstance
 	if err != nil {
 		return nil, err
 	}
-	page, next, err := listInLocation(&r.runRoom, r.instances, func(in *instance) *runpb.Instance { return in.pb },
+	page, next, err := listInLocation(&r.runRoom, r.instances.byName, func(in *instance) *runpb.Instance { return in.pb },
 		loc.String()+"/instances/", req.GetPageSize(), req.GetPageToken(), req.GetParent(), req.GetShowDeleted())
 	if err != nil {
 		return nil, err
@@ -351,15 +332,9 @@ func (r *instancesRoom) UpdateInstance(ctx context.Context, req *runpb.UpdateIns
 	if err != nil {
 		return nil, err
 	}
-	r.mu.Lock()
-	cur := r.instances[name.String()]
-	var desired *runpb.Instance
-	if cur != nil {
-		desired = clone(cur.pb)
-	}
-	r.mu.Unlock()
-	if cur == nil && !req.GetAllowMissing() {
-		return nil, status.Errorf(codes.NotFound, "instance %s not found", name)
+	cur, desired, err := r.instances.updating(&r.runRoom, name, req.GetAllowMissing())
+	if err != nil {
+		return nil, err
 	}
 	if cur == nil {
 		return r.CreateInstance(ctx, &runpb.CreateInstanceRequest{Parent: name.location.String(), InstanceId: name.instance, Instance: inReq, ValidateOnly: req.GetValidateOnly()})
@@ -374,11 +349,7 @@ func (r *instancesRoom) UpdateInstance(ctx context.Context, req *runpb.UpdateIns
 	}
 	now := s.now()
 	r.mu.Lock()
-	if r.instances[name.String()] != cur || cur.deleted {
-		r.mu.Unlock()
-		return nil, status.Errorf(codes.Aborted, "instance %s changed while it was updated: read it again and retry", name)
-	}
-	if err := checkEtag(inReq.GetEtag(), cur.pb.GetEtag(), name.String()); err != nil {
+	if err := r.instances.unchangedLocked(cur, name, inReq.GetEtag()); err != nil {
 		r.mu.Unlock()
 		return nil, err
 	}
@@ -470,19 +441,6 @@ func (r *instancesRoom) update(in *instance, op string, gen int64, restart bool)
 	r.finishWhenRunning(in, next, op)
 }
 
-// lookup returns the named instance after checking etag, or NOT_FOUND
-// or ABORTED. The caller holds r.mu.
-func (r *instancesRoom) lookupLocked(name instanceName, tag string) (*instance, error) {
-	in := r.instances[name.String()]
-	if in == nil {
-		return nil, status.Errorf(codes.NotFound, "instance %s not found", name)
-	}
-	if err := checkEtag(tag, in.pb.GetEtag(), name.String()); err != nil {
-		return nil, err
-	}
-	return in, nil
-}
-
 // StartInstance starts a stopped instance (one that completed or failed
 // too): its containers run again behind the same name and URL. Its
 // operation finishes once they are ready. An instance that runs already
@@ -493,7 +451,7 @@ func (r *instancesRoom) StartInstance(ctx context.Context, req *runpb.StartInsta
 		return nil, err
 	}
 	r.mu.Lock()
-	in, err := r.lookupLocked(name, req.GetEtag())
+	in, err := r.instances.lookupLocked(name, req.GetEtag())
 	if err != nil {
 		r.mu.Unlock()
 		return nil, err
@@ -529,7 +487,7 @@ func (r *instancesRoom) StopInstance(ctx context.Context, req *runpb.StopInstanc
 		return nil, err
 	}
 	r.mu.Lock()
-	in, err := r.lookupLocked(name, req.GetEtag())
+	in, err := r.instances.lookupLocked(name, req.GetEtag())
 	if err != nil {
 		r.mu.Unlock()
 		return nil, err
@@ -590,7 +548,7 @@ func (r *instancesRoom) DeleteInstance(_ context.Context, req *runpb.DeleteInsta
 		return nil, err
 	}
 	r.mu.Lock()
-	in, err := r.lookupLocked(name, req.GetEtag())
+	in, err := r.instances.lookupLocked(name, req.GetEtag())
 	if err != nil {
 		r.mu.Unlock()
 		return nil, err
@@ -604,7 +562,7 @@ func (r *instancesRoom) DeleteInstance(_ context.Context, req *runpb.DeleteInsta
 		r.mu.Unlock()
 		return s.doneOperation(name.location, deleted, nil), nil
 	}
-	delete(r.instances, name.String())
+	delete(r.instances.byName, name.String())
 	in.deleted = true
 	in.proxy.close()
 	run := in.run
@@ -615,3 +573,6 @@ func (r *instancesRoom) DeleteInstance(_ context.Context, req *runpb.DeleteInsta
 	r.mu.Unlock()
 	return r.deleteOperation(name.location, deleted, run.shutdown)
 }
+
+func (in *instance) state() *runpb.Instance { return in.pb }
+func (in *instance) isDeleted() bool        { return in.deleted }

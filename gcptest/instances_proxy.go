@@ -71,7 +71,7 @@ func (p *instanceProxy) attempt(ctx context.Context, in *instance) *instanceAtte
 func (p *instanceProxy) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	r := p.r
 	r.mu.Lock()
-	in := r.instances[p.name]
+	in := r.instances.byName[p.name]
 	if in == nil || r.closed {
 		r.mu.Unlock()
 		notFoundPage(w)

@@ -2,6 +2,7 @@ package gcptest
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"time"
@@ -139,9 +140,9 @@ func (r *runRoom) deleteOperation(loc location, deleted proto.Message, shutdown 
 // desiredUpdate is the desired state an Update asks for: in whole
 // without an update mask, else cur with the fields the mask's paths name
 // taken from in. in's etag must match cur's.
-func desiredUpdate[T proto.Message](cur, in T, paths []string, name string) (T, error) {
+func desiredUpdate[T resource](cur, in T, paths []string, name string) (T, error) {
 	var zero T
-	if err := checkEtag(etagOf(in), etagOf(cur), name); err != nil {
+	if err := checkEtag(in.GetEtag(), cur.GetEtag(), name); err != nil {
 		return zero, err
 	}
 	if len(paths) == 0 {
@@ -153,11 +154,6 @@ func desiredUpdate[T proto.Message](cur, in T, paths []string, name string) (T, 
 		}
 	}
 	return cur, nil
-}
-
-// etagOf reads a resource's etag.
-func etagOf(m proto.Message) string {
-	return m.(interface{ GetEtag() string }).GetEtag()
 }
 
 // applyMaskPath copies the field a mask path names (a dotted path of
@@ -194,17 +190,18 @@ func applyMaskPath(dst, src protoreflect.Message, path string) error {
 	return nil
 }
 
-// named is a resource with a full name.
-type named interface {
+// resource is a Cloud Run resource: a full name and an etag.
+type resource interface {
 	proto.Message
 	GetName() string
+	GetEtag() string
 }
 
 // listInLocation lists the resources of a room whose names begin with
 // prefix (a location's name and a collection), taking copies of what pb
 // reads from the values of m under r.mu, in name order or in no
 // particular order with unordered lists: a page of pageSize from token.
-func listInLocation[V any, T named](r *runRoom, m map[string]V, pb func(V) T, prefix string, pageSize int32, token, parent string, showDeleted bool) ([]T, string, error) {
+func listInLocation[V any, T resource](r *runRoom, m map[string]V, pb func(V) T, prefix string, pageSize int32, token, parent string, showDeleted bool) ([]T, string, error) {
 	r.mu.Lock()
 	var items []T
 	for n, v := range m {
@@ -216,4 +213,93 @@ func listInLocation[V any, T named](r *runRoom, m map[string]V, pb func(V) T, pr
 	return listPage(r.s, items, func(it T) string { return it.GetName() },
 		func(a, b T) int { return strings.Compare(a.GetName(), b.GetName()) },
 		pageSize, token, listKey(parent, showDeleted))
+}
+
+// stored is what a room keeps of one of its resources.
+type stored[T resource] interface {
+	comparable
+	// state is the resource as stored; isDeleted says it was deleted.
+	state() T
+	isDeleted() bool
+}
+
+// resources are a room's resources of one kind ("service",
+// "instance") by full name, guarded by the room's lock.
+type resources[V stored[T], T resource] struct {
+	kind   string
+	byName map[string]V
+}
+
+func newResources[V stored[T], T resource](kind string) resources[V, T] {
+	return resources[V, T]{kind: kind, byName: map[string]V{}}
+}
+
+// errNotFound is the answer for a resource that is not stored.
+func (rs resources[V, T]) errNotFound(name fmt.Stringer) error {
+	return status.Errorf(codes.NotFound, "%s %s not found", rs.kind, name)
+}
+
+// lookupLocked returns the named resource after checking etag (when
+// given) against it, or NOT_FOUND or ABORTED. The caller holds the
+// room's lock.
+func (rs resources[V, T]) lookupLocked(name fmt.Stringer, tag string) (V, error) {
+	var zero V
+	v, ok := rs.byName[name.String()]
+	if !ok {
+		return zero, rs.errNotFound(name)
+	}
+	if err := checkEtag(tag, v.state().GetEtag(), name.String()); err != nil {
+		return zero, err
+	}
+	return v, nil
+}
+
+// get returns a copy of the named resource, or NOT_FOUND.
+func (rs resources[V, T]) get(r *runRoom, name fmt.Stringer) (T, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if v, ok := rs.byName[name.String()]; ok {
+		return clone(v.state()), nil
+	}
+	var zero T
+	return zero, rs.errNotFound(name)
+}
+
+// snapshot returns a function that reads a copy of the named resource,
+// or nil once it is gone: the metadata of its operations.
+func (rs resources[V, T]) snapshot(r *runRoom, name string) func() proto.Message {
+	return func() proto.Message {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if v, ok := rs.byName[name]; ok {
+			return clone(v.state())
+		}
+		return nil
+	}
+}
+
+// updating reads the resource an Update names: the stored one and a
+// copy of its state; a zero V when there is none and allowMissing (the
+// Update creates it); else NOT_FOUND.
+func (rs resources[V, T]) updating(r *runRoom, name fmt.Stringer, allowMissing bool) (cur V, desired T, err error) {
+	r.mu.Lock()
+	cur, ok := rs.byName[name.String()]
+	if ok {
+		desired = clone(cur.state())
+	}
+	r.mu.Unlock()
+	if !ok && !allowMissing {
+		return cur, desired, rs.errNotFound(name)
+	}
+	return cur, desired, nil
+}
+
+// unchangedLocked checks that cur, read by updating, is still the
+// named resource and that etag (when given) matches it: ABORTED when
+// it changed. The caller holds the room's lock.
+func (rs resources[V, T]) unchangedLocked(cur V, name fmt.Stringer, tag string) error {
+	if rs.byName[name.String()] != cur || cur.isDeleted() {
+		return status.Errorf(codes.Aborted, "%s %s changed while it was updated: read it again and retry", rs.kind, name)
+	}
+	return checkEtag(tag, cur.state().GetEtag(), name.String())
 }

@@ -50,7 +50,7 @@ type servicesRoom struct {
 	runpb.UnimplementedServicesServer
 	runRoom
 
-	services map[string]*service
+	services resources[*service, *runpb.Service]
 	// live holds every instance that has not ended, so that close can
 	// shut them all down.
 	live map[*serviceInstance]bool
@@ -86,7 +86,7 @@ type revision struct {
 }
 
 func registerServices(s *Server, g *grpc.Server) *servicesRoom {
-	r := &servicesRoom{runRoom: newRunRoom(s), services: map[string]*service{}, live: map[*serviceInstance]bool{}}
+	r := &servicesRoom{runRoom: newRunRoom(s), services: newResources[*service, *runpb.Service]("service"), live: map[*serviceInstance]bool{}}
 	runpb.RegisterServicesServer(g, r)
 	return r
 }
@@ -96,7 +96,7 @@ func registerServices(s *Server, g *grpc.Server) *servicesRoom {
 // before the Server's context ends, which would kill them at once.
 func (r *servicesRoom) close() {
 	r.closeRoom(func() []func() {
-		for _, sv := range r.services {
+		for _, sv := range r.services.byName {
 			sv.proxy.close()
 		}
 		var shutdowns []func()
@@ -105,16 +105,6 @@ func (r *servicesRoom) close() {
 		}
 		return shutdowns
 	})
-}
-
-// snapshot returns a copy of the named service, or nil.
-func (r *servicesRoom) snapshot(name string) *runpb.Service {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if sv := r.services[name]; sv != nil {
-		return clone(sv.pb)
-	}
-	return nil
 }
 
 // revisionName is the name Cloud Run gives the n-th revision of a
@@ -173,7 +163,7 @@ func (r *servicesRoom) CreateService(ctx context.Context, req *runpb.CreateServi
 		r.mu.Unlock()
 		return nil, errServerClosing
 	}
-	if _, ok := r.services[svc.Name]; ok {
+	if _, ok := r.services.byName[svc.Name]; ok {
 		r.mu.Unlock()
 		return nil, status.Errorf(codes.AlreadyExists, "service %s already exists", svc.Name)
 	}
@@ -183,7 +173,7 @@ func (r *servicesRoom) CreateService(ctx context.Context, req *runpb.CreateServi
 		return nil, status.Errorf(codes.Unavailable, "gcptest: no port for the service's URL: %v", err)
 	}
 	sv := &service{name: name, pb: svc, proxy: proxy, revisions: map[string]*runpb.RevisionTemplate{rev.name: rev.tmpl}}
-	r.services[svc.Name] = sv
+	r.services.byName[svc.Name] = sv
 	r.mu.Unlock()
 	return r.reconcile(ctx, sv, svc.Generation, rev)
 }
@@ -193,13 +183,7 @@ func (r *servicesRoom) CreateService(ctx context.Context, req *runpb.CreateServi
 // revision). With instant operations it returns once the operation is
 // done.
 func (r *servicesRoom) reconcile(ctx context.Context, sv *service, gen int64, rev *revision) (*longrunningpb.Operation, error) {
-	name := sv.name.String()
-	return r.operate(ctx, sv.name.location, func() proto.Message {
-		if svc := r.snapshot(name); svc != nil {
-			return svc
-		}
-		return nil
-	}, func(op string) { r.deploy(sv, gen, rev, op) })
+	return r.operate(ctx, sv.name.location, r.services.snapshot(&r.runRoom, sv.name.String()), func(op string) { r.deploy(sv, gen, rev, op) })
 }
 
 // deploy brings a service to its generation gen: it starts an instance
@@ -315,10 +299,7 @@ func (r *servicesRoom) GetService(_ context.Context, req *runpb.GetServiceReques
 	if err != nil {
 		return nil, err
 	}
-	if svc := r.snapshot(name.String()); svc != nil {
-		return svc, nil
-	}
-	return nil, status.Errorf(codes.NotFound, "service %s not found", name)
+	return r.services.get(&r.runRoom, name)
 }
 
 // ListServices lists the services of a location in name order, or in
@@ -328,7 +309,7 @@ func (r *servicesRoom) ListServices(_ context.Context, req *runpb.ListServicesRe
 	if err != nil {
 		return nil, err
 	}
-	page, next, err := listInLocation(&r.runRoom, r.services, func(sv *service) *runpb.Service { return sv.pb },
+	page, next, err := listInLocation(&r.runRoom, r.services.byName, func(sv *service) *runpb.Service { return sv.pb },
 		loc.String()+"/services/", req.GetPageSize(), req.GetPageToken(), req.GetParent(), req.GetShowDeleted())
 	if err != nil {
 		return nil, err
@@ -350,15 +331,9 @@ func (r *servicesRoom) UpdateService(ctx context.Context, req *runpb.UpdateServi
 	if err != nil {
 		return nil, err
 	}
-	r.mu.Lock()
-	cur := r.services[name.String()]
-	var desired *runpb.Service
-	if cur != nil {
-		desired = clone(cur.pb)
-	}
-	r.mu.Unlock()
-	if cur == nil && !req.GetAllowMissing() {
-		return nil, status.Errorf(codes.NotFound, "service %s not found", name)
+	cur, desired, err := r.services.updating(&r.runRoom, name, req.GetAllowMissing())
+	if err != nil {
+		return nil, err
 	}
 	if cur == nil {
 		return r.CreateService(ctx, &runpb.CreateServiceRequest{Parent: name.location.String(), ServiceId: name.service, Service: in, ValidateOnly: req.GetValidateOnly()})
@@ -373,11 +348,7 @@ func (r *servicesRoom) UpdateService(ctx context.Context, req *runpb.UpdateServi
 	}
 	now := s.now()
 	r.mu.Lock()
-	if r.services[name.String()] != cur || cur.deleted {
-		r.mu.Unlock()
-		return nil, status.Errorf(codes.Aborted, "service %s changed while it was updated: read it again and retry", name)
-	}
-	if err := checkEtag(in.GetEtag(), cur.pb.GetEtag(), name.String()); err != nil {
+	if err := r.services.unchangedLocked(cur, name, in.GetEtag()); err != nil {
 		r.mu.Unlock()
 		return nil, err
 	}
@@ -426,12 +397,8 @@ func (r *servicesRoom) DeleteService(_ context.Context, req *runpb.DeleteService
 		return nil, err
 	}
 	r.mu.Lock()
-	sv := r.services[name.String()]
-	if sv == nil {
-		r.mu.Unlock()
-		return nil, status.Errorf(codes.NotFound, "service %s not found", name)
-	}
-	if err := checkEtag(req.GetEtag(), sv.pb.GetEtag(), name.String()); err != nil {
+	sv, err := r.services.lookupLocked(name, req.GetEtag())
+	if err != nil {
 		r.mu.Unlock()
 		return nil, err
 	}
@@ -442,7 +409,7 @@ func (r *servicesRoom) DeleteService(_ context.Context, req *runpb.DeleteService
 		r.mu.Unlock()
 		return s.doneOperation(name.location, deleted, nil), nil
 	}
-	delete(r.services, name.String())
+	delete(r.services.byName, name.String())
 	sv.deleted = true
 	sv.proxy.close()
 	var insts []*serviceInstance
@@ -466,3 +433,6 @@ func serviceLogURI(n serviceName, rev string) string {
 	return fmt.Sprintf("https://console.cloud.google.com/logs/viewer?project=%s&resource=cloud_run_revision/service_name/%s/revision_name/%s&advancedFilter=%s",
 		n.project, n.service, rev, url.QueryEscape(filter))
 }
+
+func (sv *service) state() *runpb.Service { return sv.pb }
+func (sv *service) isDeleted() bool       { return sv.deleted }

@@ -56,7 +56,7 @@ func (r *servicesRoom) instanceForLocked(sv *service) *serviceInstance {
 func (p *serviceProxy) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	r := p.r
 	r.mu.Lock()
-	sv := r.services[p.name]
+	sv := r.services.byName[p.name]
 	if sv == nil || r.closed {
 		r.mu.Unlock()
 		notFoundPage(w)
