@@ -446,26 +446,7 @@ func (r *instancesRoom) update(in *instance, op string, gen int64, restart bool)
 // operation finishes once they are ready. An instance that runs already
 // is left as it is.
 func (r *instancesRoom) StartInstance(ctx context.Context, req *runpb.StartInstanceRequest) (*longrunningpb.Operation, error) {
-	name, err := parseInstanceName("name", req.GetName())
-	if err != nil {
-		return nil, err
-	}
-	r.mu.Lock()
-	in, err := r.instances.lookupLocked(name, req.GetEtag())
-	if err != nil {
-		r.mu.Unlock()
-		return nil, err
-	}
-	if req.GetValidateOnly() {
-		resp := clone(in.pb)
-		r.mu.Unlock()
-		return r.s.doneOperation(name.location, resp, nil), nil
-	}
-	r.touchLocked(in)
-	in.pending++
-	r.refreshLocked(in)
-	r.mu.Unlock()
-	return r.operate(ctx, in, func(op string) { r.start(in, op) })
+	return r.startOrStop(ctx, req.GetName(), req.GetEtag(), req.GetValidateOnly(), r.start)
 }
 
 // touchLocked records a change of the instance's desired state that
@@ -482,17 +463,24 @@ func (r *instancesRoom) touchLocked(in *instance) {
 // are gone, with the instance stopped (Running false, reason
 // INSTANCE_STOPPED). Name, URL and configuration stay.
 func (r *instancesRoom) StopInstance(ctx context.Context, req *runpb.StopInstanceRequest) (*longrunningpb.Operation, error) {
-	name, err := parseInstanceName("name", req.GetName())
+	return r.startOrStop(ctx, req.GetName(), req.GetEtag(), req.GetValidateOnly(), r.stop)
+}
+
+// startOrStop is the request of a StartInstance or a StopInstance: it
+// records the change of the named instance's desired state and applies
+// it with apply after the reconcile delay.
+func (r *instancesRoom) startOrStop(ctx context.Context, fullName, tag string, validateOnly bool, apply func(in *instance, op string)) (*longrunningpb.Operation, error) {
+	name, err := parseInstanceName("name", fullName)
 	if err != nil {
 		return nil, err
 	}
 	r.mu.Lock()
-	in, err := r.instances.lookupLocked(name, req.GetEtag())
+	in, err := r.instances.lookupLocked(name, tag)
 	if err != nil {
 		r.mu.Unlock()
 		return nil, err
 	}
-	if req.GetValidateOnly() {
+	if validateOnly {
 		resp := clone(in.pb)
 		r.mu.Unlock()
 		return r.s.doneOperation(name.location, resp, nil), nil
@@ -501,7 +489,7 @@ func (r *instancesRoom) StopInstance(ctx context.Context, req *runpb.StopInstanc
 	in.pending++
 	r.refreshLocked(in)
 	r.mu.Unlock()
-	return r.operate(ctx, in, func(op string) { r.stop(in, op) })
+	return r.operate(ctx, in, func(op string) { apply(in, op) })
 }
 
 // stop shuts what runs down and records the instance as stopped.
