@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"cloud.google.com/go/logging/apiv2/loggingpb"
 	run "cloud.google.com/go/run/apiv2"
 	"cloud.google.com/go/run/apiv2/runpb"
 	"github.com/googleapis/gax-go/v2"
@@ -615,20 +616,10 @@ func TestInstanceLogs(t *testing.T) {
 		t.Fatal(err)
 	}
 	pidOf(t, got.Urls[0], "")
-	var lines []string
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		lines = lines[:0]
-		for _, le := range e.listLogs(t, `resource.type="cloud_run_instance" AND resource.labels.instance_name="logs" AND logName="projects/proj/logs/run.googleapis.com%2Fstdout"`) {
-			l := le.Resource.Labels
-			if l["location"] != "europe-west4" || l["project_id"] != "proj" || le.Labels["instanceId"] == "" {
-				t.Fatalf("entry %v", le)
-			}
-			lines = append(lines, le.GetTextPayload())
-		}
-		if len(lines) == 2 {
-			break
-		}
-	}
+	lines := e.stdoutLines(t, `resource.type="cloud_run_instance" AND resource.labels.instance_name="logs"`, 2, func(le *loggingpb.LogEntry) bool {
+		l := le.Resource.Labels
+		return l["location"] == "europe-west4" && l["project_id"] == "proj" && le.Labels["instanceId"] != ""
+	})
 	if len(lines) != 2 || !strings.HasPrefix(lines[0], "listening on ") || lines[1] != "GET /pid" {
 		t.Errorf("logged %q", lines)
 	}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"cloud.google.com/go/logging/apiv2/loggingpb"
 	run "cloud.google.com/go/run/apiv2"
 	"cloud.google.com/go/run/apiv2/runpb"
 	"github.com/coder/websocket"
@@ -414,20 +415,10 @@ func TestServiceLogs(t *testing.T) {
 	}
 	call(t, svc.Uri, "/pid", e.srv.IDToken(svc.Uri))
 	rev := lastSegment(svc.LatestReadyRevision)
-	var lines []string
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		lines = lines[:0]
-		for _, le := range e.listLogs(t, `resource.type="cloud_run_revision" AND resource.labels.service_name="logs" AND logName="projects/proj/logs/run.googleapis.com%2Fstdout"`) {
-			l := le.Resource.Labels
-			if l["revision_name"] != rev || l["location"] != "us-central1" || l["project_id"] != "proj" || l["configuration_name"] != "logs" || le.Labels["instanceId"] == "" {
-				t.Fatalf("entry %v", le)
-			}
-			lines = append(lines, le.GetTextPayload())
-		}
-		if len(lines) == 2 {
-			break
-		}
-	}
+	lines := e.stdoutLines(t, `resource.type="cloud_run_revision" AND resource.labels.service_name="logs"`, 2, func(le *loggingpb.LogEntry) bool {
+		l := le.Resource.Labels
+		return l["revision_name"] == rev && l["location"] == "us-central1" && l["project_id"] == "proj" && l["configuration_name"] == "logs" && le.Labels["instanceId"] != ""
+	})
 	if len(lines) != 2 || !strings.HasPrefix(lines[0], "listening on ") || lines[1] != "GET /pid" {
 		t.Errorf("logged %q", lines)
 	}

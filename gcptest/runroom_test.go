@@ -1,0 +1,32 @@
+package gcptest_test
+
+import (
+	"testing"
+	"time"
+
+	"cloud.google.com/go/logging/apiv2/loggingpb"
+)
+
+// Helpers the tests of services and instances share.
+
+// stdoutLines polls for the stdout lines logged under filter (a
+// resource's type and name) until there are n, for 5 s at most, and
+// returns the last ones read; an entry that check refuses fails the
+// test.
+func (e *env) stdoutLines(t *testing.T, filter string, n int, check func(*loggingpb.LogEntry) bool) []string {
+	t.Helper()
+	var lines []string
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		lines = lines[:0]
+		for _, le := range e.listLogs(t, filter+` AND logName="projects/proj/logs/run.googleapis.com%2Fstdout"`) {
+			if !check(le) {
+				t.Fatalf("entry %v", le)
+			}
+			lines = append(lines, le.GetTextPayload())
+		}
+		if len(lines) == n {
+			break
+		}
+	}
+	return lines
+}
