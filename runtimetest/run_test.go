@@ -7,10 +7,12 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -339,5 +341,59 @@ func TestWaitErrorText(t *testing.T) {
 	}
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Error("a timeout's WaitError is not a context.DeadlineExceeded")
+	}
+}
+
+// withURL is a Runtime whose containers are served at url, as a backend
+// that publishes a port at a URL would have them; it cannot dial ports.
+type withURL struct {
+	gantry.Runtime
+	url string
+}
+
+func (w withURL) Inspect(ctx context.Context, id string) (*gantry.Container, error) {
+	c, err := w.Runtime.Inspect(ctx, id)
+	if err == nil {
+		c.URL = w.url
+	}
+	return c, err
+}
+
+func TestForHTTPViaURL(t *testing.T) {
+	t.Parallel()
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/health" || hits.Add(1) < 3 {
+			http.Error(w, "not yet", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprint(w, "fine")
+	}))
+	defer srv.Close()
+	rt := withURL{Runtime: runRuntime(t), url: srv.URL + "/"}
+	c := Start(t, rt, runShSpec(`sleep 60`))
+	for _, w := range []*HTTPStrategy{ForHTTP(8080, "/health"), ForHTTP(8080, "health").ViaURL()} {
+		hits.Store(0)
+		if err := w.WithBodyContaining("fine").WithPollInterval(10*time.Millisecond).WaitUntilReady(t.Context(), rt, c); err != nil {
+			t.Errorf("%s: %v", w, err)
+		}
+		if n := hits.Load(); n != 3 {
+			t.Errorf("%s: the URL got %d requests, want 3", w, n)
+		}
+	}
+}
+
+func TestForHTTPUnreachable(t *testing.T) {
+	t.Parallel()
+	// Without PortDialer and without a URL, nothing reaches the port.
+	rt := struct{ gantry.Runtime }{runRuntime(t)}
+	c := Start(t, rt, runShSpec(`sleep 60`))
+	start := time.Now()
+	err := ForHTTP(8080, "/").WaitUntilReady(t.Context(), rt, c)
+	if !errors.Is(err, gantry.ErrNotSupported) || !strings.Contains(err.Error(), "port 8080 is out of reach") {
+		t.Errorf("ForHTTP with no way to the port: %v, want ErrNotSupported saying so", err)
+	}
+	if time.Since(start) > 10*time.Second {
+		t.Errorf("the wait took %v: an unreachable port should end it at once", time.Since(start))
 	}
 }

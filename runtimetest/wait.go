@@ -552,13 +552,16 @@ func (s *PortStrategy) WaitUntilReady(ctx context.Context, rt gantry.Runtime, c 
 			return false, err.Error(), nil
 		}
 		defer conn.Close()
-		conn.SetReadDeadline(time.Now().Add(dialSettle))
-		var b [1]byte
-		_, err = conn.Read(b[:])
-		if errors.Is(err, io.EOF) {
-			return false, "a connection closed as soon as it was made", nil
+		if conn.SetReadDeadline(time.Now().Add(dialSettle)) != nil {
+			return true, "", nil
 		}
-		return true, "", nil
+		var b [1]byte
+		n, err := conn.Read(b[:])
+		var ne net.Error
+		if n > 0 || err == nil || errors.As(err, &ne) && ne.Timeout() {
+			return true, "", nil
+		}
+		return false, "a connection that ended as soon as it was made: " + err.Error(), nil
 	})
 	if err == nil {
 		return nil
@@ -587,7 +590,9 @@ func (s *HealthStrategy) WithPollInterval(d time.Duration) *HealthStrategy {
 	return &c
 }
 
-func (s *HealthStrategy) String() string { return "health " + gantry.HealthHealthy }
+func (s *HealthStrategy) String() string {
+	return fmt.Sprintf("health status %q", gantry.HealthHealthy)
+}
 
 // WaitUntilReady inspects the container until it is healthy.
 func (s *HealthStrategy) WaitUntilReady(ctx context.Context, rt gantry.Runtime, c *gantry.Container) error {
