@@ -332,20 +332,12 @@ func (r *instancesRoom) UpdateInstance(ctx context.Context, req *runpb.UpdateIns
 	if err != nil {
 		return nil, err
 	}
-	cur, desired, err := r.instances.updating(&r.runRoom, name, req.GetAllowMissing())
+	cur, pb, err := prepareUpdate(&r.runRoom, r.instances, name, inReq, req.GetAllowMissing(), req.GetUpdateMask().GetPaths(), prepareInstance)
 	if err != nil {
 		return nil, err
 	}
 	if cur == nil {
 		return r.CreateInstance(ctx, &runpb.CreateInstanceRequest{Parent: name.location.String(), InstanceId: name.instance, Instance: inReq, ValidateOnly: req.GetValidateOnly()})
-	}
-	desired, err = desiredUpdate(desired, inReq, req.GetUpdateMask().GetPaths(), name.String())
-	if err != nil {
-		return nil, err
-	}
-	pb, err := prepareInstance(desired, name)
-	if err != nil {
-		return nil, err
 	}
 	now := s.now()
 	r.mu.Lock()

@@ -278,23 +278,37 @@ func (rs resources[V, T]) snapshot(r *runRoom, name string) func() proto.Message
 	}
 }
 
-// updating reads the resource an Update names: the stored one and a
-// copy of its state; a zero V when there is none and allowMissing (the
-// Update creates it); else NOT_FOUND.
-func (rs resources[V, T]) updating(r *runRoom, name fmt.Stringer, allowMissing bool) (cur V, desired T, err error) {
+// prepareUpdate reads what an Update of the named resource asks for:
+// the stored resource cur and its new state pb, in whole or, with an
+// update mask, cur's state with the fields the mask's paths name taken
+// from in, validated by prepare; in's etag must match cur's. When none
+// is stored it returns a zero cur with allowMissing (the Update creates
+// it), else NOT_FOUND.
+func prepareUpdate[V stored[T], T resource, N fmt.Stringer](r *runRoom, rs resources[V, T], name N, in T, allowMissing bool, paths []string, prepare func(T, N) (T, error)) (cur V, pb T, err error) {
+	var zero V
 	r.mu.Lock()
 	cur, ok := rs.byName[name.String()]
+	var desired T
 	if ok {
 		desired = clone(cur.state())
 	}
 	r.mu.Unlock()
-	if !ok && !allowMissing {
-		return cur, desired, rs.errNotFound(name)
+	if !ok {
+		if !allowMissing {
+			return zero, pb, rs.errNotFound(name)
+		}
+		return zero, pb, nil
 	}
-	return cur, desired, nil
+	if desired, err = desiredUpdate(desired, in, paths, name.String()); err != nil {
+		return zero, pb, err
+	}
+	if pb, err = prepare(desired, name); err != nil {
+		return zero, pb, err
+	}
+	return cur, pb, nil
 }
 
-// unchangedLocked checks that cur, read by updating, is still the
+// unchangedLocked checks that cur, read by prepareUpdate, is still the
 // named resource and that etag (when given) matches it: ABORTED when
 // it changed. The caller holds the room's lock.
 func (rs resources[V, T]) unchangedLocked(cur V, name fmt.Stringer, tag string) error {

@@ -331,20 +331,12 @@ func (r *servicesRoom) UpdateService(ctx context.Context, req *runpb.UpdateServi
 	if err != nil {
 		return nil, err
 	}
-	cur, desired, err := r.services.updating(&r.runRoom, name, req.GetAllowMissing())
+	cur, svc, err := prepareUpdate(&r.runRoom, r.services, name, in, req.GetAllowMissing(), req.GetUpdateMask().GetPaths(), prepareService)
 	if err != nil {
 		return nil, err
 	}
 	if cur == nil {
 		return r.CreateService(ctx, &runpb.CreateServiceRequest{Parent: name.location.String(), ServiceId: name.service, Service: in, ValidateOnly: req.GetValidateOnly()})
-	}
-	desired, err = desiredUpdate(desired, in, req.GetUpdateMask().GetPaths(), name.String())
-	if err != nil {
-		return nil, err
-	}
-	svc, err := prepareService(desired, name)
-	if err != nil {
-		return nil, err
 	}
 	now := s.now()
 	r.mu.Lock()
