@@ -397,3 +397,17 @@ func TestForHTTPUnreachable(t *testing.T) {
 		t.Errorf("the wait took %v: an unreachable port should end it at once", time.Since(start))
 	}
 }
+
+func TestForLogAcrossRestarts(t *testing.T) {
+	t.Parallel()
+	rt := runRuntime(t)
+	SkipUnsupported(t, rt, gantry.FeatureRestartPolicy)
+	// Each run writes one line and fails; the restart policy starts the
+	// next, so the third line comes from the third run.
+	spec := runShSpec(`echo tick; exit 1`)
+	spec.RestartPolicy = gantry.RestartPolicy{Name: gantry.RestartOnFailure}
+	c := RunContainer(t, rt, spec, WaitingFor(ForLog("tick").WithOccurrence(3).WithPollInterval(10*time.Millisecond)))
+	if c.RestartCount < 2 {
+		t.Errorf("RestartCount %d once three runs' lines were awaited, want at least 2", c.RestartCount)
+	}
+}

@@ -62,7 +62,12 @@ type WaitError struct {
 // what was seen last, and quotes the container's last lines.
 func (e *WaitError) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "runtimetest: container %s (%s) not ready: waiting for %s", e.Name, shortID(e.ID), e.Strategy)
+	if e.Name != "" {
+		fmt.Fprintf(&b, "runtimetest: container %s (%s)", e.Name, shortID(e.ID))
+	} else {
+		fmt.Fprintf(&b, "runtimetest: container %s", shortID(e.ID))
+	}
+	fmt.Fprintf(&b, " not ready: waiting for %s", e.Strategy)
 	for i := len(e.Within) - 1; i >= 0; i-- {
 		fmt.Fprintf(&b, ", part of %s", e.Within[i])
 	}
@@ -244,11 +249,36 @@ func (s *LogStrategy) WaitUntilReady(ctx context.Context, rt gantry.Runtime, c *
 	return newWaitError(ctx, rt, c, s.String(), fmt.Sprintf("%d of %d such lines", got, s.n), err)
 }
 
-// follow counts matching lines as they come.
+// follow counts matching lines as they come. A follow ends with the run
+// it follows; a container that is still running then (its restart policy
+// started it again) is followed again, from its first line.
 func (s *LogStrategy) follow(ctx context.Context, rt gantry.Runtime, id string) (int, error) {
+	for {
+		got, err := s.followRun(ctx, rt, id)
+		if err != nil || got == s.n {
+			return got, err
+		}
+		c, err := rt.Inspect(ctx, id)
+		if err != nil {
+			return got, causeOr(ctx, err)
+		}
+		if !c.State.Running {
+			return got, stoppedError(c.State)
+		}
+		select {
+		case <-ctx.Done():
+			return got, context.Cause(ctx)
+		case <-time.After(s.pause()):
+		}
+	}
+}
+
+// followRun follows the logs until s.n matching lines have come or the
+// follow ends, and returns how many came.
+func (s *LogStrategy) followRun(ctx context.Context, rt gantry.Runtime, id string) (int, error) {
 	r, err := rt.Logs(ctx, id, gantry.LogsOptions{Follow: true})
 	if err != nil {
-		return 0, err
+		return 0, causeOr(ctx, err)
 	}
 	defer r.Close()
 	// Closing the reader when ctx ends guards against a backend that
@@ -261,11 +291,7 @@ func (s *LogStrategy) follow(ctx context.Context, rt gantry.Runtime, id string) 
 		case ctx.Err() != nil:
 			return got, context.Cause(ctx)
 		case errors.Is(err, io.EOF):
-			c, ierr := rt.Inspect(ctx, id)
-			if ierr != nil {
-				return got, ErrStopped
-			}
-			return got, stoppedError(c.State)
+			return got, nil
 		case err != nil:
 			return got, err
 		case strings.Contains(e.Line, s.substr):
@@ -281,7 +307,7 @@ func (s *LogStrategy) poll(ctx context.Context, rt gantry.Runtime, id string) (i
 	got := 0
 	for {
 		// Whether it was running is read before the logs, so a container
-		// seen stoppedError has no lines later than the ones read next.
+		// seen stopped has no lines later than the ones read next.
 		c, err := rt.Inspect(ctx, id)
 		if err != nil {
 			return got, causeOr(ctx, err)
@@ -603,7 +629,7 @@ func (s *HealthStrategy) WaitUntilReady(ctx context.Context, rt gantry.Runtime, 
 		if err != nil {
 			return false, "", causeOr(ctx, err)
 		}
-		if got.Spec.Healthcheck == nil {
+		if hc := got.Spec.Healthcheck; hc == nil || len(hc.Test) > 0 && hc.Test[0] == "NONE" {
 			return false, "", errors.New("the container has no healthcheck")
 		}
 		h := got.State.Health
