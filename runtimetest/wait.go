@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gantryhq/gantry"
@@ -86,8 +87,8 @@ func (e *WaitError) Error() string {
 // Unwrap returns the cause.
 func (e *WaitError) Unwrap() error { return e.Err }
 
-// waitTimeoutError is the cause a strategy's own timeout gives its context, so
-// that the error says how long was waited rather than a bare "context
+// waitTimeoutError is the cause a strategy's timeout gives its context,
+// so that the error says how long was waited rather than a bare "context
 // deadline exceeded".
 type waitTimeoutError struct {
 	d time.Duration
@@ -97,7 +98,7 @@ type waitTimeoutError struct {
 
 func (e *waitTimeoutError) Error() string {
 	if e.whole {
-		return fmt.Sprintf("timed out after %v, the timeout of the whole", e.d)
+		return fmt.Sprintf("timed out after %v, the timeout of all the strategies together", e.d)
 	}
 	return fmt.Sprintf("timed out after %v", e.d)
 }
@@ -492,7 +493,7 @@ func (s *HTTPStrategy) client(ctx context.Context, rt gantry.Runtime, c *gantry.
 		note := rt.Capabilities()[gantry.FeaturePortForward].Note
 		return nil, "", fmt.Errorf("port %d is out of reach: the backend cannot dial ports (%w: %s) and the container has no URL", s.port, gantry.ErrNotSupported, note)
 	}
-	tr := &http.Transport{DisableKeepAlives: true}
+	tr := &http.Transport{Proxy: http.ProxyFromEnvironment, DisableKeepAlives: true}
 	return &http.Client{Transport: tr, CheckRedirect: noRedirect}, strings.TrimSuffix(url, "/") + s.path, nil
 }
 
@@ -736,12 +737,18 @@ func (s *ExecStrategy) WaitUntilReady(ctx context.Context, rt gantry.Runtime, c 
 	return newWaitError(ctx, rt, c, s.String(), seen, err)
 }
 
-// execTail keeps the last bytes written to it.
-type execTail struct{ b []byte }
+// execTail keeps the last bytes written to it; both of an exec's
+// streams may write at once.
+type execTail struct {
+	mu sync.Mutex
+	b  []byte
+}
 
 const execTailKept = 200
 
 func (t *execTail) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	t.b = append(t.b, p...)
 	if len(t.b) > execTailKept {
 		t.b = append(t.b[:0], t.b[len(t.b)-execTailKept:]...)
@@ -749,7 +756,11 @@ func (t *execTail) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func (t *execTail) String() string { return strings.TrimSpace(string(t.b)) }
+func (t *execTail) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return strings.TrimSpace(string(t.b))
+}
 
 // AllStrategy waits for several strategies; ForAll makes one.
 type AllStrategy struct {
