@@ -37,6 +37,17 @@
 //
 //	c := runtimetest.Start(t, rt, gantry.Spec{Image: "busybox", Cmd: []string{"sh", "-c", "echo ready; sleep 60"}})
 //	runtimetest.RequireLog(t, rt, c.ID, "ready", time.Minute)
+//
+// RunContainer starts a container and waits until a strategy finds it
+// ready, in the style of testcontainers-go: a log line (ForLog), an HTTP
+// answer (ForHTTP), a listening port, health, an exit code or an exec
+// that succeeds, alone or together (ForAll). A wait that fails names the
+// strategy, what it saw last and the container's last lines. Endpoint
+// forwards a container's port to this machine, on every backend that can
+// dial ports:
+//
+//	c := runtimetest.RunContainer(t, rt, spec, runtimetest.WaitingFor(runtimetest.ForHTTP(8080, "/health")))
+//	resp, err := http.Get(runtimetest.HTTPEndpoint(t, rt, c.ID, 8080) + "/items")
 package runtimetest
 
 import (
