@@ -45,12 +45,7 @@ func newInstEnv(t *testing.T, opts ...gcptest.Option) *instEnv {
 		gcptest.WithStopGracePeriod(2 * time.Second),
 		gcptest.WithInstanceRestartBackoff(20*time.Millisecond, 100*time.Millisecond),
 	}, opts...)...)
-	c, err := run.NewInstancesClient(context.Background(), e.srv.ClientOptions()...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return &instEnv{env: e, instances: c}
+	return &instEnv{env: e, instances: newClient(t, e, run.NewInstancesClient)}
 }
 
 // helperInstance is an instance (BETA) whose one container is this test
@@ -630,11 +625,7 @@ func TestInstanceLogs(t *testing.T) {
 // reconciling, with the URL already known, until the operation is done.
 func TestInstanceOperationsPending(t *testing.T) {
 	e := newEnv(t, gcptest.WithReconcileDelay(300*time.Millisecond), gcptest.WithStopGracePeriod(time.Second))
-	c, err := run.NewInstancesClient(context.Background(), e.srv.ClientOptions()...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := newClient(t, e, run.NewInstancesClient)
 	ctx := context.Background()
 	op, err := c.CreateInstance(ctx, &runpb.CreateInstanceRequest{Parent: instParent, InstanceId: "slow", Instance: helperInstance(t, "")})
 	if err != nil {

@@ -1,13 +1,27 @@
 package gcptest_test
 
 import (
+	"context"
 	"testing"
 	"time"
 
 	"cloud.google.com/go/logging/apiv2/loggingpb"
+	"google.golang.org/api/option"
 )
 
 // Helpers the tests of services and instances share.
+
+// newClient returns a client of e's Server made by newC (such as
+// run.NewServicesClient), closed when the test ends.
+func newClient[C interface{ Close() error }](t *testing.T, e *env, newC func(context.Context, ...option.ClientOption) (C, error)) C {
+	t.Helper()
+	c, err := newC(context.Background(), e.srv.ClientOptions()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
 
 // stdoutLines polls for the stdout lines logged under filter (a
 // resource's type and name) until there are n, for 5 s at most, and

@@ -43,12 +43,7 @@ func newSvcEnv(t *testing.T, opts ...gcptest.Option) *svcEnv {
 func newSvcEnvWith(t *testing.T, opts ...gcptest.Option) *svcEnv {
 	t.Helper()
 	e := newEnv(t, append([]gcptest.Option{gcptest.WithStopGracePeriod(2 * time.Second)}, opts...)...)
-	c, err := run.NewServicesClient(context.Background(), e.srv.ClientOptions()...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return &svcEnv{env: e, services: c}
+	return &svcEnv{env: e, services: newClient(t, e, run.NewServicesClient)}
 }
 
 // helperService is a service whose one container is this test binary
