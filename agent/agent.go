@@ -155,6 +155,7 @@ type Agent struct {
 	attachers map[*session]struct{}
 	wg        sync.WaitGroup
 	execs     sync.WaitGroup // one per exec'd process until it exits
+	forwards  sync.WaitGroup // one per forward until its socket is closed
 }
 
 // Start starts the main command and returns the agent that supervises it.
@@ -383,7 +384,7 @@ func kindSentinel(k errorKind) error {
 	return errOther
 }
 
-var errOther = errors.New("exec failed")
+var errOther = errors.New("failed")
 
 // tee copies one of the main command's output streams to the agent's own
 // stream and to every attached session. It blocks on the slowest of them:
@@ -483,10 +484,11 @@ func (a *Agent) Signal(sig syscall.Signal) error {
 }
 
 // Close stops serving: it ends every connection, which signals the
-// processes of their exec sessions, and stops reverse-mode reconnects. It
-// returns once those processes have exited, killed with SIGKILL if they
-// outlast SIGHUP by killGrace (2 s), so that none outlives a caller that
-// exits next. It does not stop the main command.
+// processes of their exec sessions and closes the sockets of their
+// forwards, and stops reverse-mode reconnects. It returns once those
+// processes have exited, killed with SIGKILL if they outlast SIGHUP by
+// killGrace (2 s), so that none outlives a caller that exits next, and
+// every forward's socket is closed. It does not stop the main command.
 func (a *Agent) Close() error {
 	a.mu.Lock()
 	if a.closing {
@@ -509,6 +511,7 @@ func (a *Agent) Close() error {
 	closing.Wait()
 	a.wg.Wait()
 	a.execs.Wait()
+	a.forwards.Wait()
 	return nil
 }
 
@@ -580,6 +583,9 @@ type agentConn struct {
 
 	mu       sync.Mutex
 	sessions map[uint32]*session
+	// lingering counts forwards closed by the controller whose sockets
+	// are still being closed; they count against maxSessions.
+	lingering int
 }
 
 func (c *agentConn) lookup(id uint32) *session {
@@ -639,9 +645,14 @@ func (c *agentConn) handle(f *frame) error {
 	case frameCredit:
 		return s.out[f.stream-streamStdout].grant(int(f.amount))
 	case frameResize:
+		if s.fwd != nil {
+			return protoErr("RESIZE on forward session %d", f.session)
+		}
 		s.resize(f.rows, f.cols)
 	case frameSignal:
 		switch {
+		case s.fwd != nil:
+			return protoErr("SIGNAL on forward session %d", f.session)
 		case s.attach:
 			// As docker kill with an init reaches the init's child.
 			c.a.Signal(syscall.Signal(f.signal))
@@ -662,16 +673,24 @@ func (c *agentConn) open(id uint32, req *openRequest) error {
 		c.mu.Unlock()
 		return protoErr("OPEN of live session %d", id)
 	}
-	full := len(c.sessions) >= maxSessions
+	full := len(c.sessions)+c.lingering >= maxSessions
 	c.mu.Unlock()
 	if full {
 		return c.refuse(id, startErrorf(errKindExhausted, "too many sessions on one connection (limit %d)", maxSessions))
 	}
+	switch req.Kind {
+	case "exec", "attach", "forward":
+	default:
+		return c.refuse(id, startErrorf(errKindNotSupported, "sessions of kind %q are not supported", req.Kind))
+	}
 	s := newSession(c, id, req)
 	var serr *startError
-	if req.Kind == "attach" {
+	switch req.Kind {
+	case "attach":
 		serr = c.a.attach(s, req)
-	} else {
+	case "forward":
+		serr = c.startForward(s)
+	default:
 		c.mu.Lock()
 		c.sessions[id] = s
 		c.mu.Unlock()

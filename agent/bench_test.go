@@ -6,23 +6,16 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"strconv"
 	"testing"
 
 	"github.com/gantryhq/gantry"
 )
 
-// benchModes are the ways a client reaches the agent: forward (it dials
-// the agent), reverse (the agent dials a Hub) and relay (both dial a
-// Relay, which pairs them and copies messages), all over loopback.
-var benchModes = []struct {
-	name string
-	dial func(testing.TB, *Agent) *Client
-}{{"forward", dialForward}, {"reverse", dialReverse}, {"relay", dialRelayed}}
-
 // BenchmarkExecTrue is the round trip of exec "true" over loopback; compare
 // with BenchmarkSpawnTrue, the process spawn alone, for the agent's share.
 func BenchmarkExecTrue(b *testing.B) {
-	for _, mode := range benchModes {
+	for _, mode := range connModes {
 		b.Run(mode.name, func(b *testing.B) {
 			a := startAgent(b, Config{ID: "c1"})
 			cl := mode.dial(b, a)
@@ -80,7 +73,7 @@ func BenchmarkStdoutThroughput(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	for _, mode := range benchModes {
+	for _, mode := range connModes {
 		b.Run(mode.name, func(b *testing.B) {
 			a := startAgent(b, Config{ID: "c1"})
 			cl := mode.dial(b, a)
@@ -148,6 +141,132 @@ func BenchmarkLoopbackCeiling(b *testing.B) {
 		c.Close()
 		if n := <-done; n != throughputBytes {
 			b.Fatalf("copied %d bytes", n)
+		}
+	}
+}
+
+// BenchmarkForwardRoundTrip is one byte to an echo server in the
+// container and back, over a forward already open; compare with
+// BenchmarkLoopbackRoundTrip, the same over a plain loopback connection.
+func BenchmarkForwardRoundTrip(b *testing.B) {
+	for _, mode := range connModes {
+		b.Run(mode.name, func(b *testing.B) {
+			srv := startTCPServer(b, echo)
+			a := startAgent(b, Config{ID: "c1"})
+			c := dialPort(b, mode.dial(b, a), srv.port)
+			pingPong(b, c)
+		})
+	}
+}
+
+// BenchmarkForwardDial is DialPort, one byte there and back, and Close:
+// what a client pays for a new connection to a port in the container.
+func BenchmarkForwardDial(b *testing.B) {
+	for _, mode := range connModes {
+		b.Run(mode.name, func(b *testing.B) {
+			srv := startTCPServer(b, echo)
+			a := startAgent(b, Config{ID: "c1"})
+			cl := mode.dial(b, a)
+			buf := []byte{1}
+			for b.Loop() {
+				c, err := cl.DialPort(context.Background(), srv.port)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := c.Write(buf); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := io.ReadFull(c, buf); err != nil {
+					b.Fatal(err)
+				}
+				c.Close()
+			}
+		})
+	}
+}
+
+// BenchmarkLoopbackRoundTrip is BenchmarkForwardRoundTrip's ceiling:
+// one byte to the same echo server over loopback TCP and back.
+func BenchmarkLoopbackRoundTrip(b *testing.B) {
+	srv := startTCPServer(b, echo)
+	c, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(srv.port)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	pingPong(b, c)
+}
+
+func pingPong(b *testing.B, c net.Conn) {
+	buf := []byte{1}
+	for b.Loop() {
+		if _, err := c.Write(buf); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := io.ReadFull(c, buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+const forwardBytes = 256 << 20
+
+// BenchmarkForwardThroughput moves 256 MiB per op through one forward:
+// "in" from the client to a server in the container that discards it,
+// "out" from a server that writes it to the client, which discards it.
+// Compare with BenchmarkLoopbackCeiling.
+func BenchmarkForwardThroughput(b *testing.B) {
+	counted := make(chan int64, 1)
+	sink := func(c *net.TCPConn) {
+		n, _ := io.Copy(io.Discard, c)
+		counted <- n
+	}
+	source := func(c *net.TCPConn) {
+		buf := make([]byte, MaxDataPayload)
+		for sent := 0; sent < forwardBytes; sent += len(buf) {
+			if _, err := c.Write(buf); err != nil {
+				return
+			}
+		}
+	}
+	for _, mode := range connModes {
+		for _, dir := range []string{"in", "out"} {
+			b.Run(mode.name+"/"+dir, func(b *testing.B) {
+				handle := source
+				if dir == "in" {
+					handle = sink
+				}
+				srv := startTCPServer(b, handle)
+				a := startAgent(b, Config{ID: "c1"})
+				cl := mode.dial(b, a)
+				buf := make([]byte, MaxDataPayload)
+				b.SetBytes(forwardBytes)
+				for b.Loop() {
+					c, err := cl.DialPort(context.Background(), srv.port)
+					if err != nil {
+						b.Fatal(err)
+					}
+					var n int64
+					if dir == "in" {
+						for sent := 0; sent < forwardBytes; sent += len(buf) {
+							if _, err := c.Write(buf); err != nil {
+								b.Fatal(err)
+							}
+						}
+						c.(interface{ CloseWrite() error }).CloseWrite()
+						n = <-counted
+					} else {
+						n, err = io.CopyBuffer(io.Discard, c, buf)
+						if err != nil {
+							b.Fatal(err)
+						}
+					}
+					c.Close()
+					if n != forwardBytes {
+						b.Fatalf("moved %d bytes", n)
+					}
+				}
+			})
 		}
 	}
 }

@@ -106,8 +106,8 @@ func isLoopback(host string) bool {
 }
 
 // Client is an authenticated connection to one container's agent. Many
-// execs and attaches may run on it at once. Its methods are safe for
-// concurrent use.
+// execs, attaches and forwards may run on it at once. Its methods are
+// safe for concurrent use.
 type Client struct {
 	m  *mux
 	id string
@@ -179,6 +179,9 @@ func (c *Client) data(h header, r io.Reader) error {
 	if !s.running {
 		return protoErr("output before STARTED for session %d", h.session)
 	}
+	if s.forward && h.typ == frameStderr {
+		return protoErr("STDERR on forward session %d", h.session)
+	}
 	if h.typ == frameStdout {
 		return s.out[0].receive(r, int(h.length))
 	}
@@ -187,7 +190,7 @@ func (c *Client) data(h header, r io.Reader) error {
 
 func (c *Client) handle(f *frame) error {
 	switch f.typ {
-	case frameStarted, frameCredit, frameExit, frameError:
+	case frameStarted, frameCredit, frameExit, frameError, frameStdoutClose:
 	default:
 		return protoErr("frame 0x%02x sent to the controller", f.typ)
 	}
@@ -213,6 +216,11 @@ func (c *Client) handle(f *frame) error {
 		close(s.started)
 	case frameCredit:
 		return s.stdin.grant(int(f.amount))
+	case frameStdoutClose:
+		if !s.forward {
+			return protoErr("STDOUT_CLOSE on session %d, which is not a forward", f.session)
+		}
+		s.out[0].closeWrite()
 	case frameExit:
 		c.remove(f.session)
 		s.out[0].closeWrite()
@@ -239,7 +247,8 @@ type sessionEnd struct {
 type clientSession struct {
 	c       *Client
 	id      uint32
-	what    string // "exec \"sh\"" or "attach", for errors
+	what    string // "exec \"sh\"", "attach" or "forward", for errors
+	forward bool
 	out     [2]*inbox
 	started chan struct{}
 	running bool    // STARTED has arrived; only the read loop uses it
@@ -253,7 +262,12 @@ type clientSession struct {
 func (s *clientSession) end(e sessionEnd) {
 	s.endOnce.Do(func() {
 		s.how = e
-		if e.err != nil {
+		switch {
+		case e.err != nil && s.forward:
+			// As a TCP socket's reader gets what arrived before the
+			// connection broke.
+			s.out[0].closeWithError(e.err)
+		case e.err != nil:
 			s.out[0].abort(e.err)
 			s.out[1].abort(e.err)
 		}
@@ -269,6 +283,7 @@ func (c *Client) open(req *openRequest, what string) (*clientSession, error) {
 	s := &clientSession{
 		c:       c,
 		what:    what,
+		forward: req.Kind == "forward",
 		out:     [2]*inbox{newInbox(int(req.Window)), newInbox(int(req.Window))},
 		stdin:   newCredit(0),
 		started: make(chan struct{}),
@@ -424,7 +439,7 @@ func (sess *Session) copyIn(r io.Reader) {
 	s := sess.s
 	buf := make([]byte, headerLen+32<<10)
 	for {
-		n, err := s.stdin.take(len(buf)-headerLen, nil)
+		n, err := s.stdin.take(len(buf)-headerLen, nil, nil)
 		if err != nil {
 			return
 		}

@@ -7,7 +7,7 @@ import (
 )
 
 // inbox is the receiving end of one stream of one session: a ring buffer
-// exactly as large as the window the receiver announced. The connection's
+// that grows as needed up to the window the receiver announced. The connection's
 // read loop copies payloads straight into it and never blocks, because the
 // sender may not have more than window bytes outstanding; a consumer
 // goroutine drains it and returns credit. Memory per stream is therefore
@@ -16,9 +16,10 @@ type inbox struct {
 	window int
 
 	mu       sync.Mutex
-	buf      []byte // allocated on first data
+	buf      []byte // allocated on first data, grown up to the window
 	start, n int
 	eof      bool
+	eofErr   error // what the consumer gets at the end instead of io.EOF
 	err      error
 	ready    chan struct{}
 	consumed int // drained but not yet credited
@@ -47,13 +48,13 @@ func (b *inbox) receive(r io.Reader, size int) error {
 		b.mu.Unlock()
 		return protoErr("peer sent %d bytes beyond its credit", b.n+size-b.window)
 	}
-	if b.buf == nil {
-		b.buf = make([]byte, b.window)
+	if b.n+size > len(b.buf) {
+		b.grow(b.n + size)
 	}
 	// The free region may wrap; the consumer only touches the filled
 	// region, so the copy runs without the lock.
-	end := (b.start + b.n) % b.window
-	first := min(size, b.window-end)
+	end := (b.start + b.n) % len(b.buf)
+	first := min(size, len(b.buf)-end)
 	seg1 := b.buf[end : end+first]
 	seg2 := b.buf[:size-first]
 	discard := b.err != nil
@@ -75,6 +76,26 @@ func (b *inbox) receive(r io.Reader, size int) error {
 	return nil
 }
 
+// minInboxBuf is the ring an inbox starts with on its first data.
+const minInboxBuf = 64 << 10
+
+// grow makes the ring hold at least need bytes, doubling it up to the
+// window, so that a stream that carries little costs little memory. The
+// filled region moves to the start of the new ring; a segment the
+// consumer holds from peek stays valid in the old one, which is only
+// read from now on.
+func (b *inbox) grow(need int) {
+	size := max(minInboxBuf, 2*len(b.buf))
+	for size < need {
+		size *= 2
+	}
+	buf := make([]byte, min(size, b.window))
+	k := min(b.n, len(b.buf)-b.start)
+	copy(buf, b.buf[b.start:b.start+k])
+	copy(buf[k:], b.buf[:b.n-k])
+	b.buf, b.start = buf, 0
+}
+
 func shortPayload(err error) error {
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return protoErr("frame shorter than its length")
@@ -87,6 +108,18 @@ func shortPayload(err error) error {
 func (b *inbox) closeWrite() {
 	b.mu.Lock()
 	b.eof = true
+	b.mu.Unlock()
+	b.signal()
+}
+
+// closeWithError ends the stream with err rather than io.EOF: the
+// consumer still gets everything that arrived first. A stream that has
+// already ended keeps its end.
+func (b *inbox) closeWithError(err error) {
+	b.mu.Lock()
+	if !b.eof {
+		b.eof, b.eofErr = true, err
+	}
 	b.mu.Unlock()
 	b.signal()
 }
@@ -104,7 +137,11 @@ func (b *inbox) abort(err error) {
 
 // peek waits for data and returns the longest contiguous filled segment.
 // The slice stays valid until release.
-func (b *inbox) peek() ([]byte, error) {
+func (b *inbox) peek() ([]byte, error) { return b.peekUntil(nil, nil) }
+
+// peekUntil is peek that gives up with errGaveUp once stop or stop2 is
+// closed (nil: never).
+func (b *inbox) peekUntil(stop, stop2 <-chan struct{}) ([]byte, error) {
 	for {
 		b.mu.Lock()
 		switch {
@@ -113,16 +150,26 @@ func (b *inbox) peek() ([]byte, error) {
 			b.mu.Unlock()
 			return nil, err
 		case b.n > 0:
-			k := min(b.n, b.window-b.start)
+			k := min(b.n, len(b.buf)-b.start)
 			p := b.buf[b.start : b.start+k]
 			b.mu.Unlock()
 			return p, nil
 		case b.eof:
+			err := b.eofErr
 			b.mu.Unlock()
-			return nil, io.EOF
+			if err == nil {
+				err = io.EOF
+			}
+			return nil, err
 		}
 		b.mu.Unlock()
-		<-b.ready
+		select {
+		case <-b.ready:
+		case <-stop:
+			return nil, errGaveUp
+		case <-stop2:
+			return nil, errGaveUp
+		}
 	}
 }
 
@@ -132,7 +179,7 @@ func (b *inbox) peek() ([]byte, error) {
 func (b *inbox) release(n int) int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.start = (b.start + n) % b.window
+	b.start = (b.start + n) % len(b.buf)
 	b.n -= n
 	b.consumed += n
 	if b.consumed >= b.window/4 || (b.n == 0 && b.eof) {
@@ -168,8 +215,9 @@ func (c *credit) open(window int) {
 }
 
 // take waits until some credit is available and takes up to max bytes
-// of it. It gives up with errGaveUp once stop is closed (nil: never).
-func (c *credit) take(max int, stop <-chan struct{}) (int, error) {
+// of it. It gives up with errGaveUp once stop or stop2 is closed (nil:
+// never).
+func (c *credit) take(max int, stop, stop2 <-chan struct{}) (int, error) {
 	for {
 		c.mu.Lock()
 		if c.err != nil {
@@ -187,6 +235,8 @@ func (c *credit) take(max int, stop <-chan struct{}) (int, error) {
 		select {
 		case <-c.wake:
 		case <-stop:
+			return 0, errGaveUp
+		case <-stop2:
 			return 0, errGaveUp
 		}
 	}

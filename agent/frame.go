@@ -13,21 +13,22 @@ import (
 // Frame types. The numbering is part of the wire protocol (see the package
 // documentation); never renumber.
 const (
-	frameHello      byte = 0x01 // agent → controller, session 0
-	frameAuth       byte = 0x02 // controller → agent, session 0
-	frameAuthOK     byte = 0x03 // agent → controller, session 0
-	frameOpen       byte = 0x10 // controller → agent
-	frameStarted    byte = 0x11 // agent → controller
-	frameStdin      byte = 0x12 // controller → agent, data
-	frameStdout     byte = 0x13 // agent → controller, data
-	frameStderr     byte = 0x14 // agent → controller, data
-	frameStdinClose byte = 0x15 // controller → agent
-	frameCredit     byte = 0x16 // both directions
-	frameResize     byte = 0x17 // controller → agent
-	frameSignal     byte = 0x18 // controller → agent
-	frameExit       byte = 0x19 // agent → controller
-	frameError      byte = 0x1a // agent → controller
-	frameClose      byte = 0x1b // controller → agent
+	frameHello       byte = 0x01 // agent → controller, session 0
+	frameAuth        byte = 0x02 // controller → agent, session 0
+	frameAuthOK      byte = 0x03 // agent → controller, session 0
+	frameOpen        byte = 0x10 // controller → agent
+	frameStarted     byte = 0x11 // agent → controller
+	frameStdin       byte = 0x12 // controller → agent, data
+	frameStdout      byte = 0x13 // agent → controller, data
+	frameStderr      byte = 0x14 // agent → controller, data
+	frameStdinClose  byte = 0x15 // controller → agent
+	frameCredit      byte = 0x16 // both directions
+	frameResize      byte = 0x17 // controller → agent
+	frameSignal      byte = 0x18 // controller → agent
+	frameExit        byte = 0x19 // agent → controller
+	frameError       byte = 0x1a // agent → controller
+	frameClose       byte = 0x1b // controller → agent
+	frameStdoutClose byte = 0x1c // agent → controller
 )
 
 // Stream numbers used in CREDIT frames.
@@ -87,10 +88,11 @@ func isData(typ byte) bool {
 
 // openRequest is the payload of an OPEN frame, JSON encoded.
 type openRequest struct {
-	// Kind is "exec" or "attach".
+	// Kind is "exec", "attach" or "forward". The agent answers a kind it
+	// does not know with ERROR (not supported).
 	Kind string `json:"kind"`
-	// Cmd, Env, Dir, User and TTY describe an exec; they are empty for an
-	// attach.
+	// Cmd, Env, Dir, User and TTY describe an exec; they are empty for
+	// the other kinds.
 	Cmd  []string `json:"cmd,omitempty"`
 	Env  []string `json:"env,omitempty"`
 	Dir  string   `json:"dir,omitempty"`
@@ -99,24 +101,35 @@ type openRequest struct {
 	// Rows and Cols set the initial terminal size of a TTY.
 	Rows uint16 `json:"rows,omitempty"`
 	Cols uint16 `json:"cols,omitempty"`
-	// Stdin says whether the controller will send standard input.
+	// Stdin says whether the controller will send standard input; a
+	// forward always takes input.
 	Stdin bool `json:"stdin,omitempty"`
+	// Port is the TCP port a forward connects to on 127.0.0.1 in the
+	// container; 0 for the other kinds. The agent, not the decoder,
+	// checks its range, answering ERROR (invalid argument).
+	Port int `json:"port,omitempty"`
 	// Window is the controller's receive window for each output stream.
 	Window uint32 `json:"window"`
 }
 
 func (o *openRequest) validate() error {
+	execFields := len(o.Cmd) != 0 || len(o.Env) != 0 || o.Dir != "" || o.User != "" || o.TTY
 	switch o.Kind {
 	case "exec":
 		if len(o.Cmd) == 0 || o.Cmd[0] == "" {
 			return protoErr("OPEN exec without a command")
 		}
 	case "attach":
-		if len(o.Cmd) != 0 || len(o.Env) != 0 || o.Dir != "" || o.User != "" || o.TTY {
+		if execFields {
 			return protoErr("OPEN attach with exec fields")
 		}
-	default:
-		return protoErr("OPEN of unknown kind %q", o.Kind)
+	case "forward":
+		if execFields || o.Rows != 0 || o.Cols != 0 {
+			return protoErr("OPEN forward with exec fields")
+		}
+	}
+	if o.Port != 0 && (o.Kind == "exec" || o.Kind == "attach") {
+		return protoErr("OPEN %s with a port", o.Kind)
 	}
 	if len(o.Cmd) > maxArgs || len(o.Env) > maxArgs {
 		return protoErr("OPEN with too many arguments")
@@ -329,7 +342,7 @@ func decodeControl(f *frame, p []byte) error {
 		if f.amount < MinWindow || f.amount > MaxWindow {
 			return protoErr("STARTED window %d", f.amount)
 		}
-	case frameStdinClose, frameClose:
+	case frameStdinClose, frameClose, frameStdoutClose:
 		return exact(0)
 	case frameCredit:
 		if err := exact(5); err != nil {
@@ -411,7 +424,7 @@ func encodeControl(f *frame) ([]byte, error) {
 		b = append(b, j...)
 	case frameStarted:
 		b = binary.BigEndian.AppendUint32(b, f.amount)
-	case frameStdinClose, frameClose:
+	case frameStdinClose, frameClose, frameStdoutClose:
 	case frameCredit:
 		b = append(b, f.stream)
 		b = binary.BigEndian.AppendUint32(b, f.amount)

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/gantryhq/gantry"
 	"github.com/google/go-cmp/cmp"
@@ -67,6 +68,8 @@ func seedFrames() [][]byte {
 		{header: header{typ: frameExit, session: 1}, code: 143, killSig: 15},
 		{header: header{typ: frameError, session: 1}, kind: errKindNotFound, text: "no"},
 		{header: header{typ: frameClose, session: 1}},
+		{header: header{typ: frameOpen, session: 2}, open: &openRequest{Kind: "forward", Port: 5432, Window: MinWindow}},
+		{header: header{typ: frameStdoutClose, session: 2}},
 	} {
 		b, err := encodeControl(&f)
 		if err != nil {
@@ -237,7 +240,8 @@ type scriptStep struct {
 // type, in either direction, and an undefined one.
 var fuzzFrameTypes = []byte{
 	frameHello, frameAuth, frameAuthOK, frameOpen, frameStarted, frameStdin, frameStdout,
-	frameStderr, frameStdinClose, frameCredit, frameResize, frameSignal, frameExit, frameError, frameClose, 0x7f,
+	frameStderr, frameStdinClose, frameCredit, frameResize, frameSignal, frameExit, frameError, frameClose,
+	frameStdoutClose, 0x7f,
 }
 
 func agentScript(data []byte) []scriptStep {
@@ -286,7 +290,7 @@ func agentScript(data []byte) []scriptStep {
 				return steps
 			}
 			f := frame{header: header{session: uint32(b[1] % 5)}}
-			switch b[0] % 4 {
+			switch b[0] % 5 {
 			case 0:
 				f.typ, f.amount = frameStarted, MinWindow+binary.BigEndian.Uint32(b[2:])%(MaxWindow-MinWindow+1)
 			case 1:
@@ -295,6 +299,8 @@ func agentScript(data []byte) []scriptStep {
 				f.typ, f.code, f.killSig = frameExit, int32(b[2]), b[3]%65
 			case 3:
 				f.typ, f.kind, f.text = frameError, errorKind(b[2])%(maxErrKind+1), "refused"
+			case 4:
+				f.typ = frameStdoutClose
 			}
 			msg, err := encodeControl(&f)
 			if err != nil {
@@ -302,7 +308,7 @@ func agentScript(data []byte) []scriptStep {
 			}
 			steps = append(steps, scriptStep{msg: msg})
 		case 3:
-			steps = append(steps, scriptStep{cancel: int(op>>2) % 3})
+			steps = append(steps, scriptStep{cancel: int(op>>2) % 4})
 		}
 	}
 	return steps
@@ -310,21 +316,25 @@ func agentScript(data []byte) []scriptStep {
 
 // FuzzControllerAgainstAgent plays a malicious agent, authenticated with
 // the container's secret as root in the container could be, against a
-// controller running an exec with input, an attach with input and a TTY
-// exec with resizes: whatever the agent sends, in whatever order, the
-// controller must not crash or hang, and every call must return once the
-// agent hangs up.
+// controller running an exec with input, an attach with input, a TTY
+// exec with resizes and a port forward that writes, half-closes and
+// reads: whatever the agent sends, in whatever order, the controller
+// must not crash or hang, and every call must return once the agent
+// hangs up.
 func FuzzControllerAgainstAgent(f *testing.F) {
 	started := func(id byte) []byte { return []byte{2, 0, id, 0, 0, 0, 0} }
 	exit := func(id byte) []byte { return []byte{2, 2, id, 3, 0, 0, 0} }
 	credit := func(id byte) []byte { return []byte{2, 1, id, 0, 0, 1, 0} }
 	out := func(id byte) []byte { return []byte{1, id, 0, 0x10, 0} }
+	eof := func(id byte) []byte { return []byte{2, 4, id, 0, 0, 0, 0} }
 	seq := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
 	f.Add(seq(exit(1), exit(2), exit(3)))
 	f.Add(seq(started(1), started(2), started(3), out(1), credit(1), out(2), exit(1), exit(2), exit(3)))
 	f.Add(seq(started(2), []byte{3}, out(2), out(2), credit(2), credit(2), exit(2)))
 	f.Add(seq(out(1), credit(3), started(3), started(3)))
 	f.Add(seq([]byte{0, 13, 1, 1, 0}, started(1), []byte{0, 12, 1, 0}))
+	f.Add(seq(started(4), out(4), credit(4), eof(4), credit(4), exit(4)))
+	f.Add(seq(started(4), eof(1), eof(4), out(4), []byte{15}))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		steps := agentScript(data)
 		p := newPipeTransport()
@@ -350,7 +360,7 @@ func FuzzControllerAgainstAgent(f *testing.F) {
 		cl := newClient(p, "c1", nil)
 		go cl.run()
 		var calls sync.WaitGroup
-		var cancels [3]context.CancelFunc
+		var cancels [4]context.CancelFunc
 		resize := make(chan gantry.TerminalSize, 1)
 		resize <- gantry.TerminalSize{Rows: 10, Cols: 20}
 		sessions := []func(ctx context.Context){
@@ -362,6 +372,22 @@ func FuzzControllerAgainstAgent(f *testing.F) {
 			},
 			func(ctx context.Context) {
 				cl.Exec(ctx, gantry.ExecConfig{Cmd: []string{"sh"}, Tty: true, Resize: resize, Stdout: io.Discard})
+			},
+			func(ctx context.Context) {
+				c, err := cl.DialPort(ctx, 5432)
+				if err != nil {
+					return
+				}
+				stop := context.AfterFunc(ctx, func() { c.Close() })
+				defer stop()
+				var writer sync.WaitGroup
+				writer.Go(func() {
+					c.Write(make([]byte, 1<<20))
+					c.(interface{ CloseWrite() error }).CloseWrite()
+				})
+				io.Copy(io.Discard, c)
+				c.Close()
+				writer.Wait()
 			},
 		}
 		for i, run := range sessions {
@@ -400,7 +426,9 @@ func (zeroReader) Read(p []byte) (int, error) {
 
 // controllerScript decodes a fuzz input into the frames a malicious
 // controller, authenticated with the container's secret, sends an agent.
-func controllerScript(data []byte) [][]byte {
+// Its forwards go to echoPort, where an echo server listens,
+// closedPort, where nothing does, or a port out of range.
+func controllerScript(data []byte, echoPort, closedPort int) [][]byte {
 	var msgs [][]byte
 	take := func(n int) []byte {
 		n = min(n, len(data))
@@ -415,6 +443,10 @@ func controllerScript(data []byte) [][]byte {
 		{Kind: "exec", Cmd: []string{"no-such-command"}},
 		{Kind: "attach", Stdin: true},
 		{Kind: "attach"},
+		{Kind: "forward", Port: echoPort},
+		{Kind: "forward", Port: closedPort},
+		{Kind: "forward", Port: 70000},
+		{Kind: "teleport"},
 	}
 	// Sessions that may have been opened as attach: SIGNAL on them goes
 	// to the main command, which ignores every signal it can, so those
@@ -481,10 +513,11 @@ func ignorable(n byte) bool {
 
 // FuzzAgentAgainstController plays a malicious controller that knows the
 // secret against a real agent, whose main command is cat on an open
-// stdin, ignoring every signal it can: whatever it sends, in whatever
-// order, the agent must not crash or hang, must end the connection when
-// the controller hangs up, and must not leave a process of the
-// connection's sessions running.
+// stdin, ignoring every signal it can, and whose container has an echo
+// server on a port: whatever the controller sends, in whatever order,
+// the agent must not crash or hang, must end the connection when the
+// controller hangs up, and must not leave a process of the connection's
+// sessions running or a connection of its forwards open.
 func FuzzAgentAgainstController(f *testing.F) {
 	var ignore []string
 	for n := byte(1); n <= 64; n++ {
@@ -494,6 +527,8 @@ func FuzzAgentAgainstController(f *testing.F) {
 	}
 	a := startAgent(f, Config{ID: "c1", OpenStdin: true,
 		Cmd: []string{"sh", "-c", "trap '' " + strings.Join(ignore, " ") + "; exec cat"}})
+	srv := startTCPServer(f, echo)
+	closed := freePort(f)
 	open := func(kind, session byte) []byte { return []byte{2, session, 0, kind, 0, 0} }
 	stdin := func(session byte) []byte { return []byte{1, session, 0, 0, 0x10, 0} }
 	seq := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
@@ -501,8 +536,11 @@ func FuzzAgentAgainstController(f *testing.F) {
 	f.Add(seq(open(2, 1), stdin(1), []byte{2, 1, 2, 9, 9, 0}, []byte{2, 1, 3, 15, 0, 0}))
 	f.Add(seq(open(4, 3), stdin(3), []byte{2, 3, 1, 1, 0x10, 0}, []byte{2, 3, 5, 0, 0, 0}, open(4, 3)))
 	f.Add(seq(open(3, 1), open(5, 2), []byte{2, 2, 6, 0, 0, 1}))
+	f.Add(seq(open(6, 1), stdin(1), []byte{2, 1, 1, 0, 0x10, 0}, []byte{2, 1, 4, 0, 0, 0}))
+	f.Add(seq(open(6, 2), stdin(2), stdin(2), []byte{2, 2, 5, 0, 0, 0}, open(7, 3), open(8, 4), open(9, 1)))
+	f.Add(seq(open(6, 1), stdin(1), []byte{2, 1, 3, 15, 0, 0}))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		msgs := controllerScript(data)
+		msgs := controllerScript(data, srv.port, closed)
 		p := newPipeTransport()
 		served := make(chan bool, 1)
 		go func() { served <- a.serve(context.Background(), p, modeForward, "fuzz", servesTest) }()
@@ -528,8 +566,14 @@ func FuzzAgentAgainstController(f *testing.F) {
 			t.Fatal("serve reports the controller did not authenticate")
 		}
 		// Every session ended with the connection; their processes have
-		// had SIGHUP, and none ignores it.
+		// had SIGHUP, and none ignores it; their sockets are closed.
 		a.execs.Wait()
+		a.forwards.Wait()
+		for deadline := time.Now().Add(10 * time.Second); srv.open.Load() != 0; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d connections of forwards still open at the port", srv.open.Load())
+			}
+		}
 		select {
 		case <-a.Exited():
 			t.Fatal("the main command exited")

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http/httptest"
 	"os"
@@ -51,7 +52,7 @@ func patternBlockAt(i int64) []byte {
 	return b
 }
 
-func writePattern(f *os.File, size int64) error {
+func writePattern(f io.Writer, size int64) error {
 	const perWrite = 16
 	buf := make([]byte, perWrite*patternBlock)
 	for i := 0; i < perWrite; i++ {
@@ -255,6 +256,14 @@ func modes(t *testing.T, cfg Config, f func(t *testing.T, a *Agent, cl *Client))
 		})
 	}
 }
+
+// connModes are the ways a client reaches the agent: forward (it dials
+// the agent), reverse (the agent dials a Hub) and relay (both dial a
+// Relay, which pairs them and copies messages), all over loopback.
+var connModes = []struct {
+	name string
+	dial func(testing.TB, *Agent) *Client
+}{{"forward", dialForward}, {"reverse", dialReverse}, {"relay", dialRelayed}}
 
 // processGone reports whether pid no longer exists (reaped).
 func processGone(pid int) bool {

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -14,11 +15,12 @@ import (
 	"github.com/gantryhq/gantry"
 )
 
-// session is the agent's side of one exec or attach.
+// session is the agent's side of one exec, attach or forward.
 type session struct {
 	c      *agentConn
 	id     uint32
 	attach bool
+	fwd    *forward // forward sessions only
 
 	stdin *inbox     // nil when the controller sends no input
 	out   [2]*credit // stdout, stderr
@@ -32,7 +34,10 @@ type session struct {
 
 func newSession(c *agentConn, id uint32, req *openRequest) *session {
 	s := &session{c: c, id: id, attach: req.Kind == "attach", aborted: make(chan struct{})}
-	if req.Stdin {
+	if req.Kind == "forward" {
+		s.fwd = newForward(req.Port)
+	}
+	if req.Stdin || s.fwd != nil {
 		s.stdin = newInbox(defaultWindow)
 	}
 	s.out[0] = newCredit(int(req.Window))
@@ -186,9 +191,11 @@ func (t *ttyInput) Close() error {
 	return err
 }
 
-// pumpOutput sends what the process writes, never more than the
-// controller has credited.
-func (s *session) pumpOutput(d *drainer, stream byte) {
+// pumpOutput sends what r yields (a process's output, a forwarded
+// socket's), never more than the controller has credited. It returns r's
+// error (io.EOF at its end), or why the session or connection stopped
+// taking output.
+func (s *session) pumpOutput(r io.Reader, stream byte) error {
 	cr := s.out[stream-streamStdout]
 	typ := frameStdout
 	if stream == streamStderr {
@@ -198,25 +205,25 @@ func (s *session) pumpOutput(d *drainer, stream byte) {
 	// ones move large frames.
 	buf := make([]byte, headerLen+16<<10)
 	for {
-		n, err := cr.take(len(buf)-headerLen, nil)
+		n, err := cr.take(len(buf)-headerLen, nil, nil)
 		if err != nil {
-			return
+			return err
 		}
-		m, rerr := d.Read(buf[headerLen : headerLen+n])
+		m, rerr := r.Read(buf[headerLen : headerLen+n])
 		if m < n {
 			cr.putBack(n - m)
 		}
 		if m > 0 {
 			putHeader(buf, typ, s.id, m)
-			if s.c.m.write(buf[:headerLen+m]) != nil {
-				return
+			if err := s.c.m.write(buf[:headerLen+m]); err != nil {
+				return err
 			}
 			if m == len(buf)-headerLen && len(buf) < headerLen+MaxDataPayload {
 				buf = make([]byte, min(2*len(buf), headerLen+MaxDataPayload))
 			}
 		}
 		if rerr != nil {
-			return
+			return rerr
 		}
 	}
 }
@@ -234,7 +241,7 @@ func (s *session) sendOutput(stream byte, p []byte, cut context.Context) error {
 	}
 	msg := make([]byte, headerLen+min(len(p), MaxDataPayload))
 	for len(p) > 0 {
-		n, err := cr.take(len(p), cut.Done())
+		n, err := cr.take(len(p), cut.Done(), nil)
 		if err != nil {
 			return err
 		}
@@ -376,12 +383,23 @@ func (s *session) isAborted() bool {
 // abort ends the session: its streams stop and, for an exec whose process
 // still runs, the process group gets SIGHUP and, if it lingers, SIGKILL.
 // An attached session only detaches; the main command is never touched.
+// A forward's socket is closed, after the input that arrived is written
+// when the controller sent CLOSE (errSessionClosed).
 func (s *session) abort(err error) {
 	s.abortOne.Do(func() {
 		close(s.aborted)
 		s.c.remove(s)
 		s.out[0].fail(err)
 		s.out[1].fail(err)
+		if s.fwd != nil {
+			if errors.Is(err, errSessionClosed) {
+				s.c.mu.Lock()
+				s.c.lingering++
+				s.c.mu.Unlock()
+			}
+			s.fwd.stop(s.stdin, err)
+			return
+		}
 		if s.stdin != nil {
 			s.stdin.abort(err)
 		}
