@@ -1,8 +1,10 @@
 // Package agent gives gantry backends docker exec and docker attach into
-// containers on platforms that have no exec API, such as Cloud Run. It holds
-// both ends of one protocol: the Agent, which runs inside the container
-// (the gantry-agent binary wraps the container's real command with it),
-// and the Client, which a backend uses to run sessions in that container.
+// containers on platforms that have no exec API, such as Cloud Run, and
+// connections to TCP ports inside them, as kubectl port-forward makes. It
+// holds both ends of one protocol: the Agent, which runs inside the
+// container (the gantry-agent binary wraps the container's real command
+// with it), and the Client, which a backend uses to run sessions in that
+// container.
 //
 // Two connection modes exist. In forward mode the agent listens
 // (Agent.ServeHTTP) and the backend dials it (Dial); this suits Services,
@@ -32,8 +34,8 @@
 // every dial from ConnectOptions.Header (gantry-agent -relay-token
 // metadata fetches the token from the metadata server).
 //
-// Either way the backend ends up with a *Client, and a backend's Exec is
-// a thin call:
+// Either way the backend ends up with a *Client (whose DialPort connects
+// to a port in the container), and a backend's Exec is a thin call:
 //
 //	cl, err := agent.Dial(ctx, "wss://svc.example.run.app/agent", secret, nil)
 //	if err != nil {
@@ -72,15 +74,17 @@
 //	                                 in forward mode the endpoint the controller
 //	                                 dialled, else empty)
 //	0x03  AUTH_OK      agent → ctl   macA [32]
-//	0x10  OPEN         ctl → agent   JSON object: kind ("exec" or "attach"), cmd,
-//	                                 env, dir, user, tty, rows, cols (initial
-//	                                 terminal size), stdin (bool: input will be
-//	                                 sent), window (u32: the controller's receive
+//	0x10  OPEN         ctl → agent   JSON object: kind ("exec", "attach" or
+//	                                 "forward"), cmd, env, dir, user, tty, rows,
+//	                                 cols (initial terminal size), stdin (bool:
+//	                                 input will be sent), port (a forward's TCP
+//	                                 port), window (u32: the controller's receive
 //	                                 window for each output stream, 4 KiB..16 MiB)
 //	0x11  STARTED      agent → ctl   window u32: the agent's receive window for input
-//	0x12  STDIN        ctl → agent   bytes
-//	0x13  STDOUT       agent → ctl   bytes
-//	0x14  STDERR       agent → ctl   bytes (with a TTY all output is STDOUT)
+//	0x12  STDIN        ctl → agent   bytes (a forward: to the port)
+//	0x13  STDOUT       agent → ctl   bytes (a forward: from the port)
+//	0x14  STDERR       agent → ctl   bytes (with a TTY all output is STDOUT; a
+//	                                 forward has none)
 //	0x15  STDIN_CLOSE  ctl → agent   empty: end of input
 //	0x16  CREDIT       both          stream u8 (0 stdin, 1 stdout, 2 stderr), bytes u32
 //	0x17  RESIZE       ctl → agent   rows u16, cols u16 (both > 0)
@@ -89,10 +93,13 @@
 //	                                 killed the process), signal u8 (N, or 0)
 //	0x1a  ERROR        agent → ctl   kind u8, reason (UTF-8): the session could not
 //	                                 start, or (kind 5, after STARTED) an attach
-//	                                 was given up on. Kinds: 0 other, 1 invalid argument,
-//	                                 2 not found, 3 permission denied, 4 conflict,
-//	                                 5 resource exhausted, 6 not supported
+//	                                 was given up on, or (kind 0, after STARTED) a
+//	                                 forward's socket failed. Kinds: 0 other,
+//	                                 1 invalid argument, 2 not found, 3 permission
+//	                                 denied, 4 conflict, 5 resource exhausted,
+//	                                 6 not supported
 //	0x1b  CLOSE        ctl → agent   empty: the controller abandons the session
+//	0x1c  STDOUT_CLOSE agent → ctl   empty: a forward's port shut its side (EOF)
 //
 // Handshake. On every connection the agent sends HELLO first; the
 // controller answers AUTH, the agent answers AUTH_OK, and only then may
@@ -155,22 +162,57 @@
 //
 // Sessions. The controller picks session IDs (non-zero, not in use on the
 // connection) and sends OPEN. The agent answers STARTED once the process
-// runs (or the attach is registered), or ERROR if it cannot start; ERROR
-// ends the session. Nothing else for the session comes before STARTED:
-// output, CREDIT or EXIT first is a violation. After the last output the
-// agent sends EXIT, which ends the session (or, for an attach it gives up
-// on, ERROR; see Processes). CLOSE ends it from the controller's side:
-// the agent sends SIGHUP to the process group, SIGKILL 2 s later if it
-// lingers, and sends no EXIT. Frames for a session ID that is not live
-// are ignored (they race with the session's end), except OPEN, which
-// starts one; a frame the receiver never accepts (one sent in the wrong
-// direction, or CREDIT for a stream the receiver itself sends) is a
-// violation whatever its session.
+// runs (the attach is registered, the forward's connection is made), or
+// ERROR if it cannot start; ERROR ends the session. An OPEN of a kind the
+// agent does not know is answered with ERROR 6 (not supported), so that a
+// controller can try later kinds (agents older than forwards closed the
+// connection instead); the fields of one kind given to another (cmd to an
+// attach, port to an exec) are a violation. Nothing else for the session
+// comes before STARTED: output, STDOUT_CLOSE, CREDIT or EXIT first is a
+// violation. After the last output the agent sends EXIT, which ends the
+// session (or, for an attach it gives up on or a forward whose socket
+// failed, ERROR; see Processes and Forwards). CLOSE ends it from the
+// controller's side: the agent sends SIGHUP to the process group, SIGKILL
+// 2 s later if it lingers, and sends no EXIT. Frames for a session ID that
+// is not live are ignored (they race with the session's end), except
+// OPEN, which starts one; a frame the receiver never accepts (one sent in
+// the wrong direction, or CREDIT for a stream the receiver itself sends)
+// is a violation whatever its session.
 //
 // On an attach session, SIGNAL goes to the main command, as docker kill
 // reaches an init's child, and RESIZE resizes the main command's terminal
 // if it has one (else it is ignored); the rows and cols of an attach OPEN
 // set that terminal's size. CLOSE of an attach only detaches.
+//
+// Forwards. An OPEN of kind "forward" has the agent connect to TCP port
+// "port" on 127.0.0.1 in the container (IPv4 loopback only: a server
+// that listens on ::1 alone is not reached), with a 5 s timeout. Input is
+// implied, whatever "stdin" says; exec fields, rows and cols are a
+// violation. A port outside 1..65535 is answered ERROR 1 (invalid
+// argument), a refused connection ERROR 2 (not found: "nothing listens
+// on port N"), any other failure ERROR 0. Once connected the agent sends
+// STARTED, and from then on STDIN carries bytes to the socket and STDOUT
+// bytes from it, under flow control as any session's streams: the agent
+// credits input as the socket takes it and reads the socket only as far
+// as the controller's credit goes, so each side's slow reader holds the
+// other back and nothing is dropped. STDIN_CLOSE shuts the socket's
+// write side (shutdown(2)) once the input before it is written. When the
+// socket's read side reaches EOF the agent sends STDOUT_CLOSE, after
+// which the controller may still send input; once the port has shut its
+// side and the controller's STDIN_CLOSE has been carried out, in either
+// order, the agent sends EXIT with code 0 and signal 0 and closes the
+// socket. A failed read from the socket (a reset) is ERROR 0 at once,
+// after the output that came before it; a failed write stops crediting
+// input, and ERROR 0 follows once the read side has ended too. CLOSE
+// ends a forward at once, and the agent closes the socket as the kernel
+// closes a TCP socket a program has closed: it still writes the input
+// that arrived before CLOSE, shuts the write side, and reads and discards
+// the port's output until its EOF, for at most 5 s in all and while the
+// connection lasts, the forward counting against the connection's
+// sessions until then. The end of the connection, and Agent.Close, close
+// every forward's socket at once. SIGNAL and RESIZE on a forward, and
+// STDOUT_CLOSE on any other session, are violations: they have no
+// meaning there, and only a broken peer sends them.
 //
 // Flow control. Every stream of every session has a window: the receiver
 // announces it (OPEN for output, STARTED for input) and the sender may have
@@ -184,7 +226,8 @@
 // Errors. A frame that is malformed, oversize, of an unknown type, sent in
 // the wrong direction or breaking flow control closes the connection
 // (WebSocket close without handshake). Closing a connection ends all its
-// sessions as CLOSE does; the main command is never affected.
+// sessions as CLOSE does, except that a forward's socket is closed at
+// once; the main command is never affected.
 //
 // # Threat model
 //
@@ -239,9 +282,12 @@
 //   - An authenticated peer cannot crash the other side or make it wait
 //     for ever, whatever frames it sends in whatever order: a violation
 //     closes that connection only. What it can make the other side hold is
-//     bounded (frame sizes, windows, 1024 sessions per connection). It
-//     can, by design, run any command in the container (a controller) or
-//     fail any session (an agent).
+//     bounded (frame sizes, windows, 1024 sessions per connection,
+//     forwards that are still closing included, and one socket per
+//     forward). It can, by design, run any command in the container and
+//     connect to any TCP port on its loopback interface, including
+//     servers that listen there so as to be reachable only from inside
+//     (a controller), or fail any session (an agent).
 //   - Before authenticating, a peer can make either side read or buffer
 //     at most one handshake frame (at most 1316 bytes of payload), and a
 //     longer one is refused from its header.
