@@ -5,14 +5,12 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
 	"net"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 
 	"cloud.google.com/go/run/apiv2/runpb"
 	ltype "google.golang.org/genproto/googleapis/logging/type"
@@ -243,64 +241,4 @@ func (s *Server) logSystem(t logTarget, severity ltype.LogSeverity, line string)
 	le.LogName = "projects/" + t.project + "/logs/run.googleapis.com%2Fvarlog%2Fsystem"
 	le.Severity = severity
 	s.logs.svc.Ingest(le)
-}
-
-// livenessSpec is a liveness probe with its defaults applied.
-type livenessSpec struct {
-	probeSpec
-}
-
-// livenessProbe reads a container's liveness probe; on the ingress
-// container's port (or none) it probes the port of this host the
-// container listens on.
-func livenessProbe(c *runpb.Container, ingress bool, hostPort int) *livenessSpec {
-	p := c.GetLivenessProbe()
-	cc := &runpb.Container{Ports: c.GetPorts(), StartupProbe: p}
-	ps := startupProbe(cc)
-	if ingress && ps.port == int(c.GetPorts()[0].GetContainerPort()) {
-		ps.port = hostPort
-	}
-	return &livenessSpec{*ps}
-}
-
-// watch probes the container once a period, from initial_delay after
-// it is ready, until failure_threshold probes in a row fail (it returns
-// Cloud Run's message) or ctx ends or the container exits ("").
-func (p *livenessSpec) watch(ctx context.Context, container string, exited <-chan struct{}) string {
-	wait := func(d time.Duration) bool {
-		t := time.NewTimer(d)
-		defer t.Stop()
-		select {
-		case <-t.C:
-			return true
-		case <-ctx.Done():
-		case <-exited:
-		}
-		return false
-	}
-	if !wait(time.Duration(p.delay) * time.Second) {
-		return ""
-	}
-	for failures := 0; ; {
-		cause := p.once(ctx, time.Duration(p.timeout)*time.Second)
-		if ctx.Err() != nil {
-			return ""
-		}
-		if cause == "" {
-			failures = 0
-		} else if failures++; failures >= p.threshold {
-			where := fmt.Sprintf("on port %d", p.port)
-			if p.kind == "HTTP" {
-				where = fmt.Sprintf("on path %q", p.path)
-			}
-			plural := "s"
-			if failures == 1 {
-				plural = ""
-			}
-			return fmt.Sprintf("LIVENESS %s probe failed %d time%s consecutively for container %q %s. The container will be restarted. %s", p.kind, failures, plural, container, where, cause)
-		}
-		if !wait(time.Duration(p.period) * time.Second) {
-			return ""
-		}
-	}
 }

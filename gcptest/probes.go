@@ -179,9 +179,9 @@ func validHeaderName(s string) bool {
 	return true
 }
 
-// failure is Cloud Run's message for a startup probe that never
-// passed.
-func (p *probeSpec) failure(container string, failures int, cause string) string {
+// failed is how Cloud Run's message for a probe (phase STARTUP or
+// LIVENESS) that failed failures times begins.
+func (p *probeSpec) failed(phase, container string, failures int) string {
 	where := fmt.Sprintf("on port %d", p.port)
 	if p.kind == "HTTP" {
 		where = fmt.Sprintf("on path %q", p.path)
@@ -190,11 +190,30 @@ func (p *probeSpec) failure(container string, failures int, cause string) string
 	if failures == 1 {
 		plural = ""
 	}
-	msg := fmt.Sprintf("STARTUP %s probe failed %d time%s consecutively for container %q %s. The instance was not started.", p.kind, failures, plural, container, where)
+	return fmt.Sprintf("%s %s probe failed %d time%s consecutively for container %q %s.", phase, p.kind, failures, plural, container, where)
+}
+
+// failure is Cloud Run's message for a startup probe that never
+// passed.
+func (p *probeSpec) failure(container string, failures int, cause string) string {
+	msg := p.failed("STARTUP", container, failures) + " The instance was not started."
 	if cause != "" {
 		msg += " " + cause
 	}
 	return msg
+}
+
+// waitFor waits d; false when ctx ends or the container exits first.
+func waitFor(ctx context.Context, exited <-chan struct{}, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+	case <-exited:
+	}
+	return false
 }
 
 // probeRetry is how soon a failed probe is tried again within its
@@ -210,17 +229,7 @@ const probeRetry = 20 * time.Millisecond
 // one failure when no try in it passed, as Cloud Run's one probe per
 // period would.
 func (p *probeSpec) run(ctx context.Context, container string, exited <-chan struct{}) (passed bool, failure string) {
-	wait := func(d time.Duration) bool {
-		t := time.NewTimer(d)
-		defer t.Stop()
-		select {
-		case <-t.C:
-			return true
-		case <-ctx.Done():
-		case <-exited:
-		}
-		return false
-	}
+	wait := func(d time.Duration) bool { return waitFor(ctx, exited, d) }
 	if !wait(time.Duration(p.delay) * time.Second) {
 		return false, ""
 	}
@@ -302,5 +311,47 @@ func (p *probeSpec) once(ctx context.Context, timeout time.Duration) string {
 		}
 		conn.Close()
 		return ""
+	}
+}
+
+// livenessSpec is a liveness probe with its defaults applied.
+type livenessSpec struct {
+	probeSpec
+}
+
+// livenessProbe reads a container's liveness probe; on the ingress
+// container's port (or none) it probes the port of this host the
+// container listens on.
+func livenessProbe(c *runpb.Container, ingress bool, hostPort int) *livenessSpec {
+	p := c.GetLivenessProbe()
+	cc := &runpb.Container{Ports: c.GetPorts(), StartupProbe: p}
+	ps := startupProbe(cc)
+	if ingress && ps.port == int(c.GetPorts()[0].GetContainerPort()) {
+		ps.port = hostPort
+	}
+	return &livenessSpec{*ps}
+}
+
+// watch probes the container once a period, from initial_delay after
+// it is ready, until failure_threshold probes in a row fail (it returns
+// Cloud Run's message) or ctx ends or the container exits ("").
+func (p *livenessSpec) watch(ctx context.Context, container string, exited <-chan struct{}) string {
+	wait := func(d time.Duration) bool { return waitFor(ctx, exited, d) }
+	if !wait(time.Duration(p.delay) * time.Second) {
+		return ""
+	}
+	for failures := 0; ; {
+		cause := p.once(ctx, time.Duration(p.timeout)*time.Second)
+		if ctx.Err() != nil {
+			return ""
+		}
+		if cause == "" {
+			failures = 0
+		} else if failures++; failures >= p.threshold {
+			return p.failed("LIVENESS", container, failures) + " The container will be restarted. " + cause
+		}
+		if !wait(time.Duration(p.period) * time.Second) {
+			return ""
+		}
 	}
 }
