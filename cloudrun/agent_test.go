@@ -6,8 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -400,4 +403,61 @@ func TestForgedRecordIsALine(t *testing.T) {
 	if stdout != 200 || stderr != 1 {
 		t.Errorf("%d stdout and %d stderr lines, want 200 and 1", stdout, stderr)
 	}
+}
+
+// TestAgentDialPort: a TCP server inside a job's container answers through
+// the agent, though the job takes no inbound traffic: a port nothing
+// listens on is ErrNotFound, and a forwarded port carries a request and
+// its answer.
+func TestAgentDialPort(t *testing.T) {
+	if _, err := exec.LookPath("busybox"); err != nil {
+		t.Skip("busybox is not on this host's PATH; the container's echo server is its nc")
+	}
+	w := newAgentWorld(t)
+	rt := w.runtime(t, Config{})
+	ctx := testCtx(t)
+	// The container is a host process here: its server gets a free port
+	// of this host.
+	port := freePort(t)
+	c, err := rt.Create(ctx, gantry.Spec{Image: w.image, Cmd: []string{"busybox", "nc", "-ll", "-p", strconv.Itoa(port), "-e", "cat"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.Start(ctx, c.ID); err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Remove(context.WithoutCancel(ctx), c.ID, gantry.RemoveOptions{Force: true})
+	var conn net.Conn
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		conn, err = rt.DialPort(ctx, c.ID, port)
+		if err == nil || !errors.Is(err, gantry.ErrNotFound) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := io.WriteString(conn, "ping\n"); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 5)
+	if _, err := io.ReadFull(conn, buf); err != nil || string(buf) != "ping\n" {
+		t.Errorf("echo: %q, %v", buf, err)
+	}
+	if _, err := rt.DialPort(ctx, c.ID, freePort(t)); !errors.Is(err, gantry.ErrNotFound) {
+		t.Errorf("a port nothing listens on: %v, want ErrNotFound", err)
+	}
+}
+
+// freePort returns a port of this host that nothing listens on.
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
 }
