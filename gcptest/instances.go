@@ -306,12 +306,7 @@ func (r *instancesRoom) GetInstance(_ context.Context, req *runpb.GetInstanceReq
 // ListInstances lists the instances of a location in name order, or in
 // no particular order with unordered lists.
 func (r *instancesRoom) ListInstances(_ context.Context, req *runpb.ListInstancesRequest) (*runpb.ListInstancesResponse, error) {
-	loc, err := parseLocation("parent", req.GetParent())
-	if err != nil {
-		return nil, err
-	}
-	page, next, err := listInLocation(&r.runRoom, r.instances.byName, func(in *instance) *runpb.Instance { return in.pb },
-		loc.String()+"/instances/", req.GetPageSize(), req.GetPageToken(), req.GetParent(), req.GetShowDeleted())
+	page, next, err := r.instances.list(&r.runRoom, req)
 	if err != nil {
 		return nil, err
 	}

@@ -197,24 +197,6 @@ type resource interface {
 	GetEtag() string
 }
 
-// listInLocation lists the resources of a room whose names begin with
-// prefix (a location's name and a collection), taking copies of what pb
-// reads from the values of m under r.mu, in name order or in no
-// particular order with unordered lists: a page of pageSize from token.
-func listInLocation[V any, T resource](r *runRoom, m map[string]V, pb func(V) T, prefix string, pageSize int32, token, parent string, showDeleted bool) ([]T, string, error) {
-	r.mu.Lock()
-	var items []T
-	for n, v := range m {
-		if strings.HasPrefix(n, prefix) {
-			items = append(items, clone(pb(v)))
-		}
-	}
-	r.mu.Unlock()
-	return listPage(r.s, items, func(it T) string { return it.GetName() },
-		func(a, b T) int { return strings.Compare(a.GetName(), b.GetName()) },
-		pageSize, token, listKey(parent, showDeleted))
-}
-
 // stored is what a room keeps of one of its resources.
 type stored[T resource] interface {
 	comparable
@@ -224,7 +206,8 @@ type stored[T resource] interface {
 }
 
 // resources are a room's resources of one kind ("service",
-// "instance") by full name, guarded by the room's lock.
+// "instance": their collection is "services", "instances") by full
+// name, guarded by the room's lock.
 type resources[V stored[T], T resource] struct {
 	kind   string
 	byName map[string]V
@@ -316,4 +299,34 @@ func (rs resources[V, T]) unchangedLocked(cur V, name fmt.Stringer, tag string) 
 		return status.Errorf(codes.Aborted, "%s %s changed while it was updated: read it again and retry", rs.kind, name)
 	}
 	return checkEtag(tag, cur.state().GetEtag(), name.String())
+}
+
+// listRequest is a List request of a location's resources.
+type listRequest interface {
+	GetParent() string
+	GetPageSize() int32
+	GetPageToken() string
+	GetShowDeleted() bool
+}
+
+// list answers a List request: a page of copies of the resources of
+// the location req names, in name order or in no particular order with
+// unordered lists.
+func (rs resources[V, T]) list(r *runRoom, req listRequest) ([]T, string, error) {
+	loc, err := parseLocation("parent", req.GetParent())
+	if err != nil {
+		return nil, "", err
+	}
+	prefix := loc.String() + "/" + rs.kind + "s/"
+	r.mu.Lock()
+	var items []T
+	for n, v := range rs.byName {
+		if strings.HasPrefix(n, prefix) {
+			items = append(items, clone(v.state()))
+		}
+	}
+	r.mu.Unlock()
+	return listPage(r.s, items, func(it T) string { return it.GetName() },
+		func(a, b T) int { return strings.Compare(a.GetName(), b.GetName()) },
+		req.GetPageSize(), req.GetPageToken(), listKey(req.GetParent(), req.GetShowDeleted()))
 }

@@ -305,12 +305,7 @@ func (r *servicesRoom) GetService(_ context.Context, req *runpb.GetServiceReques
 // ListServices lists the services of a location in name order, or in
 // no particular order with unordered lists.
 func (r *servicesRoom) ListServices(_ context.Context, req *runpb.ListServicesRequest) (*runpb.ListServicesResponse, error) {
-	loc, err := parseLocation("parent", req.GetParent())
-	if err != nil {
-		return nil, err
-	}
-	page, next, err := listInLocation(&r.runRoom, r.services.byName, func(sv *service) *runpb.Service { return sv.pb },
-		loc.String()+"/services/", req.GetPageSize(), req.GetPageToken(), req.GetParent(), req.GetShowDeleted())
+	page, next, err := r.services.list(&r.runRoom, req)
 	if err != nil {
 		return nil, err
 	}
