@@ -480,13 +480,7 @@ func TestInstanceImage(t *testing.T) {
 	if codeOf(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "Image '"+host+"/missing:v1' not found.") {
 		t.Errorf("a missing image: %v", err)
 	}
-	var ready *runpb.Condition
-	for _, c := range e.get(t, "missing").Conditions {
-		if c.Type == "ContainerReady" {
-			ready = c
-		}
-	}
-	if ready.GetState() != runpb.Condition_CONDITION_FAILED || ready.GetReason() != runpb.Condition_CONTAINER_MISSING {
+	if ready := conditionOf(e.get(t, "missing"), "ContainerReady"); ready.GetState() != runpb.Condition_CONDITION_FAILED || ready.GetReason() != runpb.Condition_CONTAINER_MISSING {
 		t.Errorf("ContainerReady %v", ready)
 	}
 }

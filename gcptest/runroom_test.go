@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"cloud.google.com/go/logging/apiv2/loggingpb"
+	"cloud.google.com/go/run/apiv2/runpb"
 	"google.golang.org/api/option"
 )
 
@@ -43,4 +44,21 @@ func (e *env) stdoutLines(t *testing.T, filter string, n int, check func(*loggin
 		}
 	}
 	return lines
+}
+
+// conditionOf returns a service's or an instance's condition of type
+// typ, the terminal one or another, or nil.
+func conditionOf[R interface {
+	GetTerminalCondition() *runpb.Condition
+	GetConditions() []*runpb.Condition
+}](r R, typ string) *runpb.Condition {
+	if r.GetTerminalCondition().GetType() == typ {
+		return r.GetTerminalCondition()
+	}
+	for _, c := range r.GetConditions() {
+		if c.Type == typ {
+			return c
+		}
+	}
+	return nil
 }

@@ -126,18 +126,6 @@ func call(t *testing.T, url, path, token string) (int, string) {
 	return resp.StatusCode, string(body)
 }
 
-func conditionOf(svc *runpb.Service, typ string) *runpb.Condition {
-	if svc.GetTerminalCondition().GetType() == typ {
-		return svc.GetTerminalCondition()
-	}
-	for _, c := range svc.GetConditions() {
-		if c.Type == typ {
-			return c
-		}
-	}
-	return nil
-}
-
 func lastSegment(s string) string { return s[strings.LastIndexByte(s, '/')+1:] }
 
 func processGone(pid int) bool {
