@@ -26,9 +26,10 @@ import (
 // the grace period), Start runs them again, and its restart_policy says
 // what happens when one of them exits. The containers run as a service's
 // instance's do (depends_on, startup and liveness probes, volumes,
-// images, PORT for the ingress container); instances_run.go runs them,
-// instances_proxy.go serves the URL. RULES.md ("Cloud Run instances")
-// lists the rules.
+// images, PORT for the ingress container); instances_run.go runs them
+// (containerset.go), instances_proxy.go serves the URL (proxy.go), and
+// what the room shares with the services room is in runroom.go.
+// RULES.md ("Cloud Run instances") lists the rules.
 
 // The restart backoff's defaults (WithInstanceRestartBackoff).
 const (

@@ -24,9 +24,11 @@ import (
 // a free port of this host given as $PORT. Each service has a URL of
 // its own, http://127.0.0.1:N, where a reverse proxy checks the
 // invoker's ID token and passes requests, WebSocket upgrades included,
-// to the instance (proxy.go). A new revision gets a new instance, which
-// takes the traffic once it is ready; the old one is then shut down.
-// RULES.md ("Services") lists the rules.
+// to the instance (services_proxy.go, proxy.go). A new revision gets a
+// new instance, which takes the traffic once it is ready; the old one
+// is then shut down. services_instance.go runs an instance
+// (containerset.go); what the room shares with the instances room is
+// in runroom.go. RULES.md ("Services") lists the rules.
 
 // serviceName is projects/{project}/locations/{location}/services/{service}.
 type serviceName struct {
