@@ -7,7 +7,6 @@ const (
 	noteMounts   = "a Go image has no file system, so nothing can be mounted (host processes take bind and tmpfs mounts)"
 	noteSidecars = "one process per container: sidecars are refused"
 	noteGPU      = "no accelerators are emulated"
-	noteRestart  = "nothing starts a container again when it exits"
 )
 
 // Capabilities reports what the fake does, for the mode it was made with.
@@ -23,14 +22,13 @@ func (rt *Runtime) Capabilities() gantry.Capabilities {
 		gantry.FeatureLogsFollow:  gantry.Full.With("wakes on each new line, without polling; ends when the run ends"),
 		gantry.FeatureInspect:     gantry.Full.With("the spec, state, exit code, signal and restart count"),
 		gantry.FeatureList:        gantry.Full.With("running only unless All, Status or Limit; filters by ID prefix, name, label, status and image; newest first"),
-		gantry.FeatureRestart:     gantry.Full.With("stop then start; keeps ID, name and logs; RestartCount grows"),
+		gantry.FeatureRestart:     gantry.Full.With("stop then start; keeps ID, name and logs; RestartCount back to 0, as Docker's"),
 		gantry.FeatureRename:      gantry.Full.With("Docker's name rule; a name in use is a conflict"),
 		gantry.FeatureUpdate:      gantry.Partial.With("resources are validated and recorded, not enforced"),
 		gantry.FeatureAttach:      gantry.Partial.With("output is passed on line by line, as logged; stdin needs OpenStdin and is closed when the attach's stdin ends"),
 		gantry.FeatureSignals:     gantry.Full.With("every Linux signal by name or number"),
 		gantry.FeatureStopTimeout: gantry.Full.With("nil: the spec's or 10s; 0 kills at once; negative waits forever"),
-		gantry.FeaturePorts:       gantry.Partial.With("recorded, not published: there is no network of the container's own"),
-		gantry.FeatureHealthcheck: gantry.Partial.With("recorded, never probed: State has no health to report"),
+		gantry.FeaturePorts:       gantry.Partial.With("recorded, not published: there is no network of the container's own, so a container's ports are this host's (see port-forward)"),
 		gantry.FeatureResources:   gantry.Partial.With("validated and recorded, not enforced"),
 		gantry.FeatureGPU:         gantry.None.With(noteGPU),
 		gantry.FeatureTimeout:     gantry.Full.With("when Spec.Timeout elapses the run is stopped as by Stop, and State.Error says so"),
@@ -39,8 +37,8 @@ func (rt *Runtime) Capabilities() gantry.Capabilities {
 		gantry.FeatureStdin:       gantry.Full.With("OpenStdin feeds the main process from Attach; exec stdin is copied, with end of file"),
 		gantry.FeatureSidecars:    gantry.None.With(noteSidecars),
 	}
-	c[gantry.FeaturePortForward] = gantry.None.With("containers' ports are not reachable through the fake")
-	c[gantry.FeatureRestartPolicy] = gantry.None.With(noteRestart)
+	c[gantry.FeaturePortForward] = gantry.Partial.With("DialPort dials 127.0.0.1:port on this host, where the container's process listens: there is no network of the container's own, so anything listening there answers; a port nothing listens on is an ErrUnavailable at once")
+	c[gantry.FeatureRestartPolicy] = gantry.Full.With("Docker's rules and states (restarting, still running; RestartCount; no restart after Stop, Kill or a timeout; Start sets the count back to 0); the delays are Docker's divided by ten by default: 10 ms, doubling, at most 6 s, back to 10 ms after a run of 1 s (WithRestartDelay)")
 	if rt.host {
 		c[gantry.FeatureExec] = gantry.Full.With("a host process in the container's process group, with the container's environment, exact exit code and separate streams")
 		c[gantry.FeatureExecTTY] = gantry.Full.With("a real pseudo-terminal (creack/pty) with resize; stdout and stderr are one stream")
@@ -51,6 +49,7 @@ func (rt *Runtime) Capabilities() gantry.Capabilities {
 		c[gantry.FeatureTty] = gantry.Full.With("the main process runs on a real pseudo-terminal")
 		c[gantry.FeatureCreate] = gantry.Full.With("the command runs on this host in a process group of its own; the image is not pulled or used")
 		c[gantry.FeatureMounts] = gantry.Partial.With(noteMountsHost)
+		c[gantry.FeatureHealthcheck] = gantry.Full.With("Docker's monitor: CMD and CMD-SHELL (with /bin/sh -c) as execs, interval, timeout, retries, start period, failing streak, unhealthy once stopped; HTTPPath and TCPPort probe 127.0.0.1 on this host")
 	} else {
 		c[gantry.FeatureExec] = gantry.Partial.With("runs the image's Exec function; an image without one refuses exec with ErrNotSupported")
 		c[gantry.FeatureExecTTY] = gantry.Partial.With("the image's Exec function is told Tty and gets one output stream; there is no real terminal or resize")
@@ -59,6 +58,7 @@ func (rt *Runtime) Capabilities() gantry.Capabilities {
 		c[gantry.FeatureStats] = gantry.Partial.With("one process; a goroutine has no CPU time or memory of its own to report")
 		c[gantry.FeatureUser] = gantry.Partial.With("passed to the image's function as Process.User; nothing enforces it")
 		c[gantry.FeatureTty] = gantry.Partial.With("the image's function is told Tty and gets one output stream; there is no real terminal")
+		c[gantry.FeatureHealthcheck] = gantry.Partial.With("Docker's monitor (interval, timeout, retries, start period, failing streak, unhealthy once stopped), but CMD and CMD-SHELL run the image's Exec function (given /bin/sh -c and the script for CMD-SHELL), and fail without one; HTTPPath and TCPPort probe 127.0.0.1 on this host")
 	}
 	return c
 }

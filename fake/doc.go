@@ -31,10 +31,19 @@
 // not enforced; other mount types are refused, and so is every mount in
 // Go-function mode.
 //
+// A Spec.Healthcheck runs as Docker's monitor runs it: its command as an
+// exec (the image's Exec function in Go-function mode), HTTPPath and
+// TCPPort against 127.0.0.1, with Docker's interval, timeout, retries,
+// start period and failing streak, and State.Health to show. A restart
+// policy restarts with Docker's rules and states, after Docker's delays
+// divided by ten (WithRestartDelay). A container has no network of its
+// own: DialPort dials its port on this host's 127.0.0.1, where a host
+// process (or a Go image's listener) serves it.
+//
 // The fake also implements every optional interface of gantry (Restarter,
-// Pauser, Renamer, Updater, Attacher, ProcessLister, StatsReader), so it is
-// the reference for how each operation behaves. Capabilities states the
-// limits of each mode.
+// Pauser, Renamer, Updater, Attacher, ProcessLister, StatsReader,
+// PortDialer), so it is the reference for how each operation behaves.
+// Capabilities states the limits of each mode.
 //
 // A test of code that runs a container:
 //

@@ -22,9 +22,10 @@ const DefaultLogLimit = 16 << 20
 // Runtime is an in-memory gantry.Runtime. It implements every optional
 // interface of package gantry. Make one with New and Close it when done.
 type Runtime struct {
-	host     bool
-	logLimit int
-	secrets  map[string]string
+	host         bool
+	logLimit     int
+	secrets      map[string]string
+	restartDelay time.Duration
 
 	mu         sync.Mutex
 	images     map[string]Image
@@ -80,12 +81,13 @@ func WithSecret(name, value string) Option {
 // New returns an empty Runtime.
 func New(opts ...Option) *Runtime {
 	rt := &Runtime{
-		logLimit:   DefaultLogLimit,
-		secrets:    map[string]string{},
-		images:     map[string]Image{},
-		containers: map[string]*container{},
-		names:      map[string]*container{},
-		done:       make(chan struct{}),
+		logLimit:     DefaultLogLimit,
+		restartDelay: DefaultRestartDelay,
+		secrets:      map[string]string{},
+		images:       map[string]Image{},
+		containers:   map[string]*container{},
+		names:        map[string]*container{},
+		done:         make(chan struct{}),
 	}
 	for _, o := range opts {
 		o(rt)
@@ -129,6 +131,12 @@ type container struct {
 	run         *run
 	exitWait    *waitPoint // woken at the next exit or at removal
 	removedWait *waitPoint // woken at removal
+
+	health       *gantry.Health  // nil without a healthcheck, or before the first start
+	restartCount int             // restarts by the restart policy since the last Start
+	manualStop   bool            // Stop, Kill or a timeout ended the run: no restart
+	pending      *pendingRestart // the restart policy's next restart, while it waits
+	backoff      time.Duration   // the delay of the latest restart
 }
 
 // waitPoint is a one-shot broadcast carrying the status it was woken with.
@@ -250,8 +258,9 @@ func (rt *Runtime) checkSupported(spec *gantry.Spec) error {
 		return refuse("Sidecars", noteSidecars)
 	case spec.Resources.GPUs > 0:
 		return refuse("Resources.GPUs", noteGPU)
-	case spec.RestartPolicy.Name != "" && spec.RestartPolicy.Name != gantry.RestartNo:
-		return refuse("RestartPolicy", noteRestart)
+	}
+	if h := spec.Healthcheck; h != nil && h.HTTPPath != "" && httpProbePort(spec) == 0 {
+		return &gantry.FieldError{Field: "Healthcheck.Port", Value: "0", Reason: "an HTTPPath probe needs Port, or a TCP port in Spec.Ports"}
 	}
 	for i, s := range spec.Secrets {
 		if s.Path != "" {
@@ -264,15 +273,21 @@ func (rt *Runtime) checkSupported(spec *gantry.Spec) error {
 // snapshot returns the container's description. Call with rt.mu held.
 func (c *container) snapshot() *gantry.Container {
 	spec := cloneSpec(c.spec)
+	st := c.state
+	if c.health != nil {
+		h := *c.health
+		st.Health = &h
+	}
 	return &gantry.Container{
-		ID:       c.id,
-		Name:     c.name,
-		Image:    c.spec.Image,
-		Created:  c.created,
-		Spec:     spec,
-		Labels:   spec.Labels,
-		State:    c.state,
-		Resource: "fake/containers/" + c.id,
+		ID:           c.id,
+		Name:         c.name,
+		Image:        c.spec.Image,
+		Created:      c.created,
+		Spec:         spec,
+		Labels:       spec.Labels,
+		State:        st,
+		Resource:     "fake/containers/" + c.id,
+		RestartCount: c.restartCount,
 	}
 }
 
@@ -365,7 +380,11 @@ func (rt *Runtime) Remove(ctx context.Context, id string, opts gantry.RemoveOpti
 	case c.removing:
 		rt.mu.Unlock()
 		return fmt.Errorf("%w: removal of container %s is already in progress", gantry.ErrConflict, c.id)
+	case c.pending != nil && !opts.Force:
+		rt.mu.Unlock()
+		return fmt.Errorf("%w: cannot remove a restarting container: stop it first, or use Force", gantry.ErrConflict)
 	case c.run == nil:
+		cancelRestart(c)
 		rt.delete(c)
 		rt.mu.Unlock()
 		return nil

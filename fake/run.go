@@ -72,7 +72,10 @@ func (rt *Runtime) Start(ctx context.Context, id string) (err error) {
 	return rt.start(c)
 }
 
-// start starts c. Call with rt.mu held.
+// start starts c, as Start and Restart do: a container that waits for its
+// restart policy's restart counts as running, as in Docker, and is left
+// alone; otherwise its RestartCount and restart delays start again from
+// zero. Call with rt.mu held.
 func (rt *Runtime) start(c *container) error {
 	if r := c.run; r != nil {
 		if r.paused {
@@ -80,9 +83,21 @@ func (rt *Runtime) start(c *container) error {
 		}
 		return nil
 	}
+	if c.pending != nil {
+		return nil
+	}
 	if c.removing {
 		return fmt.Errorf("%w: the container is marked for removal and cannot be started", gantry.ErrConflict)
 	}
+	c.restartCount = 0
+	c.backoff = 0
+	c.manualStop = false
+	return rt.run(c)
+}
+
+// run starts a new run of c, which is not running: for start, and for a
+// restart policy's restart. Call with rt.mu held.
+func (rt *Runtime) run(c *container) error {
 	r := &run{c: c, done: make(chan struct{})}
 	// The start time is taken before the process starts, so that no line
 	// it writes is older than StartedAt.
@@ -108,6 +123,7 @@ func (rt *Runtime) start(c *container) error {
 	c.state.Signal = ""
 	c.state.Error = ""
 	c.state.StartedAt = started
+	rt.startHealth(r)
 	if notRun != nil {
 		// Under an init, as gantry's semantics are, a command that cannot
 		// be executed does not fail Start: the init reports it on stderr
@@ -204,6 +220,8 @@ func (rt *Runtime) finish(r *run, st gantry.ExitStatus) {
 	c.state.Signal = st.Signal
 	c.state.Error = st.Error
 	c.state.FinishedAt = time.Now()
+	endHealth(c)
+	// As Docker's, every exit wakes the waits, a restart policy's too.
 	if w := c.exitWait; w != nil {
 		w.status = st
 		close(w.ch)
@@ -211,6 +229,9 @@ func (rt *Runtime) finish(r *run, st gantry.ExitStatus) {
 	}
 	close(r.done)
 	c.logs.end()
+	if rt.restartDue(c, st) {
+		rt.scheduleRestart(c, c.state.FinishedAt.Sub(c.state.StartedAt))
+	}
 }
 
 // signal delivers Linux signal sig to r. As moby does, the stop signal and
@@ -334,9 +355,11 @@ func (rt *Runtime) Stop(ctx context.Context, id string, opts gantry.StopOptions)
 	}
 	sig, timeout, err := stopParams("stop", c, opts)
 	if err != nil || c.run == nil {
+		cancelRestart(c)
 		rt.mu.Unlock()
 		return err
 	}
+	c.manualStop = true
 	return rt.stopRun(ctx, c.run, sig, timeout)
 }
 
@@ -355,6 +378,7 @@ func (rt *Runtime) enforceTimeout(r *run, d time.Duration) {
 		return
 	}
 	r.errText = fmt.Sprintf("stopped: the run exceeded its Timeout of %s", d)
+	r.c.manualStop = true
 	sig, timeout, _ := stopParams("timeout", r.c, gantry.StopOptions{})
 	rt.stopRun(context.Background(), r, sig, timeout)
 }
@@ -383,9 +407,17 @@ func (rt *Runtime) Kill(ctx context.Context, id string, signal string) (err erro
 	}
 	r := c.run
 	if r == nil {
+		// Docker's kill of a restarting container calls the restart off.
+		restarting := cancelRestart(c)
 		rt.mu.Unlock()
+		if restarting {
+			return nil
+		}
 		return fmt.Errorf("%w: container %s is not running", gantry.ErrConflict, c.id)
 	}
+	// As Docker 20.10's, a kill with any signal counts as a manual stop:
+	// the exit that follows is not restarted.
+	c.manualStop = true
 	rt.signal(r, sig)
 	rt.mu.Unlock()
 	if sig == sigKILL {
@@ -395,7 +427,8 @@ func (rt *Runtime) Kill(ctx context.Context, id string, signal string) (err erro
 }
 
 // Restart stops the container as Stop does (if it runs), then starts it.
-// It keeps its ID, name and logs, and its RestartCount grows by one.
+// It keeps its ID, name and logs; as Start, it sets RestartCount back to
+// 0, and a pending restart of its restart policy is called off.
 func (rt *Runtime) Restart(ctx context.Context, id string, opts gantry.StopOptions) (err error) {
 	defer gantry.WrapOp(&err, "fake", "restart", id)
 	if err := ctx.Err(); err != nil {
@@ -412,11 +445,14 @@ func (rt *Runtime) Restart(ctx context.Context, id string, opts gantry.StopOptio
 		rt.mu.Unlock()
 		return err
 	}
+	cancelRestart(c)
 	for c.run != nil {
+		c.manualStop = true
 		if err := rt.stopRun(ctx, c.run, sig, timeout); err != nil {
 			return err
 		}
 		rt.mu.Lock()
+		cancelRestart(c)
 	}
 	defer rt.mu.Unlock()
 	switch {
@@ -488,7 +524,8 @@ func (rt *Runtime) registerWait(ctx context.Context, id string, cond gantry.Wait
 	switch {
 	case cond == gantry.WaitRemoved:
 		w = &c.removedWait
-	case cond != gantry.WaitNextExit && c.run == nil:
+	case cond != gantry.WaitNextExit && c.run == nil && c.pending == nil:
+		// A container waiting for its restart runs, for Docker.
 		return nil, c.exitStatus(), nil
 	default:
 		w = &c.exitWait
