@@ -143,6 +143,29 @@ func imageDigest(ref string, img *pulledImage) string {
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
+// upstream is what a URL passes requests to: a set of containers.
+type upstream struct {
+	// addr is where the ingress container listens (127.0.0.1:$PORT);
+	// h2c says it speaks HTTP/2 without TLS (a port named h2c). Both
+	// are set before ready closes.
+	addr string
+	h2c  bool
+	// ready closes once every container has started and passed its
+	// startup probe, or once they cannot get there (err says why).
+	ready     chan struct{}
+	readyOnce sync.Once
+	err       error
+}
+
+// markReady closes ready, with err as the reason the containers are not
+// serving when err is not nil; only the first call counts.
+func (u *upstream) markReady(err error) {
+	u.readyOnce.Do(func() {
+		u.err = err
+		close(u.ready)
+	})
+}
+
 // livenessWatch runs the liveness probes of a set's containers from
 // when they are ready until it is stopped; the first probe to fail
 // closes failed, with its message in failure.

@@ -70,16 +70,9 @@ func (run *instanceRun) signalLocked() {
 
 // instanceAttempt is one start of an instance's containers.
 type instanceAttempt struct {
-	// addr is where the ingress container listens (127.0.0.1:$PORT);
-	// h2c says it speaks HTTP/2 without TLS. Both are set before ready
-	// closes.
-	addr string
-	h2c  bool
-	// ready closes once every container has started and passed its
-	// startup probe, or once they cannot get there (err says why).
-	ready     chan struct{}
-	readyOnce sync.Once
-	err       error
+	// upstream is where the ingress container listens and whether the
+	// containers got ready.
+	upstream
 	// ending closes when the attempt is being stopped (by a stop of its
 	// run, or after a liveness probe failed): its URL waits for the
 	// next one instead.
@@ -87,16 +80,7 @@ type instanceAttempt struct {
 }
 
 func newInstanceAttempt() *instanceAttempt {
-	return &instanceAttempt{ready: make(chan struct{}), ending: make(chan struct{})}
-}
-
-// markReady closes ready, with err as the reason the containers are not
-// running when err is not nil; only the first call counts.
-func (a *instanceAttempt) markReady(err error) {
-	a.readyOnce.Do(func() {
-		a.err = err
-		close(a.ready)
-	})
+	return &instanceAttempt{upstream: upstream{ready: make(chan struct{})}, ending: make(chan struct{})}
 }
 
 // errRunStopped is why an attempt did not get ready: its run was

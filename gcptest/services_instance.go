@@ -25,33 +25,17 @@ type serviceInstance struct {
 	// ports are the ports of this host its sidecars' startup probes
 	// use, held while it runs; set under the room's lock.
 	ports []int
-	// addr is where the ingress container listens (127.0.0.1:$PORT);
-	// h2c says it speaks HTTP/2 without TLS (a port named h2c).
-	addr string
-	h2c  bool
-	// ready closes once every container has started and passed its
-	// startup probe, or once the instance cannot get there (err says
-	// why, in Cloud Run's words).
-	ready     chan struct{}
-	readyOnce sync.Once
-	err       error
-	stop      chan struct{}
-	stopOnce  sync.Once
+	// upstream is where the ingress container listens and whether the
+	// instance got ready (err says why not, in Cloud Run's words).
+	upstream
+	stop     chan struct{}
+	stopOnce sync.Once
 	// done closes once every container has exited and been removed.
 	done chan struct{}
 }
 
 func newServiceInstance(sv *service, rev *revision) *serviceInstance {
-	return &serviceInstance{service: sv, rev: rev, ready: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{})}
-}
-
-// markReady closes ready, with err as the reason the instance is not
-// serving when err is not nil; only the first call counts.
-func (in *serviceInstance) markReady(err error) {
-	in.readyOnce.Do(func() {
-		in.err = err
-		close(in.ready)
-	})
+	return &serviceInstance{service: sv, rev: rev, upstream: upstream{ready: make(chan struct{})}, stop: make(chan struct{}), done: make(chan struct{})}
 }
 
 // shutdown stops the instance as Cloud Run does (SIGTERM, then SIGKILL
