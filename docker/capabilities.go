@@ -1,6 +1,10 @@
 package docker
 
-import "github.com/gantryhq/gantry"
+import (
+	"github.com/moby/moby/api/types/container"
+
+	"github.com/gantryhq/gantry"
+)
 
 // Notes shared by the capability table and the errors that refuse a field.
 const (
@@ -8,8 +12,10 @@ const (
 	noteSecrets  = "Docker Engine keeps secrets only for swarm services, not for containers: put the value in Env or mount a file"
 	noteSidecars = "Docker runs one process tree per container, and ties no other container's lifetime to it: create the sidecar as a container of its own"
 	noteMounts   = "tmpfs, bind mounts and named volumes, as Docker's mounts; gcs and nfs are refused"
-	noteProbes   = "Docker probes only by running a command in the container (Test, mapped as it is); HTTPPath and TCPPort are refused"
-	noteRestart  = "restart policies are not passed to Docker"
+	noteProbes   = "Docker's own healthcheck and State.Health (HealthConfig): Test as it is, interval, timeout, retries, start period; Docker probes only by running a command in the container, so HTTPPath and TCPPort are refused"
+	notePorts    = "exposed, and published on 127.0.0.1 at a port the daemon picks (docker run -p 127.0.0.1::PORT); a daemon whose default network has no bridge (dockerd --bridge=none) publishes nothing there: give WithNetwork a user-defined network"
+	// notePortForward is the row of a network that publishes ports.
+	notePortForward = "DialPort dials the port's published address: only the ports of Spec.Ports (others are an ErrInvalidArgument), on the daemon's machine when that is this one; the daemon's proxy accepts first, so a port nothing listens on in the container gives a connection that closes without a byte, not an error"
 )
 
 // Capabilities reports what a Docker Engine does of gantry's contract:
@@ -37,11 +43,10 @@ func (r *Runtime) Capabilities() gantry.Capabilities {
 		gantry.FeatureStats:       gantry.Full.With("one sample: CPU time, memory in use less the page cache (as docker stats shows it), number of processes"),
 		gantry.FeatureSignals:     gantry.Full.With("every Linux signal by name or number, passed to the main process by the init"),
 		gantry.FeatureStopTimeout: gantry.Full.With("Docker counts whole seconds: a fractional timeout is rounded up; 0 kills at once, a negative one waits forever"),
-		gantry.FeaturePorts:       gantry.Partial.With("exposed (as EXPOSE), not published: nothing is bound on the host"),
 		gantry.FeatureHealthcheck: gantry.Partial.With(noteProbes),
 		gantry.FeatureResources:   gantry.Full.With("NanoCPUs and the memory limit, enforced by the kernel"),
 		gantry.FeatureGPU:         gantry.None.With(noteGPU),
-		gantry.FeatureTimeout:     gantry.Partial.With("Docker has no bound on a run: the Runtime that started the run stops it when Spec.Timeout ends, if that Runtime is still open then; State.Error does not say why it stopped"),
+		gantry.FeatureTimeout:     gantry.Partial.With("Docker has no bound on a run: the Runtime that started the run stops it when Spec.Timeout ends, if that Runtime is still open then; State.Error does not say why it stopped, and the runs a restart policy starts are not bounded"),
 		gantry.FeatureMounts:      gantry.Partial.With(noteMounts),
 		gantry.FeatureSecrets:     gantry.None.With(noteSecrets),
 		gantry.FeatureUser:        gantry.Full.With("Docker's user, by name or number, resolved in the image"),
@@ -49,7 +54,18 @@ func (r *Runtime) Capabilities() gantry.Capabilities {
 		gantry.FeatureStdin:       gantry.Full.With("OpenStdin feeds the main process from Attach; exec stdin is copied, then closed"),
 		gantry.FeatureSidecars:    gantry.None.With(noteSidecars),
 	}
-	c[gantry.FeaturePortForward] = gantry.None.With("published ports are not dialled")
-	c[gantry.FeatureRestartPolicy] = gantry.None.With(noteRestart)
+	c[gantry.FeatureRestartPolicy] = gantry.Full.With("HostConfig.RestartPolicy: the daemon's own restarts (delays from 100 ms, doubling, at most a minute, back to 100 ms after a run of 10 s) and RestartCount; it also starts always containers when it restarts itself")
+	mode := container.NetworkMode(r.cfg.network)
+	switch {
+	case mode.IsHost():
+		c[gantry.FeaturePorts] = gantry.Full.With("the container shares the host's network, so its ports are the host's")
+		c[gantry.FeaturePortForward] = gantry.Full.With("the container shares the host's network: DialPort dials 127.0.0.1:port, any port; one nothing listens on is refused (ErrUnavailable)")
+	case !publishes(mode):
+		c[gantry.FeaturePorts] = gantry.Partial.With("exposed (as EXPOSE), not published: the network mode " + r.cfg.network + " has no ports to publish")
+		c[gantry.FeaturePortForward] = gantry.None.With("the network mode " + r.cfg.network + " gives the container no ports to reach from this host")
+	default:
+		c[gantry.FeaturePorts] = gantry.Full.With(notePorts)
+		c[gantry.FeaturePortForward] = gantry.Partial.With(notePortForward)
+	}
 	return c
 }

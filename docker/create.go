@@ -85,18 +85,24 @@ func (r *Runtime) createOptions(spec *gantry.Spec) (client.ContainerCreateOption
 	if spec.StopTimeout != nil {
 		cfg.StopTimeout = new(seconds(*spec.StopTimeout))
 	}
+	mode := container.NetworkMode(r.cfg.network)
+	var bindings network.PortMap
 	if len(spec.Ports) > 0 {
 		cfg.ExposedPorts = network.PortSet{}
 		for _, p := range spec.Ports {
-			proto := p.Protocol
-			if proto == "" {
-				proto = "tcp"
-			}
-			port, err := network.ParsePort(strconv.Itoa(p.Port) + "/" + proto)
+			port, err := dockerPort(p.Port, p.Protocol)
 			if err != nil {
-				return none, fmt.Errorf("%w: port %d/%s: %w", gantry.ErrInvalidArgument, p.Port, proto, err)
+				return none, err
 			}
 			cfg.ExposedPorts[port] = struct{}{}
+			if publishes(mode) {
+				if bindings == nil {
+					bindings = network.PortMap{}
+				}
+				// docker run -p 127.0.0.1::PORT: the daemon picks the
+				// host port, on the loopback only.
+				bindings[port] = []network.PortBinding{{HostIP: loopback}}
+			}
 		}
 	}
 	if h := spec.Healthcheck; h != nil {
@@ -112,9 +118,14 @@ func (r *Runtime) createOptions(spec *gantry.Spec) (client.ContainerCreateOption
 		// gantry's semantics are Docker's with an init (docker run
 		// --init): signals reach the main process only, an untrapped
 		// SIGTERM ends it with 143, and orphans are reaped.
-		Init:        new(true),
-		NetworkMode: container.NetworkMode(r.cfg.network),
-		Resources:   resources(spec.Resources),
+		Init:         new(true),
+		NetworkMode:  mode,
+		PortBindings: bindings,
+		Resources:    resources(spec.Resources),
+		RestartPolicy: container.RestartPolicy{
+			Name:              container.RestartPolicyMode(spec.RestartPolicy.Name),
+			MaximumRetryCount: spec.RestartPolicy.MaxRetries,
+		},
 	}
 	for _, m := range spec.Mounts {
 		host.Mounts = append(host.Mounts, dockerMount(m))
@@ -143,9 +154,6 @@ func refuse(spec *gantry.Spec) error {
 	if len(spec.Sidecars) > 0 {
 		return unsupported("Sidecars", noteSidecars)
 	}
-	if p := spec.RestartPolicy.Name; p != "" && p != gantry.RestartNo {
-		return unsupported("RestartPolicy", noteRestart)
-	}
 	if h := spec.Healthcheck; h != nil && (h.HTTPPath != "" || h.TCPPort != 0) {
 		return unsupported("Healthcheck", noteProbes)
 	}
@@ -156,6 +164,18 @@ func refuse(spec *gantry.Spec) error {
 		}
 	}
 	return nil
+}
+
+// dockerPort is Docker's form of a spec's port: "8080/tcp".
+func dockerPort(n int, proto string) (network.Port, error) {
+	if proto == "" {
+		proto = "tcp"
+	}
+	port, err := network.ParsePort(strconv.Itoa(n) + "/" + proto)
+	if err != nil {
+		return port, fmt.Errorf("%w: port %d/%s: %w", gantry.ErrInvalidArgument, n, proto, err)
+	}
+	return port, nil
 }
 
 // nonEmpty returns nil for an empty argv, which Docker reads as "the

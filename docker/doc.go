@@ -45,4 +45,11 @@
 // Docker cannot do of gantry's Spec (GPUs, secrets, sidecars, HTTP and TCP
 // probes, Cloud Storage and NFS mounts), which Create refuses with
 // gantry.ErrNotSupported.
+//
+// Spec.Ports are published on 127.0.0.1 at ports the daemon picks (as
+// docker run -p 127.0.0.1::PORT), and DialPort and gantry.ForwardPort
+// reach a container's port through them; on the host's network
+// (WithNetwork("host")) they dial the port itself. A daemon started with
+// --bridge=none publishes nothing on its default network: give WithNetwork
+// a user-defined network (docker network create) instead.
 package docker

@@ -7,6 +7,9 @@ import (
 	"testing"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/client"
+
 	"github.com/gantryhq/gantry/docker"
 )
 
@@ -59,4 +62,39 @@ func newRuntime(t testing.TB) *docker.Runtime {
 	}
 	t.Cleanup(func() { rt.Close() })
 	return rt
+}
+
+// testNetwork is the user-defined bridge network the conformance suite's
+// containers run on: the engine here runs with --bridge=none, so its
+// default network publishes no ports, and a user-defined bridge does.
+const testNetwork = "gantry-test"
+
+// networkMade makes testNetwork once per test binary, unless it exists, and
+// reports why it could not ("" when it is there).
+var networkMade = sync.OnceValue(func() string {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rt, err := docker.New(ctx)
+	if err != nil {
+		return err.Error()
+	}
+	defer rt.Close()
+	cli := rt.Client()
+	if _, err := cli.NetworkInspect(ctx, testNetwork, client.NetworkInspectOptions{}); err == nil {
+		return ""
+	}
+	_, err = cli.NetworkCreate(ctx, testNetwork, client.NetworkCreateOptions{Driver: "bridge"})
+	if err != nil && !cerrdefs.IsConflict(err) && !cerrdefs.IsAlreadyExists(err) {
+		return "create network " + testNetwork + ": " + err.Error()
+	}
+	return ""
+})
+
+// requireNetwork is requireEngine, and testNetwork made.
+func requireNetwork(t testing.TB) {
+	t.Helper()
+	requireEngine(t)
+	if why := networkMade(); why != "" {
+		t.Fatalf("no network for the tests' containers: %s", why)
+	}
 }

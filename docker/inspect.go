@@ -88,7 +88,21 @@ func describe(c container.InspectResponse) (*gantry.Container, error) {
 	out.Spec.Name = out.Name
 	out.Spec.Resources.CPU = float64(c.HostConfig.NanoCPUs) / 1e9
 	out.Spec.Resources.MemoryBytes = c.HostConfig.Memory
+	out.Spec.RestartPolicy = restartPolicy(c.HostConfig.RestartPolicy, rec.Restart)
 	return out, nil
+}
+
+// restartPolicy is the container's restart policy: Docker's, which
+// docker update can change, named as the spec named it when Docker's
+// means the same ("" and "no" both never restart, and a daemon may store
+// either).
+func restartPolicy(p container.RestartPolicy, given string) gantry.RestartPolicy {
+	name := string(p.Name)
+	never := func(n string) bool { return n == "" || n == gantry.RestartNo }
+	if never(name) && never(given) {
+		name = given
+	}
+	return gantry.RestartPolicy{Name: name, MaxRetries: p.MaximumRetryCount}
 }
 
 // state maps Docker's state. Docker keeps no signal, only the exit code,
@@ -104,6 +118,9 @@ func state(s *container.State) gantry.State {
 	}
 	st.StartedAt, _ = parseTime(s.StartedAt)
 	st.FinishedAt, _ = parseTime(s.FinishedAt)
+	if h := s.Health; h != nil && h.Status != container.NoHealthcheck {
+		st.Health = &gantry.Health{Status: string(h.Status), FailingStreak: h.FailingStreak}
+	}
 	if !s.Running && st.Status != gantry.StatusCreated {
 		st.Signal = exitSignal(s.ExitCode)
 	}

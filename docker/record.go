@@ -55,6 +55,9 @@ type record struct {
 	Mounts      []recordMount     `json:"mounts,omitempty"`
 	Tty         bool              `json:"tty,omitempty"`
 	OpenStdin   bool              `json:"openStdin,omitempty"`
+	// Restart is the restart policy's name as given, which tells "" from
+	// "no" where the daemon does not; the policy itself is Docker's.
+	Restart string `json:"restart,omitempty"`
 }
 
 type recordPort struct {
@@ -97,6 +100,7 @@ func newRecord(spec *gantry.Spec) record {
 		StopTimeout: spec.StopTimeout,
 		Tty:         spec.Tty,
 		OpenStdin:   spec.OpenStdin,
+		Restart:     spec.RestartPolicy.Name,
 	}
 	for _, p := range spec.Ports {
 		rec.Ports = append(rec.Ports, recordPort(p))
@@ -116,7 +120,7 @@ func newRecord(spec *gantry.Spec) record {
 }
 
 // spec rebuilds the spec the record was made from, less what Docker keeps
-// (name, resources), which the caller fills in.
+// (name, resources, restart policy), which the caller fills in.
 func (rec *record) spec() gantry.Spec {
 	s := gantry.Spec{
 		Image:       rec.Image,
