@@ -511,8 +511,10 @@ func TestRecord(t *testing.T) {
 			"", "~secret", 125, agent.Record{ExitCode: 125, StderrLines: 1}},
 		{"a terminal", nil, []string{"-record", "-tty", "--", "sh", "-c", "echo out; echo err >&2"},
 			"out\r\nerr\r\n", "", 0, agent.Record{StdoutLines: 2}},
-		{"with a server", []string{"GANTRY_AGENT_SECRET=" + secret}, []string{"-record", "-listen", "127.0.0.1:0", "--", "sh", "-c", "echo out"},
-			"out\n", "", 0, agent.Record{StdoutLines: 1}},
+		// With a secret the record is signed, for the -id and the run
+		// Cloud Run names.
+		{"with a server", []string{"GANTRY_AGENT_SECRET=" + secret, "CLOUD_RUN_EXECUTION=exec-1"}, []string{"-record", "-id", "c1", "-listen", "127.0.0.1:0", "--", "sh", "-c", "echo out"},
+			"out\n", "", 0, agent.Record{StdoutLines: 1, Run: "exec-1"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out, errb bytes.Buffer
@@ -520,6 +522,12 @@ func TestRecord(t *testing.T) {
 			c.Stdout, c.Stderr = &out, &errb
 			code := exitCode(t, c.Run())
 			stderr, r := splitRecord(t, errb.Bytes())
+			if r.MAC != "" {
+				if !r.Verify([]byte(secret), "c1") {
+					t.Errorf("record %+v: its MAC does not verify", r)
+				}
+				r.MAC = ""
+			}
 			if code != tc.code || r != tc.record || out.String() != tc.stdout {
 				t.Errorf("exit %d, record %+v, stdout %q; want %d, %+v, %q", code, r, out.String(), tc.code, tc.record, tc.stdout)
 			}
