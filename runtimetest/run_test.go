@@ -411,3 +411,32 @@ func TestForLogAcrossRestarts(t *testing.T) {
 		t.Errorf("RestartCount %d once three runs' lines were awaited, want at least 2", c.RestartCount)
 	}
 }
+
+// noFollow is a Runtime that declares it cannot follow logs, so ForLog
+// polls them.
+type noFollow struct{ gantry.Runtime }
+
+func (n noFollow) Capabilities() gantry.Capabilities {
+	c := n.Runtime.Capabilities()
+	c[gantry.FeatureLogsFollow] = gantry.None.With("declared none for the test")
+	return c
+}
+
+func TestForLogPolling(t *testing.T) {
+	t.Parallel()
+	rt := noFollow{runRuntime(t)}
+	c := RunContainer(t, rt, runShSpec(`for i in 1 2 3; do echo "tick $i"; sleep 0.1; done; sleep 60`),
+		WaitingFor(ForLog("tick").WithOccurrence(3).WithPollInterval(20*time.Millisecond)))
+	logs, err := readLogs(t.Context(), rt, c.ID, gantry.LogsOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := lines(logs, 0); len(got) < 3 || got[2] != "tick 3" {
+		t.Errorf("lines once 3 ticks were polled for: %q, want tick 1 to 3", got)
+	}
+	stopped := Start(t, rt, runShSpec(`echo tick; exit 5`))
+	err = ForLog("tick").WithOccurrence(2).WithPollInterval(20*time.Millisecond).WaitUntilReady(t.Context(), rt, stopped)
+	if !errors.Is(err, ErrStopped) || !strings.Contains(err.Error(), "1 of 2 such lines") || !strings.Contains(err.Error(), "exit code 5") {
+		t.Errorf("polling ForLog(2) of a container that wrote 1 and exited 5: %v", err)
+	}
+}
