@@ -440,3 +440,32 @@ func TestForLogPolling(t *testing.T) {
 		t.Errorf("polling ForLog(2) of a container that wrote 1 and exited 5: %v", err)
 	}
 }
+
+// refusedNotFound is the fake whose DialPort reports a port nothing
+// listens on as ErrNotFound, as cloudrun's agent does.
+type refusedNotFound struct{ *fake.Runtime }
+
+func (r refusedNotFound) DialPort(ctx context.Context, id string, port int) (net.Conn, error) {
+	conn, err := r.Runtime.DialPort(ctx, id, port)
+	if errors.Is(err, gantry.ErrUnavailable) {
+		return nil, fmt.Errorf("%w: connection refused", gantry.ErrNotFound)
+	}
+	return conn, err
+}
+
+func TestForListeningPortNotFound(t *testing.T) {
+	t.Parallel()
+	base := runRuntime(t)
+	SkipUnsupported(t, base, gantry.FeaturePortForward)
+	rt := refusedNotFound{base.(*fake.Runtime)}
+	port := unusedPort(t)
+	spec := runServerSpec(t, port, 0)
+	spec.Entrypoint = []string{"sh", "-c", `sleep 0.3; exec "$0"`, spec.Entrypoint[0]}
+	c := RunContainer(t, rt, spec, WaitingFor(ForAll(
+		ForListeningPort(port).WithPollInterval(20*time.Millisecond),
+		ForHTTP(port, "/hello").WithPollInterval(20*time.Millisecond),
+	)))
+	if !c.State.Running {
+		t.Errorf("state once listening: %+v", c.State)
+	}
+}

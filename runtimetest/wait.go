@@ -139,8 +139,11 @@ func newWaitError(ctx context.Context, rt gantry.Runtime, c *gantry.Container, s
 	return &WaitError{ID: c.ID, Name: c.Name, Strategy: strategy, Seen: seen, Logs: es, Err: err}
 }
 
-// readyProbe is one attempt of a polling strategy: whether the container is
-// ready, else what it saw; an error ends the wait at once.
+// readyProbe is one attempt of a polling strategy: whether the container
+// is ready, else what it saw; an error ends the wait at once. An attempt
+// that fails with ErrNotFound is seen, not an error: a backend may mean a
+// port nothing listens on, and a container that is gone is caught by the
+// Inspect that follows.
 type readyProbe func(ctx context.Context) (ready bool, seen string, err error)
 
 // pollReady runs p until it reports ready, fails for good, the container stops
@@ -505,7 +508,7 @@ func (s *HTTPStrategy) attempt(ctx context.Context, client *http.Client, url str
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		if errors.Is(err, gantry.ErrNotSupported) || errors.Is(err, gantry.ErrNotFound) {
+		if errors.Is(err, gantry.ErrNotSupported) {
 			return false, err.Error(), err
 		}
 		return false, err.Error(), nil
@@ -573,7 +576,7 @@ func (s *PortStrategy) WaitUntilReady(ctx context.Context, rt gantry.Runtime, c 
 	seen, err := pollReady(ctx, rt, c.ID, s.pause(), func(ctx context.Context) (bool, string, error) {
 		conn, err := gantry.DialPort(ctx, rt, c.ID, s.port)
 		if err != nil {
-			if errors.Is(err, gantry.ErrNotSupported) || errors.Is(err, gantry.ErrNotFound) || errors.Is(err, gantry.ErrInvalidArgument) {
+			if errors.Is(err, gantry.ErrNotSupported) || errors.Is(err, gantry.ErrInvalidArgument) {
 				return false, "", err
 			}
 			return false, err.Error(), nil
@@ -721,7 +724,7 @@ func (s *ExecStrategy) WaitUntilReady(ctx context.Context, rt gantry.Runtime, c 
 		var out execTail
 		res, err := rt.Exec(ctx, c.ID, gantry.ExecConfig{Cmd: s.cmd, Stdout: &out, Stderr: &out})
 		if err != nil {
-			if errors.Is(err, gantry.ErrNotSupported) || errors.Is(err, gantry.ErrNotFound) {
+			if errors.Is(err, gantry.ErrNotSupported) {
 				return false, "", err
 			}
 			return false, err.Error(), nil
