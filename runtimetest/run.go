@@ -72,6 +72,11 @@ func Endpoint(t testing.TB, rt gantry.Runtime, id string, port int) string {
 		t.Fatalf("runtimetest: Endpoint(%s, %d): %v%s", shortID(id), port, err, lastLines(rt, id))
 	}
 	t.Cleanup(func() {
+		// A connection the forward could not pass on reaches the client as
+		// a bare end of file; say why, for a test that failed.
+		if err := pf.Err(); err != nil && t.Failed() {
+			t.Logf("runtimetest: the forward of %s's port %d could not reach it: %v", shortID(id), port, err)
+		}
 		if err := pf.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 			t.Errorf("runtimetest: closing the forward of %s's port %d: %v", shortID(id), port, err)
 		}

@@ -469,3 +469,15 @@ func TestForListeningPortNotFound(t *testing.T) {
 		t.Errorf("state once listening: %+v", c.State)
 	}
 }
+
+func TestEndpointUnsupported(t *testing.T) {
+	t.Parallel()
+	rt := struct{ gantry.Runtime }{runRuntime(t)}
+	c := Start(t, rt, runShSpec(`sleep 60`))
+	rec := &recorder{TB: t}
+	rec.run(func() { Endpoint(rec, rt, c.ID, 8080) })
+	rec.cleanup()
+	if !strings.Contains(rec.fatal, "not supported") || !strings.Contains(rec.fatal, string(gantry.FeaturePortForward)) {
+		t.Errorf("Endpoint on a backend that cannot dial ports failed with %q, want ErrNotSupported and the capability", rec.fatal)
+	}
+}
