@@ -23,13 +23,20 @@ const DefaultWaitTimeout = time.Minute
 // strategy given no WithPollInterval.
 const defaultPollInterval = 100 * time.Millisecond
 
+// stopCheckEvery spaces the Inspects that tell whether a container a
+// polling strategy waits on has stopped: on a cloud backend each is an
+// API call, which the poll interval alone would spend too fast.
+const stopCheckEvery = time.Second
+
 // attemptTimeout bounds one attempt (an HTTP request, a dial, an exec), so
 // that one that hangs is retried rather than eating the whole timeout.
 const attemptTimeout = 10 * time.Second
 
 // WaitStrategy tells when a started container is ready for a test to use,
 // as testcontainers-go's wait strategies do. The For functions make them;
-// ForAll combines them.
+// ForAll combines them. Every strategy but ForExit gives up with
+// ErrStopped once the container has stopped running (the polling ones
+// look at most once a second), rather than wait out its timeout.
 type WaitStrategy interface {
 	// WaitUntilReady returns nil once container c, started on rt, is
 	// ready; otherwise a *WaitError saying what it waited for, what it
@@ -143,13 +150,14 @@ func newWaitError(ctx context.Context, rt gantry.Runtime, c *gantry.Container, s
 // is ready, else what it saw; an error ends the wait at once. An attempt
 // that fails with ErrNotFound is seen, not an error: a backend may mean a
 // port nothing listens on, and a container that is gone is caught by the
-// Inspect that follows.
+// Inspects between attempts.
 type readyProbe func(ctx context.Context) (ready bool, seen string, err error)
 
-// pollReady runs p until it reports ready, fails for good, the container stops
-// running (ErrStopped) or ctx ends. It returns what p saw last.
+// pollReady runs p until it reports ready, fails for good, the container
+// stops running (ErrStopped) or ctx ends. It returns what p saw last.
 func pollReady(ctx context.Context, rt gantry.Runtime, id string, interval time.Duration, p readyProbe) (string, error) {
 	var seen string
+	var checked time.Time
 	for {
 		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
 		ready, s, err := p(actx)
@@ -168,15 +176,15 @@ func pollReady(ctx context.Context, rt gantry.Runtime, id string, interval time.
 		if ctx.Err() != nil {
 			return seen, context.Cause(ctx)
 		}
-		c, err := rt.Inspect(ctx, id)
-		if err != nil {
-			if ctx.Err() != nil {
-				return seen, context.Cause(ctx)
+		if time.Since(checked) >= stopCheckEvery {
+			checked = time.Now()
+			c, err := rt.Inspect(ctx, id)
+			if err != nil {
+				return seen, causeOr(ctx, err)
 			}
-			return seen, err
-		}
-		if !c.State.Running {
-			return seen, stoppedError(c.State)
+			if !c.State.Running {
+				return seen, stoppedError(c.State)
+			}
 		}
 		select {
 		case <-ctx.Done():
