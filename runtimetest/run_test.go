@@ -112,6 +112,7 @@ func runServerSpec(t *testing.T, port int, readyAfter time.Duration) gantry.Spec
 	}
 }
 
+// runShSpec runs script under sh -c (on this host, with the fake).
 func runShSpec(script string) gantry.Spec {
 	return gantry.Spec{Image: "busybox", Entrypoint: []string{"sh", "-c"}, Cmd: []string{script}}
 }
