@@ -47,6 +47,12 @@ func RunContainer(t testing.TB, rt gantry.Runtime, spec gantry.Spec, opts ...Run
 		w = ForAll(cfg.waits...)
 	}
 	if err := w.WaitUntilReady(t.Context(), rt, c); err != nil {
+		// A strategy of the test's own may return a bare error: it gets
+		// the container's name and last lines too.
+		var we *WaitError
+		if !errors.As(err, &we) {
+			err = newWaitError(t.Context(), rt, c, w.String(), "", err)
+		}
 		t.Fatal(err)
 	}
 	ready, err := rt.Inspect(t.Context(), c.ID)

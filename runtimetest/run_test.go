@@ -482,3 +482,29 @@ func TestEndpointUnsupported(t *testing.T) {
 		t.Errorf("Endpoint on a backend that cannot dial ports failed with %q, want ErrNotSupported and the capability", rec.fatal)
 	}
 }
+
+// bareStrategy is a strategy of a test's own that fails with a bare
+// error, once the container has written "started".
+type bareStrategy struct{}
+
+func (bareStrategy) WaitUntilReady(ctx context.Context, rt gantry.Runtime, c *gantry.Container) error {
+	if _, err := WaitForLog(ctx, rt, c.ID, "started"); err != nil {
+		return err
+	}
+	return context.DeadlineExceeded
+}
+
+func (bareStrategy) String() string { return "the test's own condition" }
+
+func TestRunContainerBareError(t *testing.T) {
+	t.Parallel()
+	rt := runRuntime(t)
+	rec := &recorder{TB: t}
+	rec.run(func() { RunContainer(rec, rt, runShSpec(`echo started; sleep 60`), WaitingFor(bareStrategy{})) })
+	rec.cleanup()
+	for _, want := range []string{"not ready: waiting for the test's own condition: context deadline exceeded", "stdout: started"} {
+		if !strings.Contains(rec.fatal, want) {
+			t.Errorf("RunContainer's failure %q does not say %q", rec.fatal, want)
+		}
+	}
+}
