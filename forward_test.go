@@ -41,7 +41,7 @@ func (d *dialer) DialPort(ctx context.Context, id string, port int) (net.Conn, e
 	d.mu.Unlock()
 	addr, ok := d.ports[port]
 	if !ok {
-		return nil, fmt.Errorf("%w: nothing listens on port %d", gantry.ErrUnavailable, port)
+		return nil, fmt.Errorf("%w: nothing listens on port %d", gantry.ErrNotFound, port)
 	}
 	var nd net.Dialer
 	return nd.DialContext(ctx, "tcp", addr)
@@ -207,8 +207,8 @@ func TestForwardPortDialFailure(t *testing.T) {
 	if n, err := c.Read(make([]byte, 1)); n != 0 || err == nil {
 		t.Errorf("read %d bytes, %v from a connection the container refused; want it closed", n, err)
 	}
-	if err := pf.Err(); !errors.Is(err, gantry.ErrUnavailable) {
-		t.Errorf("Err() = %v, want the dial's ErrUnavailable", err)
+	if err := pf.Err(); !errors.Is(err, gantry.ErrNotFound) {
+		t.Errorf("Err() = %v, want the dial's ErrNotFound", err)
 	}
 }
 

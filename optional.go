@@ -84,10 +84,13 @@ type Stats struct {
 
 // PortDialer connects to a TCP port inside a running container, as
 // kubectl port-forward does: each call is one new connection to that
-// port. A container that is not running is an ErrConflict; a port that
-// nothing listens on fails as the backend can tell (its Capabilities note
-// says how). The connection supports half-closing its writing side
-// (CloseWrite) where the backend's does, as a TCP connection.
+// port. A container that is not running is an ErrConflict. A port that
+// nothing listens on refuses the connection: an error wrapping
+// ErrNotFound, except where a proxy accepts before the container is
+// reached (Docker's published ports), which gives a connection that
+// closes without a byte; the backend's Capabilities note says which. The
+// connection half-closes its writing side with CloseWrite, as a TCP
+// connection does, where the backend's can.
 type PortDialer interface {
 	DialPort(ctx context.Context, id string, port int) (net.Conn, error)
 }

@@ -59,7 +59,7 @@ func (r *Runtime) Capabilities() gantry.Capabilities {
 	switch {
 	case mode.IsHost():
 		c[gantry.FeaturePorts] = gantry.Full.With("the container shares the host's network, so its ports are the host's")
-		c[gantry.FeaturePortForward] = gantry.Full.With("the container shares the host's network: DialPort dials 127.0.0.1:port, any port; one nothing listens on is refused (ErrUnavailable)")
+		c[gantry.FeaturePortForward] = gantry.Full.With("the container shares the host's network: DialPort dials 127.0.0.1:port, any port; one nothing listens on is refused (ErrNotFound)")
 	case !publishes(mode):
 		c[gantry.FeaturePorts] = gantry.Partial.With("exposed (as EXPOSE), not published: the network mode " + r.cfg.network + " has no ports to publish")
 		c[gantry.FeaturePortForward] = gantry.None.With("the network mode " + r.cfg.network + " gives the container no ports to reach from this host")

@@ -2,10 +2,12 @@ package docker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"strconv"
+	"syscall"
 
 	"github.com/moby/moby/api/types/container"
 
@@ -29,8 +31,9 @@ func publishes(mode container.NetworkMode) bool {
 // restart policy) is an ErrConflict; a port that was not published an
 // ErrInvalidArgument, or an ErrUnavailable when the network published
 // nothing. Docker's proxy accepts a connection before it reaches the
-// container, so a port nothing listens on gives a connection that the
-// proxy closes, not an error.
+// container, so a published port nothing listens on gives a connection
+// that the proxy closes, not an error; on the host's network, the refusal
+// is an ErrNotFound.
 func (r *Runtime) DialPort(ctx context.Context, id string, port int) (_ net.Conn, err error) {
 	defer gantry.WrapOp(&err, backend, "dial port", id)
 	if err := r.state.Err(); err != nil {
@@ -55,8 +58,11 @@ func (r *Runtime) DialPort(ctx context.Context, id string, port int) (_ net.Conn
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		if ctx.Err() != nil {
+		switch {
+		case ctx.Err() != nil:
 			return nil, r.closedOr(fmt.Errorf("port %d of container %s at %s: %w", port, c.ID, addr, ctx.Err()))
+		case errors.Is(err, syscall.ECONNREFUSED):
+			return nil, fmt.Errorf("%w: nothing listens on port %d of container %s at %s: %w", gantry.ErrNotFound, port, c.ID, addr, err)
 		}
 		return nil, fmt.Errorf("%w: port %d of container %s at %s: %w", gantry.ErrUnavailable, port, c.ID, addr, err)
 	}

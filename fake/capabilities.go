@@ -37,7 +37,7 @@ func (rt *Runtime) Capabilities() gantry.Capabilities {
 		gantry.FeatureStdin:       gantry.Full.With("OpenStdin feeds the main process from Attach; exec stdin is copied, with end of file"),
 		gantry.FeatureSidecars:    gantry.None.With(noteSidecars),
 	}
-	c[gantry.FeaturePortForward] = gantry.Partial.With("DialPort dials 127.0.0.1:port on this host, where the container's process listens: there is no network of the container's own, so anything listening there answers; a port nothing listens on is an ErrUnavailable at once")
+	c[gantry.FeaturePortForward] = gantry.Partial.With("DialPort dials 127.0.0.1:port on this host, where the container's process listens: there is no network of the container's own, so anything listening there answers; a port nothing listens on is an ErrNotFound at once")
 	c[gantry.FeatureRestartPolicy] = gantry.Full.With("Docker's rules and states (restarting, still running; RestartCount; no restart after Stop, Kill or a timeout; Start sets the count back to 0); the delays are Docker's divided by ten by default: 10 ms, doubling, at most 6 s, back to 10 ms after a run of 1 s (WithRestartDelay)")
 	if rt.host {
 		c[gantry.FeatureExec] = gantry.Full.With("a host process in the container's process group, with the container's environment, exact exit code and separate streams")

@@ -262,8 +262,8 @@ func TestGoDialPort(t *testing.T) {
 	}
 	c.Close()
 	ln.Close()
-	if _, err := rt.DialPort(t.Context(), id, port); !errors.Is(err, gantry.ErrUnavailable) {
-		t.Errorf("DialPort to a closed port: %v, want ErrUnavailable", err)
+	if _, err := rt.DialPort(t.Context(), id, port); !errors.Is(err, gantry.ErrNotFound) {
+		t.Errorf("DialPort to a closed port: %v, want ErrNotFound", err)
 	}
 	if _, err := rt.DialPort(t.Context(), id, 0); !errors.Is(err, gantry.ErrInvalidArgument) {
 		t.Errorf("DialPort(0): %v, want ErrInvalidArgument", err)

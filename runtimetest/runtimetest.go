@@ -73,7 +73,8 @@ type Harness struct {
 	// Runtime when that test ends, after removing its containers.
 	NewRuntime func(ctx context.Context, t *testing.T) (gantry.Runtime, error)
 	// Image is an image whose /bin/sh and basic utilities (echo, sleep,
-	// cat, pwd, kill) run the suite's scripts. Empty means "busybox".
+	// cat, pwd, kill) run the suite's scripts, and whose busybox (or nc,
+	// busybox's, with -e) serves the port tests. Empty means "busybox".
 	Image string
 	// Latency is how long one operation may take on the backend beyond
 	// what a local process needs (a second or two for a cloud). The suite
@@ -166,6 +167,9 @@ func Run(t *testing.T, h Harness) {
 	t.Run("Attach", s.testAttach)
 	t.Run("Top", s.testTop)
 	t.Run("Stats", s.testStats)
+	t.Run("Ports", s.testPorts)
+	t.Run("Health", s.testHealth)
+	t.Run("RestartPolicy", s.testRestartPolicy)
 	t.Run("Helpers", s.testHelpers)
 	t.Run("DockerDetails", s.testDockerDetails)
 	t.Run("Close", s.testClose)
