@@ -67,6 +67,23 @@
 //	}
 //	res := <-done // res.Status is the exit of the run Start began
 //
+// # Serving containers
+//
+// A container can serve: Spec.Healthcheck runs Docker's probes and
+// State.Health reports the result (starting, healthy, unhealthy, with a
+// failing streak); Spec.RestartPolicy restarts it as Docker's --restart
+// does, counted in Container.RestartCount; and where the backend is a
+// PortDialer, DialPort opens a connection to a TCP port inside it, and
+// ForwardPort makes a local listener of that, as kubectl port-forward
+// does:
+//
+//	pf, err := gantry.ForwardPort(ctx, rt, c.ID, 5432)
+//	if err != nil {
+//		return err
+//	}
+//	defer pf.Close()
+//	db, err := sql.Open("pgx", "postgres://postgres@"+pf.Addr().String()+"/postgres")
+//
 // # Errors
 //
 // Every error a Runtime method returns is an *OpError that reads
