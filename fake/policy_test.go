@@ -125,9 +125,22 @@ func TestGoRestartingState(t *testing.T) {
 	if _, err := rt.Wait(short, id, gantry.WaitNotRunning); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Wait(not-running) on a restarting container: %v, want it to wait", err)
 	}
-	// Kill calls the restart off and leaves it exited with its code.
+	waited, err := gantry.RegisterWait(ctx, rt, id, gantry.WaitNotRunning)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Kill calls the restart off and leaves it exited with its code; the
+	// wait returns with it.
 	if err := rt.Kill(ctx, id, ""); err != nil {
 		t.Fatalf("Kill of a restarting container: %v", err)
+	}
+	select {
+	case res := <-waited:
+		if res.Err != nil || res.Status.ExitCode != 2 {
+			t.Errorf("wait across the Kill: %+v, want exit code 2", res)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("a wait on a restarting container did not return when Kill called the restart off")
 	}
 	c, _ = rt.Inspect(ctx, id)
 	if c.State.Status != gantry.StatusExited || c.State.Running || c.State.ExitCode != 2 || c.RestartCount != 1 {

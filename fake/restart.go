@@ -99,7 +99,8 @@ func (rt *Runtime) restartAfter(c *container, p *pendingRestart, d time.Duration
 
 // cancelRestart calls off c's pending restart, if any, leaving it exited
 // with its last exit code, as Stop and Kill of a restarting container do
-// in Docker. It reports whether there was one. Call with rt.mu held.
+// in Docker, whose waits then return with that code. It reports whether
+// there was one. Call with rt.mu held.
 func cancelRestart(c *container) bool {
 	p := c.pending
 	if p == nil {
@@ -112,5 +113,10 @@ func cancelRestart(c *container) bool {
 		c.state.Status = gantry.StatusRemoving
 	}
 	c.state.Running = false
+	if w := c.exitWait; w != nil {
+		w.status = c.exitStatus()
+		close(w.ch)
+		c.exitWait = nil
+	}
 	return true
 }
