@@ -485,14 +485,15 @@ func TestDialPortCloseLingers(t *testing.T) {
 	waitFor(t, "the server's connection to close", func() bool { return srv.open.Load() == 0 })
 }
 
-// fillUntilStuck writes to c until the agent has credited nothing for
-// 200 ms: the port takes nothing more, and input waits in the agent.
+// fillUntilStuck writes to c until the agent has credited nothing for a
+// second: the port takes nothing more, and input waits in the agent. A
+// shorter quiet spell can be a loaded machine's pause, not a full port.
 func fillUntilStuck(t *testing.T, c net.Conn) int {
 	t.Helper()
 	sent := 0
 	chunk := make([]byte, 256<<10)
 	for {
-		c.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
+		c.SetWriteDeadline(time.Now().Add(time.Second))
 		n, err := c.Write(chunk)
 		sent += n
 		if err != nil {
