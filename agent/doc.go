@@ -390,5 +390,9 @@
 // and, once the main command has exited and both streams are drained,
 // writes the record (see Record) as the last line of stderr, after a
 // '\n' if stderr's last line had none; nothing is written to either
-// stream after it.
+// stream after it. The gantry-agent command signs it when it has a secret
+// (LineCounter.SignRecords): an HMAC under the container's secret over
+// its ID, the run and every field, so that a reader holding the secret
+// tells the record from a line the main command printed to look like one
+// (Record.Verify), or one copied from another container or run.
 package agent
