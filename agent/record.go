@@ -12,6 +12,7 @@ import (
 	"io"
 	"strconv"
 	"sync"
+	"time"
 )
 
 // Record is the log completeness record: how the main command ended and
@@ -23,7 +24,7 @@ import (
 // On the stream it is one JSON object on one line, the same every time
 // but for the numbers:
 //
-//	{"message":"gantry-agent: exit 3","logging.googleapis.com/labels":{"gantry-agent-record":"exit"},"gantryAgentRecord":{"v":1,"exitCode":3,"signal":0,"stdoutLines":10000,"stderrLines":2}}
+//	{"message":"gantry-agent: exit 3","logging.googleapis.com/labels":{"gantry-agent-record":"exit"},"gantryAgentRecord":{"v":2,"exitCode":3,"signal":0,"stdoutLines":10000,"stderrLines":2,"restarts":1,"health":"unhealthy","failingStreak":3,"startedAt":"2026-12-01T19:30:00.123456789Z","finishedAt":"2026-12-01T19:31:02.5Z"}}
 //
 // Cloud Run's logging agent turns such a line into a structured entry:
 // message becomes its text, the labels its labels, and gantryAgentRecord
@@ -39,22 +40,52 @@ type Record struct {
 	// Signal is N when signal N killed the main command, else 0.
 	Signal int
 	// StdoutLines and StderrLines count the lines written on each
-	// stream.
+	// stream, over every run of the main command.
 	StdoutLines, StderrLines int64
+	// Restarts counts the restarts the restart policy made
+	// (Config.Restart); ExitCode and Signal are those of the last run.
+	Restarts int
+	// Health is the health at the end (gantry.HealthStarting,
+	// HealthHealthy or HealthUnhealthy; a monitor reads unhealthy once
+	// the main command has exited, as Docker's), or "" without a
+	// healthcheck; FailingStreak is its failing streak.
+	Health        string
+	FailingStreak int
+	// StartedAt and FinishedAt are when the last run started and ended;
+	// zero when the main command never ran. In the JSON they are RFC 3339
+	// with nanoseconds, in UTC.
+	StartedAt, FinishedAt time.Time
 	// Run names the run the record ends (on Cloud Run the execution,
 	// from CLOUD_RUN_EXECUTION), and MAC proves that the agent holding
 	// the container's secret wrote it (see LineCounter.SignRecords and
 	// Verify); both are empty in an unsigned record.
 	Run, MAC string
+
+	// v1 marks a record read from a version 1 line, which has none of
+	// the fields version 2 added and whose MAC covers fewer fields.
+	v1 bool
+}
+
+// recordTime is how the record writes a time: RFC 3339 with nanoseconds,
+// in UTC, the zero time included, so that it reads back to the same
+// instant and MACs over the same text.
+func recordTime(t time.Time) string {
+	return t.UTC().Format(time.RFC3339Nano)
 }
 
 // mac is the record's MAC under secret for container id: HMAC-SHA256
 // over a label and every field, each length-prefixed, in hex.
 func (r Record) mac(secret []byte, id string) string {
 	h := hmac.New(sha256.New, secret)
-	for _, f := range []string{"gantry-agent record v1", id, r.Run,
+	fields := []string{"gantry-agent record v1", id, r.Run,
 		strconv.Itoa(r.ExitCode), strconv.Itoa(r.Signal),
-		strconv.FormatInt(r.StdoutLines, 10), strconv.FormatInt(r.StderrLines, 10)} {
+		strconv.FormatInt(r.StdoutLines, 10), strconv.FormatInt(r.StderrLines, 10)}
+	if !r.v1 {
+		fields[0] = "gantry-agent record v2"
+		fields = append(fields, strconv.Itoa(r.Restarts), r.Health, strconv.Itoa(r.FailingStreak),
+			recordTime(r.StartedAt), recordTime(r.FinishedAt))
+	}
+	for _, f := range fields {
 		var n [4]byte
 		binary.BigEndian.PutUint32(n[:], uint32(len(f)))
 		h.Write(n[:])
@@ -71,8 +102,11 @@ func (r Record) Verify(secret []byte, id string) bool {
 	return r.MAC != "" && hmac.Equal([]byte(r.MAC), []byte(want))
 }
 
-// RecordVersion is the version ("v") of the record format.
-const RecordVersion = 1
+// RecordVersion is the version ("v") of the record format this package
+// writes. Version 2 added restarts, health, failingStreak, startedAt and
+// finishedAt, all covered by the MAC; ParseRecord still reads version 1
+// records (without them), and Verify checks them as they were signed.
+const RecordVersion = 2
 
 // RecordLabel is the key of the label that marks the record's log entry;
 // its value is "exit".
@@ -85,8 +119,16 @@ func (r Record) Line() []byte {
 		run, _ := json.Marshal(r.Run)
 		signed = fmt.Appendf(nil, `,"run":%s,"mac":%q`, run, r.MAC)
 	}
-	return fmt.Appendf(nil, `{"message":"gantry-agent: exit %d","logging.googleapis.com/labels":{%q:"exit"},"gantryAgentRecord":{"v":%d,"exitCode":%d,"signal":%d,"stdoutLines":%d,"stderrLines":%d%s}}`+"\n",
-		r.ExitCode, RecordLabel, RecordVersion, r.ExitCode, r.Signal, r.StdoutLines, r.StderrLines, signed)
+	v, more := RecordVersion, []byte(nil)
+	if r.v1 {
+		v = 1
+	} else {
+		health, _ := json.Marshal(r.Health)
+		more = fmt.Appendf(nil, `,"restarts":%d,"health":%s,"failingStreak":%d,"startedAt":%q,"finishedAt":%q`,
+			r.Restarts, health, r.FailingStreak, recordTime(r.StartedAt), recordTime(r.FinishedAt))
+	}
+	return fmt.Appendf(nil, `{"message":"gantry-agent: exit %d","logging.googleapis.com/labels":{%q:"exit"},"gantryAgentRecord":{"v":%d,"exitCode":%d,"signal":%d,"stdoutLines":%d,"stderrLines":%d%s%s}}`+"\n",
+		r.ExitCode, RecordLabel, v, r.ExitCode, r.Signal, r.StdoutLines, r.StderrLines, more, signed)
 }
 
 // ErrNoRecord is what ParseRecord returns for an object that holds no
@@ -106,8 +148,15 @@ func ParseRecord(obj []byte) (Record, error) {
 			Signal      int    `json:"signal"`
 			StdoutLines *int64 `json:"stdoutLines"`
 			StderrLines *int64 `json:"stderrLines"`
-			Run         string `json:"run"`
-			MAC         string `json:"mac"`
+			// Version 2.
+			Restarts      int     `json:"restarts"`
+			Health        string  `json:"health"`
+			FailingStreak int     `json:"failingStreak"`
+			StartedAt     *string `json:"startedAt"`
+			FinishedAt    *string `json:"finishedAt"`
+
+			Run string `json:"run"`
+			MAC string `json:"mac"`
 		} `json:"gantryAgentRecord"`
 	}
 	if err := json.Unmarshal(bytes.TrimSpace(obj), &v); err != nil {
@@ -117,14 +166,39 @@ func ParseRecord(obj []byte) (Record, error) {
 	switch {
 	case r == nil:
 		return Record{}, ErrNoRecord
-	case r.V == nil || *r.V != RecordVersion:
+	case r.V == nil || (*r.V != RecordVersion && *r.V != 1):
 		return Record{}, fmt.Errorf("agent: a gantry-agent record of an unknown version")
 	case r.ExitCode == nil || r.StdoutLines == nil || r.StderrLines == nil:
 		return Record{}, fmt.Errorf("agent: a gantry-agent record without its exit code or counts")
-	case *r.StdoutLines < 0 || *r.StderrLines < 0:
+	case *r.StdoutLines < 0 || *r.StderrLines < 0 || r.Restarts < 0 || r.FailingStreak < 0:
 		return Record{}, fmt.Errorf("agent: a gantry-agent record with a negative count")
 	}
-	return Record{ExitCode: *r.ExitCode, Signal: r.Signal, StdoutLines: *r.StdoutLines, StderrLines: *r.StderrLines, Run: r.Run, MAC: r.MAC}, nil
+	rec := Record{ExitCode: *r.ExitCode, Signal: r.Signal, StdoutLines: *r.StdoutLines, StderrLines: *r.StderrLines, Run: r.Run, MAC: r.MAC}
+	if *r.V == 1 {
+		rec.v1 = true
+		return rec, nil
+	}
+	if r.StartedAt == nil || r.FinishedAt == nil {
+		return Record{}, fmt.Errorf("agent: a gantry-agent record without its times")
+	}
+	var err error
+	for _, t := range []struct {
+		dst *time.Time
+		src string
+	}{{&rec.StartedAt, *r.StartedAt}, {&rec.FinishedAt, *r.FinishedAt}} {
+		if *t.dst, err = time.Parse(time.RFC3339Nano, t.src); err != nil {
+			return Record{}, fmt.Errorf("agent: a gantry-agent record with a bad time: %w", err)
+		}
+		if t.dst.IsZero() {
+			// The zero time as time.Time{} (no location), as the agent
+			// writes a record of a command that never ran.
+			*t.dst = time.Time{}
+		} else {
+			*t.dst = t.dst.UTC()
+		}
+	}
+	rec.Restarts, rec.Health, rec.FailingStreak = r.Restarts, r.Health, r.FailingStreak
+	return rec, nil
 }
 
 // LineCounter is an io.Writer that passes writes on to another writer

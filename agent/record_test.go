@@ -23,9 +23,72 @@ func refLines(b []byte) int64 {
 
 func TestRecordLine(t *testing.T) {
 	got := string(Record{ExitCode: 137, Signal: 9, StdoutLines: 10000, StderrLines: 2}.Line())
-	want := `{"message":"gantry-agent: exit 137","logging.googleapis.com/labels":{"gantry-agent-record":"exit"},"gantryAgentRecord":{"v":1,"exitCode":137,"signal":9,"stdoutLines":10000,"stderrLines":2}}` + "\n"
+	want := `{"message":"gantry-agent: exit 137","logging.googleapis.com/labels":{"gantry-agent-record":"exit"},"gantryAgentRecord":{"v":2,"exitCode":137,"signal":9,"stdoutLines":10000,"stderrLines":2,"restarts":0,"health":"","failingStreak":0,"startedAt":"0001-01-01T00:00:00Z","finishedAt":"0001-01-01T00:00:00Z"}}` + "\n"
 	if got != want {
 		t.Fatalf("Line() =\n%s\nwant\n%s", got, want)
+	}
+	started := time.Date(2026, 12, 1, 19, 30, 0, 123456789, time.FixedZone("CET", 3600))
+	r := Record{ExitCode: 3, StdoutLines: 10000, StderrLines: 2, Restarts: 1, Health: "unhealthy", FailingStreak: 3,
+		StartedAt: started, FinishedAt: started.Add(62*time.Second + 376543211*time.Nanosecond)}
+	got = string(r.Line())
+	want = `{"message":"gantry-agent: exit 3","logging.googleapis.com/labels":{"gantry-agent-record":"exit"},"gantryAgentRecord":{"v":2,"exitCode":3,"signal":0,"stdoutLines":10000,"stderrLines":2,"restarts":1,"health":"unhealthy","failingStreak":3,"startedAt":"2026-12-01T18:30:00.123456789Z","finishedAt":"2026-12-01T18:31:02.5Z"}}` + "\n"
+	if got != want {
+		t.Fatalf("Line() =\n%s\nwant\n%s", got, want)
+	}
+}
+
+// TestParseRecordV2: every field of version 2 reads back as written,
+// times as the same instant in UTC.
+func TestParseRecordV2(t *testing.T) {
+	started := time.Date(2026, 12, 1, 19, 30, 0, 1, time.FixedZone("X", -7200))
+	r := Record{ExitCode: 143, Signal: 15, StdoutLines: 4, StderrLines: 5, Restarts: 7, Health: "healthy", FailingStreak: 0,
+		StartedAt: started, FinishedAt: started.Add(time.Hour)}
+	got, err := ParseRecord(r.Line())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.StartedAt.Equal(r.StartedAt) || !got.FinishedAt.Equal(r.FinishedAt) || got.StartedAt.Location() != time.UTC {
+		t.Errorf("times %v and %v, want %v and %v in UTC", got.StartedAt, got.FinishedAt, r.StartedAt, r.FinishedAt)
+	}
+	r.StartedAt, r.FinishedAt = r.StartedAt.UTC(), r.FinishedAt.UTC()
+	if got != r {
+		t.Errorf("ParseRecord(Line()) = %+v, want %+v", got, r)
+	}
+	if !bytes.Equal(got.Line(), r.Line()) {
+		t.Errorf("the line read back writes as %s, not %s", got.Line(), r.Line())
+	}
+	for _, bad := range []string{
+		`{"gantryAgentRecord":{"v":2,"exitCode":0,"stdoutLines":0,"stderrLines":0}}`,
+		`{"gantryAgentRecord":{"v":2,"exitCode":0,"stdoutLines":0,"stderrLines":0,"startedAt":"yesterday","finishedAt":"0001-01-01T00:00:00Z"}}`,
+		`{"gantryAgentRecord":{"v":2,"exitCode":0,"stdoutLines":0,"stderrLines":0,"restarts":-1,"startedAt":"0001-01-01T00:00:00Z","finishedAt":"0001-01-01T00:00:00Z"}}`,
+		`{"gantryAgentRecord":{"v":2,"exitCode":0,"stdoutLines":0,"stderrLines":0,"failingStreak":-1,"startedAt":"0001-01-01T00:00:00Z","finishedAt":"0001-01-01T00:00:00Z"}}`,
+	} {
+		if _, err := ParseRecord([]byte(bad)); err == nil || errors.Is(err, ErrNoRecord) {
+			t.Errorf("ParseRecord(%s) = %v, want an error other than ErrNoRecord", bad, err)
+		}
+	}
+}
+
+// TestRecordV1: a version 1 record (from an older agent) still reads,
+// writes back as it was, and verifies under its own MAC.
+func TestRecordV1(t *testing.T) {
+	secret := []byte("0123456789abcdef0123456789abcdef")
+	r := Record{ExitCode: 3, StdoutLines: 2, StderrLines: 1, Run: "exec-1", v1: true}
+	r.MAC = r.mac(secret, "c1")
+	line := `{"message":"gantry-agent: exit 3","logging.googleapis.com/labels":{"gantry-agent-record":"exit"},"gantryAgentRecord":{"v":1,"exitCode":3,"signal":0,"stdoutLines":2,"stderrLines":1,"run":"exec-1","mac":"` + r.MAC + `"}}` + "\n"
+	if string(r.Line()) != line {
+		t.Fatalf("Line() = %s, want %s", r.Line(), line)
+	}
+	got, err := ParseRecord([]byte(line))
+	if err != nil || got != r || !got.Verify(secret, "c1") {
+		t.Fatalf("ParseRecord = %+v, %v (verifies %v), want %+v", got, err, got.Verify(secret, "c1"), r)
+	}
+	// The same fields under the version 2 MAC do not verify as version 1.
+	v2 := r
+	v2.v1 = false
+	v2.MAC = v2.mac(secret, "c1")
+	if v2.MAC == r.MAC {
+		t.Error("the version 1 and 2 MACs of the same fields are equal")
 	}
 }
 
@@ -36,7 +99,7 @@ func TestParseRecord(t *testing.T) {
 	}
 	// Cloud Logging's jsonPayload: the labels moved out, the rest kept.
 	payload := `{"message":"gantry-agent: exit 0","gantryAgentRecord":{"v":1,"exitCode":0,"signal":0,"stdoutLines":5,"stderrLines":0}}`
-	if got, err := ParseRecord([]byte(payload)); err != nil || got != (Record{StdoutLines: 5}) {
+	if got, err := ParseRecord([]byte(payload)); err != nil || got != (Record{StdoutLines: 5, v1: true}) {
 		t.Errorf("ParseRecord(jsonPayload) = %+v, %v", got, err)
 	}
 	if _, err := ParseRecord([]byte(`{"message":"hello"}`)); !errors.Is(err, ErrNoRecord) {
@@ -44,7 +107,7 @@ func TestParseRecord(t *testing.T) {
 	}
 	for _, bad := range []string{
 		`not json`,
-		`{"gantryAgentRecord":{"v":2,"exitCode":0,"stdoutLines":0,"stderrLines":0}}`,
+		`{"gantryAgentRecord":{"v":3,"exitCode":0,"stdoutLines":0,"stderrLines":0}}`,
 		`{"gantryAgentRecord":{"exitCode":0,"stdoutLines":0,"stderrLines":0}}`,
 		`{"gantryAgentRecord":{"v":1,"stdoutLines":0,"stderrLines":0}}`,
 		`{"gantryAgentRecord":{"v":1,"exitCode":0,"stderrLines":0}}`,
@@ -299,13 +362,17 @@ func TestSignedRecord(t *testing.T) {
 	secret := []byte("0123456789abcdef0123456789abcdef")
 	errc.SignRecords(secret, "c1", "exec-1")
 	fmt.Fprintln(errc, "a line")
-	if err := WriteRecord(nil, errc, Record{ExitCode: 3}); err != nil {
+	started := time.Now()
+	if err := WriteRecord(nil, errc, Record{ExitCode: 3, Restarts: 2, Health: "healthy", FailingStreak: 1, StartedAt: started, FinishedAt: started.Add(time.Second)}); err != nil {
 		t.Fatal(err)
 	}
 	line := strings.TrimPrefix(errb.String(), "a line\n")
 	r, err := ParseRecord([]byte(line))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if r.Restarts != 2 || r.Health != "healthy" || r.FailingStreak != 1 || !r.StartedAt.Equal(started) || !r.FinishedAt.Equal(started.Add(time.Second)) {
+		t.Fatalf("record %+v: the version 2 fields did not read back", r)
 	}
 	if r.Run != "exec-1" || r.StderrLines != 1 || r.ExitCode != 3 || !r.Verify(secret, "c1") {
 		t.Fatalf("record %+v: want run exec-1, 1 stderr line, exit 3, and a MAC that verifies", r)
@@ -316,6 +383,13 @@ func TestSignedRecord(t *testing.T) {
 		"another count":     func() bool { f := r; f.StdoutLines++; return f.Verify(secret, "c1") },
 		"another run":       func() bool { f := r; f.Run = "exec-2"; return f.Verify(secret, "c1") },
 		"unsigned":          func() bool { f := r; f.MAC = ""; return f.Verify(secret, "c1") },
+		"another exit code": func() bool { f := r; f.ExitCode = 0; return f.Verify(secret, "c1") },
+		"more restarts":     func() bool { f := r; f.Restarts++; return f.Verify(secret, "c1") },
+		"another health":    func() bool { f := r; f.Health = "unhealthy"; return f.Verify(secret, "c1") },
+		"another streak":    func() bool { f := r; f.FailingStreak = 0; return f.Verify(secret, "c1") },
+		"another start":     func() bool { f := r; f.StartedAt = f.StartedAt.Add(time.Nanosecond); return f.Verify(secret, "c1") },
+		"another finish":    func() bool { f := r; f.FinishedAt = f.FinishedAt.Add(-time.Nanosecond); return f.Verify(secret, "c1") },
+		"read as version 1": func() bool { f := r; f.v1 = true; return f.Verify(secret, "c1") },
 	} {
 		if bad() {
 			t.Errorf("a record with %s verifies", name)
