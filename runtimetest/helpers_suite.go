@@ -19,10 +19,13 @@ import (
 // Fatal methods end the calling goroutine, as testing's do.
 type recorder struct {
 	testing.TB
-	mu       sync.Mutex
-	fatal    string
-	errs     []string
-	cleanups []func()
+	mu    sync.Mutex
+	fatal string
+	// fatalArgs are what Fatal or Fatalf (after its format) was given,
+	// so that a check can look at an error's type, not only its text.
+	fatalArgs []any
+	errs      []string
+	cleanups  []func()
 }
 
 func (r *recorder) Helper() {}
@@ -42,6 +45,7 @@ func (r *recorder) Errorf(format string, args ...any) {
 func (r *recorder) Fatal(args ...any) {
 	r.mu.Lock()
 	r.fatal = fmt.Sprint(args...)
+	r.fatalArgs = args
 	r.mu.Unlock()
 	runtime.Goexit()
 }
@@ -49,6 +53,7 @@ func (r *recorder) Fatal(args ...any) {
 func (r *recorder) Fatalf(format string, args ...any) {
 	r.mu.Lock()
 	r.fatal = fmt.Sprintf(format, args...)
+	r.fatalArgs = args
 	r.mu.Unlock()
 	runtime.Goexit()
 }
