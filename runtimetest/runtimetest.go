@@ -48,6 +48,9 @@
 //
 //	c := runtimetest.RunContainer(t, rt, spec, runtimetest.WaitingFor(runtimetest.ForHTTP(8080, "/health")))
 //	resp, err := http.Get(runtimetest.HTTPEndpoint(t, rt, c.ID, 8080) + "/items")
+//
+// The suite's Serve tests are such a test, on every backend that can dial
+// ports: busybox's httpd, and nothing left once the test's cleanups ran.
 package runtimetest
 
 import (
@@ -171,6 +174,7 @@ func Run(t *testing.T, h Harness) {
 	t.Run("Health", s.testHealth)
 	t.Run("RestartPolicy", s.testRestartPolicy)
 	t.Run("Helpers", s.testHelpers)
+	t.Run("Serve", s.testServe)
 	t.Run("DockerDetails", s.testDockerDetails)
 	t.Run("Close", s.testClose)
 }
