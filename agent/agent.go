@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -77,6 +78,26 @@ type Config struct {
 	// to it. Set it only when the agent is PID 1 or a child subreaper and
 	// nothing else in the process waits for children.
 	Reap bool
+	// Restart is the restart policy, Docker's: after the main command
+	// exits the agent starts it again (a new process with the same Cmd,
+	// Env and Dir; with Tty a new terminal) as docker run --restart does,
+	// after Docker's delays (100 ms, doubling at each restart up to 1
+	// minute, back to 100 ms after a run of 10 s or more). A main command
+	// that was signalled through the agent (Signal, an attached session's
+	// SIGNAL, or a signal the agent passed on from outside) is not
+	// restarted, whatever its exit. The zero value never restarts.
+	Restart gantry.RestartPolicy
+	// Gate makes the agent wait for a controller's StartMain (or
+	// Agent.StartMain) before it starts the main command; until then its
+	// state is StateCreated, execs and forwards work and attaching is a
+	// conflict. Without it Start starts the main command.
+	Gate bool
+	// Healthcheck runs Docker's health monitor on each run of the main
+	// command (see Status.Health); nil or {"NONE"} runs none. Probe
+	// commands run as an exec with no input. An HTTPPath probe without a
+	// Port asks the port in the PORT variable of the main command's
+	// environment.
+	Healthcheck *gantry.Healthcheck
 	// Logger receives the agent's own diagnostics; nil means none.
 	Logger *zap.Logger
 }
@@ -129,33 +150,38 @@ type Agent struct {
 	log       *zap.Logger
 	sp        *spawner
 	env       []string
-	main      *proc
 	closed    chan struct{}
-	exited    chan struct{} // main exited and its output is drained
-	// cut is cancelled exitGrace after the main command exits.
-	cut    context.Context
-	cutNow context.CancelFunc
-	status gantry.ExecResult
+	exited    chan struct{} // the restart policy ended and the last run's output is drained
+	status    gantry.ExecResult
+	// first hands the supervisor the first run, once started (nil: the
+	// main command never ran); startMu serializes StartMain with a
+	// Signal that calls the start off.
+	first   chan *mainRun
+	startMu sync.Mutex
 
-	// mainTTY is the pty master of a main command with Tty; the tee owns
-	// it and closes it at the end of the output.
-	mainTTY *os.File
 	// outc and errc count the lines of Stdout and Stderr with Record.
 	outc, errc *LineCounter
+	// stdinTaken: a Config.Stdin that is neither nil nor a file was
+	// given to the first run; later runs get /dev/null.
+	stdinTaken bool
 
-	stdinMu sync.Mutex
-	// mainStdin is the main command's input with OpenStdin (a pipe, or
-	// its terminal), until it is closed.
-	mainStdin io.WriteCloser
+	mu      sync.Mutex
+	closing bool
+	conns   map[*mux]struct{}
+	// The state Status reports.
+	state      string
+	cur        *mainRun // the current or last run
+	restarts   int
+	stopped    bool          // signalled through the agent: no restart
+	wake       chan struct{} // closed to call off a pending restart
+	last       gantry.ExecResult
+	startedAt  time.Time
+	finishedAt time.Time
+	health     *gantry.Health
 
-	mu        sync.Mutex
-	closing   bool
-	mainDone  bool // main exited; attachers have been told
-	conns     map[*mux]struct{}
-	attachers map[*session]struct{}
-	wg        sync.WaitGroup
-	execs     sync.WaitGroup // one per exec'd process until it exits
-	forwards  sync.WaitGroup // one per forward until its socket is closed
+	wg       sync.WaitGroup
+	execs    sync.WaitGroup // one per exec'd process until it exits
+	forwards sync.WaitGroup // one per forward until its socket is closed
 }
 
 // Start starts the main command and returns the agent that supervises it.
@@ -172,6 +198,13 @@ func Start(cfg Config) (*Agent, error) {
 	if len(cfg.ID) > maxIDLen {
 		return nil, fmt.Errorf("agent: %w: ID longer than %d bytes", gantry.ErrInvalidArgument, maxIDLen)
 	}
+	if cfg.Gate && cfg.PassThrough {
+		return nil, fmt.Errorf("agent: %w: a gate needs sessions, which PassThrough does not serve", gantry.ErrInvalidArgument)
+	}
+	check := gantry.Spec{Image: "gantry-agent", Healthcheck: cfg.Healthcheck, RestartPolicy: cfg.Restart}
+	if err := check.Validate(); err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
 	eps, err := endpoints(cfg.Endpoints)
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
@@ -183,39 +216,55 @@ func Start(cfg Config) (*Agent, error) {
 		sp:        newSpawner(cfg.Reap),
 		closed:    make(chan struct{}),
 		exited:    make(chan struct{}),
+		first:     make(chan *mainRun, 1),
 		conns:     make(map[*mux]struct{}),
-		attachers: make(map[*session]struct{}),
+		state:     StateCreated,
 	}
 	if a.log == nil {
 		a.log = zap.NewNop()
 	}
-	a.cut, a.cutNow = context.WithCancel(context.Background())
 	a.env = cfg.Env
 	if a.env == nil {
 		a.env = CleanEnv(os.Environ())
 	}
-	if err := a.startMain(); err != nil {
-		return nil, err
+	if hc := cfg.Healthcheck; hc != nil && hc.HTTPPath != "" && hc.Port == 0 {
+		if _, err := strconv.Atoi(envValue(a.env, "PORT")); err != nil {
+			return nil, fmt.Errorf("agent: %w: an HTTPPath healthcheck needs a Port, or PORT in the environment", gantry.ErrInvalidArgument)
+		}
 	}
+	if cfg.Record {
+		a.outc, a.errc = counterFor(cfg.Stdout), counterFor(cfg.Stderr)
+	}
+	if !cfg.Gate {
+		r, err := a.startRun()
+		if err != nil {
+			return nil, err
+		}
+		a.first <- r
+	}
+	go a.supervise()
 	return a, nil
 }
 
-// startMain starts the main command with its streams wired for
-// pass-through or for attach, and the goroutines that copy them.
-func (a *Agent) startMain() error {
+// startRun starts the main command with its streams wired for
+// pass-through or for attach, and the goroutines that copy them, and
+// makes it the current run.
+func (a *Agent) startRun() (*mainRun, error) {
 	var files [3]*os.File
 	var closeAfter []*os.File
 	var tees []func()
-	fail := func(err error) error {
+	r := &mainRun{a: a, attachers: make(map[*session]struct{}), finished: make(chan struct{})}
+	r.cut, r.cutNow = context.WithCancel(context.Background())
+	fail := func(err error) (*mainRun, error) {
+		r.cutNow()
 		for _, f := range closeAfter {
 			f.Close()
 		}
-		return err
+		return nil, err
 	}
 
 	stdout, stderr := a.cfg.Stdout, a.cfg.Stderr
 	if a.cfg.Record {
-		a.outc, a.errc = counterFor(stdout), counterFor(stderr)
 		stdout, stderr = a.outc, a.errc
 	}
 	env := a.env
@@ -232,24 +281,24 @@ func (a *Agent) startMain() error {
 		if envValue(env, "TERM") == "" {
 			env = append(env[:len(env):len(env)], "TERM=xterm")
 		}
-		a.mainTTY = master
+		r.tty = master
 		if a.cfg.OpenStdin {
-			a.mainStdin = &ttyInput{master}
+			r.stdin = &ttyInput{master}
 		}
 		dst := orDiscard(stdout)
-		tees = append(tees, func() { a.tee(master, dst, streamStdout) })
+		tees = append(tees, func() { r.tee(master, dst, streamStdout) })
 	} else {
 		switch in := a.cfg.Stdin; {
 		case a.cfg.OpenStdin && !a.cfg.PassThrough:
-			r, w, err := os.Pipe()
+			pr, pw, err := os.Pipe()
 			if err != nil {
 				return fail(err)
 			}
-			files[0], a.mainStdin = r, w
-			closeAfter = append(closeAfter, r)
+			files[0], r.stdin = pr, pw
+			closeAfter = append(closeAfter, pr)
 		case isFile(in):
 			files[0] = in.(*os.File)
-		case in == nil:
+		case in == nil || a.stdinTaken:
 			null, err := os.Open(os.DevNull)
 			if err != nil {
 				return fail(err)
@@ -257,15 +306,16 @@ func (a *Agent) startMain() error {
 			files[0] = null
 			closeAfter = append(closeAfter, null)
 		default:
-			r, w, err := os.Pipe()
+			pr, pw, err := os.Pipe()
 			if err != nil {
 				return fail(err)
 			}
-			files[0] = r
-			closeAfter = append(closeAfter, r)
+			files[0] = pr
+			closeAfter = append(closeAfter, pr)
+			a.stdinTaken = true
 			go func() {
-				io.Copy(w, in)
-				w.Close()
+				io.Copy(pw, in)
+				pw.Close()
 			}()
 		}
 
@@ -274,21 +324,21 @@ func (a *Agent) startMain() error {
 				files[1+i] = out.(*os.File)
 				continue
 			}
-			r, w, err := os.Pipe()
+			pr, pw, err := os.Pipe()
 			if err != nil {
 				return fail(err)
 			}
-			growPipe(w)
-			files[1+i] = w
-			closeAfter = append(closeAfter, w)
+			growPipe(pw)
+			files[1+i] = pw
+			closeAfter = append(closeAfter, pw)
 			stream := streamStdout + byte(i)
 			dst := orDiscard(out)
-			tees = append(tees, func() { a.tee(r, dst, stream) })
+			tees = append(tees, func() { r.tee(pr, dst, stream) })
 		}
 	}
-	if a.mainTTY != nil {
+	if r.tty != nil {
 		// Until the tee owns it.
-		closeAfter = append(closeAfter, a.mainTTY)
+		closeAfter = append(closeAfter, r.tty)
 	}
 
 	path, serr := lookPath(a.cfg.Cmd[0], env)
@@ -304,11 +354,21 @@ func (a *Agent) startMain() error {
 		return fail(startErr(classifyStart(a.cfg.Cmd[0], err)))
 	}
 	for _, f := range closeAfter {
-		if f != a.mainTTY {
+		if f != r.tty {
 			f.Close()
 		}
 	}
-	a.main = p
+	r.p = p
+	a.mu.Lock()
+	a.cur = r
+	a.state = StateRunning
+	a.startedAt = time.Now()
+	if probed(a.cfg.Healthcheck) {
+		// As Docker at every start: starting, the streak at 0.
+		a.health = &gantry.Health{Status: gantry.HealthStarting}
+		go a.monitorHealth(r, *a.cfg.Healthcheck, a.startedAt)
+	}
+	a.mu.Unlock()
 
 	var teeWG sync.WaitGroup
 	for _, t := range tees {
@@ -316,19 +376,25 @@ func (a *Agent) startMain() error {
 	}
 	go func() {
 		<-p.done
-		a.status = p.result()
-		cut := time.AfterFunc(exitGrace, a.cutNow)
+		res := p.result()
+		a.mu.Lock()
+		r.result = res
+		r.exited = true
+		a.last = res
+		a.finishedAt = time.Now()
+		if a.health != nil {
+			// Docker's monitor leaves a stopped container unhealthy,
+			// its streak kept.
+			a.health.Status = gantry.HealthUnhealthy
+		}
+		a.mu.Unlock()
+		cut := time.AfterFunc(exitGrace, r.cutNow)
 		teeWG.Wait()
 		cut.Stop()
-		a.cutNow()
-		if a.cfg.Record {
-			if err := WriteRecord(a.outc, a.errc, recordOf(a.status)); err != nil {
-				a.log.Debug("writing the log record", zap.Error(err))
-			}
-		}
-		a.mainExited()
+		r.cutNow()
+		r.ended()
 	}()
-	return nil
+	return r, nil
 }
 
 // counterFor returns w as a LineCounter: w itself when it is one.
@@ -354,6 +420,19 @@ func recordOf(r gantry.ExecResult) Record {
 		sig, _ = gantry.ParseSignal(r.Signal)
 	}
 	return Record{ExitCode: r.ExitCode, Signal: sig}
+}
+
+// exitCodeOf is the exit code a shell gives a command that could not be
+// started: 127 when it was not found, 126 when it may not be run, and
+// 125 (the agent's own failure) otherwise.
+func exitCodeOf(err error) int {
+	switch {
+	case errors.Is(err, gantry.ErrNotFound):
+		return 127
+	case errors.Is(err, gantry.ErrPermissionDenied):
+		return 126
+	}
+	return 125
 }
 
 func isFile(v any) bool {
@@ -386,101 +465,17 @@ func kindSentinel(k errorKind) error {
 
 var errOther = errors.New("failed")
 
-// tee copies one of the main command's output streams to the agent's own
-// stream and to every attached session. It blocks on the slowest of them:
-// a stalled attach client holds the main command back rather than lose
-// output, as docker attach does, but only while the main command runs
-// (see exitGrace).
-func (a *Agent) tee(r *os.File, dst io.Writer, stream byte) {
-	defer func() {
-		// Not before the main command has exited: closing a terminal's
-		// master hangs up its session, which would kill a command that
-		// has only closed its output (as cat does right before it exits).
-		<-a.main.done
-		r.Close()
-	}()
-	// drainGrace past exitGrace: what is still in the pipe when attached
-	// sessions are given up on reaches dst.
-	d := newDrainer(r, a.main.done, exitGrace+drainGrace)
-	buf := make([]byte, MaxDataPayload)
-	for {
-		n, err := d.Read(buf)
-		if n > 0 {
-			dst.Write(buf[:n])
-			a.mu.Lock()
-			targets := make([]*session, 0, len(a.attachers))
-			for s := range a.attachers {
-				targets = append(targets, s)
-			}
-			a.mu.Unlock()
-			for _, s := range targets {
-				if errors.Is(s.sendOutput(stream, buf[:n], a.cut), errGaveUp) {
-					s.giveUp()
-				}
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-// mainExited tells every attached session how the main command ended.
-func (a *Agent) mainExited() {
-	a.mu.Lock()
-	targets := make([]*session, 0, len(a.attachers))
-	for s := range a.attachers {
-		targets = append(targets, s)
-	}
-	a.attachers = make(map[*session]struct{})
-	a.mainDone = true
-	a.mu.Unlock()
-	for _, s := range targets {
-		s.finish(a.status)
-	}
-	a.releaseMainStdin(false)
-	// Only now, with every EXIT written, may a caller of Wait shut the
-	// connections down.
-	close(a.exited)
-}
-
-// releaseMainStdin stops attached sessions writing to the main command's
-// input. With closeIt it also ends that input: a pipe is closed, a
-// terminal gets its end-of-file character. Once the main command has
-// exited a terminal is left alone: its tee closes it.
-func (a *Agent) releaseMainStdin(closeIt bool) {
-	a.stdinMu.Lock()
-	defer a.stdinMu.Unlock()
-	if a.mainStdin == nil {
-		return
-	}
-	if closeIt || a.mainTTY == nil {
-		a.mainStdin.Close()
-	}
-	a.mainStdin = nil
-}
-
-// resizeMain sets the size of the main command's terminal, if it has one.
-func (a *Agent) resizeMain(rows, cols uint16) {
-	if a.mainTTY != nil {
-		setWinsize(a.mainTTY, rows, cols)
-	}
-}
-
-// Exited is closed when the main command has exited and all its output
-// has been delivered.
+// Exited is closed when the main command has exited, its restart
+// policy will not start it again, and all its output has been
+// delivered.
 func (a *Agent) Exited() <-chan struct{} { return a.exited }
 
-// Wait waits for the main command to exit and returns its exact exit code
-// (128+N when signal N killed it).
+// Wait waits for the main command to exit for the last time (its restart
+// policy starts it no more) and returns the exact exit code of that
+// last run (128+N when signal N killed it).
 func (a *Agent) Wait() gantry.ExecResult {
 	<-a.exited
 	return a.status
-}
-
-// Signal sends a signal to the main command.
-func (a *Agent) Signal(sig syscall.Signal) error {
-	return a.main.signal(sig)
 }
 
 // Close stops serving: it ends every connection, which signals the
@@ -679,7 +674,7 @@ func (c *agentConn) open(id uint32, req *openRequest) error {
 		return c.refuse(id, startErrorf(errKindExhausted, "too many sessions on one connection (limit %d)", maxSessions))
 	}
 	switch req.Kind {
-	case "exec", "attach", "forward":
+	case "exec", "attach", "forward", "start", "status", "signal":
 	default:
 		return c.refuse(id, startErrorf(errKindNotSupported, "sessions of kind %q are not supported", req.Kind))
 	}
@@ -690,6 +685,8 @@ func (c *agentConn) open(id uint32, req *openRequest) error {
 		serr = c.a.attach(s, req)
 	case "forward":
 		serr = c.startForward(s)
+	case "start", "status", "signal":
+		serr = c.answer(s, req)
 	default:
 		c.mu.Lock()
 		c.sessions[id] = s
@@ -714,20 +711,30 @@ func (c *agentConn) refuse(id uint32, e *startError) error {
 	return nil
 }
 
-// attach registers s as an attached session of the main command.
+// attach registers s as an attached session of the current run of the
+// main command; it ends with that run, as docker attach does.
 func (a *Agent) attach(s *session, req *openRequest) *startError {
-	a.stdinMu.Lock()
-	stdinOpen := a.mainStdin != nil
-	a.stdinMu.Unlock()
+	a.mu.Lock()
+	r, state, code := a.cur, a.state, a.last.ExitCode
+	a.mu.Unlock()
+	switch state {
+	case StateCreated:
+		return startErrorf(errKindConflict, "attach: the main command has not been started")
+	case StateRestarting:
+		return startErrorf(errKindConflict, "attach: the main command is restarting; wait until it runs")
+	case StateExited:
+		return startErrorf(errKindConflict, "attach: the main command is not running (exit code %d)", code)
+	}
+	r.stdinMu.Lock()
+	stdinOpen := r.stdin != nil
+	r.stdinMu.Unlock()
 	if s.stdin != nil && !stdinOpen {
 		return startErrorf(errKindInvalidArgument, "attach with input: the main command was not started with open stdin")
 	}
-	a.mu.Lock()
-	done := a.mainDone
-	a.mu.Unlock()
-	if done {
-		return startErrorf(errKindConflict, "attach: the main command is not running (exit code %d)", a.status.ExitCode)
+	if r.isDone() {
+		return startErrorf(errKindConflict, "attach: the main command is not running (exit code %d)", r.result.ExitCode)
 	}
+	s.mr = r
 	s.c.mu.Lock()
 	s.c.sessions[s.id] = s
 	s.c.mu.Unlock()
@@ -742,47 +749,20 @@ func (a *Agent) attach(s *session, req *openRequest) *startError {
 	case s.isAborted():
 		a.mu.Unlock()
 		return nil
-	case a.mainDone:
+	case r.done:
 		a.mu.Unlock()
-		s.finish(a.status)
+		s.finish(r.result)
 		return nil
 	}
-	a.attachers[s] = struct{}{}
+	r.attachers[s] = struct{}{}
 	a.mu.Unlock()
 	if req.Rows > 0 && req.Cols > 0 {
-		a.resizeMain(req.Rows, req.Cols)
+		r.resize(req.Rows, req.Cols)
 	}
 	if s.stdin != nil {
 		// With a terminal, only an explicit end of input sends Ctrl-D,
 		// never a client that went away.
-		go s.pumpStdin(&mainStdinWriter{a: a}, a.mainTTY != nil)
-	}
-	return nil
-}
-
-func (a *Agent) detach(s *session) {
-	a.mu.Lock()
-	delete(a.attachers, s)
-	a.mu.Unlock()
-}
-
-// mainStdinWriter lets attached sessions write to the main command's
-// standard input, one at a time.
-type mainStdinWriter struct{ a *Agent }
-
-func (w *mainStdinWriter) Write(p []byte) (int, error) {
-	w.a.stdinMu.Lock()
-	f := w.a.mainStdin
-	w.a.stdinMu.Unlock()
-	if f == nil {
-		return 0, os.ErrClosed
-	}
-	return f.Write(p)
-}
-
-func (w *mainStdinWriter) Close() error {
-	if w.a.cfg.StdinOnce {
-		w.a.releaseMainStdin(true)
+		go s.pumpStdin(&mainStdinWriter{r: r}, r.tty != nil)
 	}
 	return nil
 }

@@ -237,7 +237,7 @@ func TestAttachTeesMainOutput(t *testing.T) {
 	waitFor(t, "two attached sessions", func() bool {
 		a.mu.Lock()
 		defer a.mu.Unlock()
-		return len(a.attachers) == 2
+		return len(a.cur.attachers) == 2
 	})
 	io.WriteString(pw, "one\n")
 	waitContains(t, &out2, "one\n")

@@ -1,7 +1,9 @@
 package agent
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -578,4 +580,43 @@ func (c *Client) Attach(ctx context.Context, opts gantry.AttachOptions) (gantry.
 		return gantry.ExecResult{}, err
 	}
 	return sess.Wait()
+}
+
+// StartMain starts the main command of an agent that waits for it
+// (gantry-agent -gate, Config.Gate) and returns once it runs, as docker
+// start does for a created container. On an agent whose main command
+// has started, or ended, it does nothing and returns nil. A main
+// command that cannot be started is an error saying why, wrapping
+// gantry.ErrNotFound or gantry.ErrPermissionDenied as Start's would;
+// an agent too old to know StartMain is an error wrapping
+// gantry.ErrNotSupported.
+func (c *Client) StartMain(ctx context.Context) error {
+	req := &openRequest{Kind: "start", Window: defaultWindow}
+	sess, err := c.startSession(ctx, req, "start", nil, nil, nil, nil)
+	if err != nil {
+		return err
+	}
+	_, err = sess.Wait()
+	return err
+}
+
+// Status returns the state of the agent's main command, as docker
+// inspect reports a container's: its state, last exit, restart count,
+// times and health. An agent too old to report it is an error wrapping
+// gantry.ErrNotSupported.
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	req := &openRequest{Kind: "status", Window: defaultWindow}
+	var out bytes.Buffer
+	sess, err := c.startSession(ctx, req, "status", nil, &out, nil, nil)
+	if err != nil {
+		return Status{}, err
+	}
+	if _, err := sess.Wait(); err != nil {
+		return Status{}, err
+	}
+	var st Status
+	if err := json.Unmarshal(out.Bytes(), &st); err != nil {
+		return Status{}, fmt.Errorf("agent: status: %w: the agent's answer is not a status: %v", gantry.ErrUnavailable, err)
+	}
+	return st, nil
 }

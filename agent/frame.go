@@ -88,8 +88,9 @@ func isData(typ byte) bool {
 
 // openRequest is the payload of an OPEN frame, JSON encoded.
 type openRequest struct {
-	// Kind is "exec", "attach" or "forward". The agent answers a kind it
-	// does not know with ERROR (not supported).
+	// Kind is "exec", "attach", "forward", "start", "status" or
+	// "signal". The agent answers a kind it does not know with ERROR
+	// (not supported).
 	Kind string `json:"kind"`
 	// Cmd, Env, Dir, User and TTY describe an exec; they are empty for
 	// the other kinds.
@@ -108,6 +109,9 @@ type openRequest struct {
 	// container; 0 for the other kinds. The agent, not the decoder,
 	// checks its range, answering ERROR (invalid argument).
 	Port int `json:"port,omitempty"`
+	// Signal is the Linux signal number (1..64) a "signal" session sends
+	// the main command; 0 for the other kinds.
+	Signal int `json:"signal,omitempty"`
 	// Window is the controller's receive window for each output stream.
 	Window uint32 `json:"window"`
 }
@@ -127,6 +131,13 @@ func (o *openRequest) validate() error {
 		if execFields || o.Rows != 0 || o.Cols != 0 {
 			return protoErr("OPEN forward with exec fields")
 		}
+	case "start", "status", "signal":
+		if execFields || o.Rows != 0 || o.Cols != 0 || o.Stdin || o.Port != 0 {
+			return protoErr("OPEN %s with fields of another kind", o.Kind)
+		}
+	}
+	if (o.Kind == "signal") != (o.Signal != 0) || o.Signal < 0 || o.Signal > 64 {
+		return protoErr("OPEN %s with signal %d", o.Kind, o.Signal)
 	}
 	if o.Port != 0 && (o.Kind == "exec" || o.Kind == "attach") {
 		return protoErr("OPEN %s with a port", o.Kind)

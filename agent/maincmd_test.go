@@ -82,7 +82,10 @@ func TestAttachSignalReachesTheMainCommand(t *testing.T) {
 // mainSize reads the size of the main command's terminal.
 func mainSize(t *testing.T, a *Agent) (rows, cols uint16) {
 	t.Helper()
-	rc, err := a.mainTTY.SyscallConn()
+	a.mu.Lock()
+	tty := a.cur.tty
+	a.mu.Unlock()
+	rc, err := tty.SyscallConn()
 	if err != nil {
 		t.Fatal(err)
 	}

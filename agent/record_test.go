@@ -268,6 +268,13 @@ func runRecorded(t *testing.T, cfg Config) (stdout, stderr []byte, r Record) {
 	if bytes.Count(e, []byte("gantryAgentRecord")) != 1 {
 		t.Fatalf("stderr holds more than one record: %q", e)
 	}
+	// The times are the last run's, which the agent reports too; the
+	// callers compare the rest.
+	st := a.Status()
+	if r.StartedAt.IsZero() || !r.StartedAt.Equal(st.StartedAt) || !r.FinishedAt.Equal(st.FinishedAt) || r.FinishedAt.Before(r.StartedAt) {
+		t.Fatalf("record started %v finished %v; the agent says %v and %v", r.StartedAt, r.FinishedAt, st.StartedAt, st.FinishedAt)
+	}
+	r.StartedAt, r.FinishedAt = time.Time{}, time.Time{}
 	return []byte(out.String()), e[:i], r
 }
 
@@ -335,7 +342,8 @@ func TestRecordCountsWhatTheCallerWrote(t *testing.T) {
 	fmt.Fprintf(errc, "caller: starting\n")
 	a := startAgent(t, Config{Cmd: []string{"sh", "-c", "echo cmd >&2"}, Stderr: errc, Record: true})
 	a.Wait()
-	want := "caller: starting\ncmd\n" + string(Record{StderrLines: 2}.Line())
+	st := a.Status()
+	want := "caller: starting\ncmd\n" + string(Record{StderrLines: 2, StartedAt: st.StartedAt, FinishedAt: st.FinishedAt}.Line())
 	if errb.String() != want {
 		t.Errorf("stderr %q, want %q", errb.String(), want)
 	}

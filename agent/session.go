@@ -20,6 +20,7 @@ type session struct {
 	c      *agentConn
 	id     uint32
 	attach bool
+	mr     *mainRun // the run an attached session is attached to
 	fwd    *forward // forward sessions only
 
 	stdin *inbox     // nil when the controller sends no input
@@ -310,8 +311,8 @@ func (s *session) pumpStdin(w io.WriteCloser, tty bool) {
 // command's.
 func (s *session) resize(rows, cols uint16) {
 	switch {
-	case s.attach:
-		s.c.a.resizeMain(rows, cols)
+	case s.mr != nil:
+		s.mr.resize(rows, cols)
 	case s.tty != nil:
 		setWinsize(s.tty, rows, cols)
 	}
@@ -404,10 +405,16 @@ func (s *session) abort(err error) {
 			s.stdin.abort(err)
 		}
 		if s.attach {
-			s.c.a.detach(s)
+			if s.mr != nil {
+				s.mr.detach(s)
+			}
 			return
 		}
 		p := s.proc
+		if p == nil {
+			// A start or status session has no process.
+			return
+		}
 		select {
 		case <-p.done:
 			return

@@ -528,6 +528,12 @@ func TestRecord(t *testing.T) {
 				}
 				r.MAC = ""
 			}
+			// A command that ran has its times; one that never did has
+			// none.
+			if ran := tc.code < 125 || tc.code > 128; r.StartedAt.IsZero() == ran || r.FinishedAt.Before(r.StartedAt) {
+				t.Errorf("record started %v, finished %v", r.StartedAt, r.FinishedAt)
+			}
+			r.StartedAt, r.FinishedAt = time.Time{}, time.Time{}
 			if code != tc.code || r != tc.record || out.String() != tc.stdout {
 				t.Errorf("exit %d, record %+v, stdout %q; want %d, %+v, %q", code, r, out.String(), tc.code, tc.record, tc.stdout)
 			}
