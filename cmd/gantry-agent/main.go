@@ -66,6 +66,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -74,6 +75,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -99,6 +101,10 @@ type options struct {
 	openStdin, stdinOnce, verbose     bool
 	tty, record                       bool
 	lifeline                          string
+	gate                              bool
+	restart                           gantry.RestartPolicy
+	healthcheck                       *gantry.Healthcheck
+	ingress                           int
 	cmd                               []string
 }
 
@@ -129,6 +135,11 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 	boolean(&o.tty, "tty", "run CMD in a terminal, its output passed through as stdout")
 	boolean(&o.record, "record", "count the lines written on stdout and stderr and end stderr with the log completeness record")
 	str(&o.lifeline, "lifeline", "hold a connection to the install sidecar at this address (host:port) until the agent exits")
+	boolean(&o.gate, "gate", "start CMD only when a controller calls StartMain (needs -listen, -connect or -relay)")
+	var restart, healthcheck, ingress string
+	str(&restart, "restart", "restart policy, as docker run --restart: no, on-failure[:N], always or unless-stopped")
+	str(&healthcheck, "healthcheck", `Docker's health monitor: a gantry.Healthcheck as JSON with its Go field names, durations in nanoseconds (e.g. {"Test":["CMD-SHELL","curl -f localhost:8080"],"Interval":1000000000})`)
+	str(&ingress, "ingress", "CMD's port: bridge the port in $PORT (the platform's) on all interfaces to this port on 127.0.0.1, and give CMD PORT set to it")
 	boolean(&o.verbose, "v", "log the agent's own diagnostics to stderr")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: gantry-agent [flags] -- CMD ARGS...")
@@ -136,6 +147,18 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 	}
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	var err error
+	if o.restart, err = parseRestart(restart); err != nil {
+		return nil, err
+	}
+	if o.healthcheck, err = parseHealthcheck(healthcheck); err != nil {
+		return nil, err
+	}
+	if ingress != "" {
+		if o.ingress, err = strconv.Atoi(ingress); err != nil || gantry.ValidatePort(o.ingress) != nil {
+			return nil, fmt.Errorf("-ingress %q: must be a port, 1 to 65535", ingress)
+		}
 	}
 	o.cmd = fs.Args()
 	if len(o.cmd) == 0 {
@@ -154,7 +177,55 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 	case o.relayToken != "" && o.relay == "":
 		return nil, errors.New("-relay-token goes with -relay")
 	}
+	if o.gate && o.listen == "" && o.connect == "" && o.relay == "" {
+		return nil, errors.New("-gate needs -listen, -connect or -relay: nothing else could start the command")
+	}
 	return o, nil
+}
+
+// parseRestart reads a restart policy in docker run --restart's syntax.
+func parseRestart(s string) (gantry.RestartPolicy, error) {
+	if s == "" {
+		return gantry.RestartPolicy{}, nil
+	}
+	name, count, hasCount := strings.Cut(s, ":")
+	p := gantry.RestartPolicy{Name: name}
+	if hasCount {
+		n, err := strconv.Atoi(count)
+		if err != nil {
+			return p, fmt.Errorf("-restart %q: the maximum retry count must be a number", s)
+		}
+		p.MaxRetries = n
+	}
+	if name == "" {
+		return p, fmt.Errorf("-restart %q: no policy name", s)
+	}
+	spec := gantry.Spec{Image: "gantry-agent", RestartPolicy: p}
+	if err := spec.Validate(); err != nil {
+		return p, fmt.Errorf("-restart %q: %v", s, err)
+	}
+	return p, nil
+}
+
+// parseHealthcheck reads a gantry.Healthcheck from JSON.
+func parseHealthcheck(s string) (*gantry.Healthcheck, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var hc gantry.Healthcheck
+	dec := json.NewDecoder(strings.NewReader(s))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&hc); err != nil {
+		return nil, fmt.Errorf("-healthcheck: %v", err)
+	}
+	if dec.More() {
+		return nil, errors.New("-healthcheck: more than one JSON value")
+	}
+	spec := gantry.Spec{Image: "gantry-agent", Healthcheck: &hc}
+	if err := spec.Validate(); err != nil {
+		return nil, fmt.Errorf("-healthcheck: %v", err)
+	}
+	return &hc, nil
 }
 
 func envName(flagName string) string {
@@ -214,10 +285,25 @@ func run(args []string, getenv func(string) string, stdin io.Reader, stdout, std
 	sigs := make(chan os.Signal, 64)
 	signal.Notify(sigs)
 
+	env := agent.CleanEnv(os.Environ())
+	if o.ingress != 0 {
+		port := strconv.Itoa(o.ingress)
+		// The command serves on its own port; the platform's is the
+		// bridge's.
+		if p := getenv("PORT"); p != "" && p != port {
+			in, err := startIngress(":"+p, o.ingress, log)
+			if err != nil {
+				return fail(125, fmt.Errorf("-ingress: listening on the platform's port: %w", err))
+			}
+			defer in.Close()
+		}
+		env = append(withoutVar(env, "PORT"), "PORT="+port)
+	}
+
 	log.Debug("starting the main command", zap.Strings("cmd", o.cmd), zap.Bool("tty", o.tty), zap.Bool("record", o.record))
 	a, err := agent.Start(agent.Config{
 		Cmd:         o.cmd,
-		Env:         agent.CleanEnv(os.Environ()),
+		Env:         env,
 		Secret:      secret,
 		ID:          o.id,
 		Endpoints:   splitList(o.endpoints),
@@ -230,6 +316,9 @@ func run(args []string, getenv func(string) string, stdin io.Reader, stdout, std
 		Record:      o.record,
 		PassThrough: !serving,
 		Reap:        becomeSubreaper() || os.Getpid() == 1,
+		Restart:     o.restart,
+		Gate:        o.gate,
+		Healthcheck: o.healthcheck,
 		Logger:      log,
 	})
 	if err != nil {
@@ -318,6 +407,17 @@ func install(args []string, stderr io.Writer) int {
 		return 125
 	}
 	return 0
+}
+
+// withoutVar returns env without the variable key.
+func withoutVar(env []string, key string) []string {
+	out := make([]string, 0, len(env))
+	for _, kv := range env {
+		if k, _, _ := strings.Cut(kv, "="); k != key {
+			out = append(out, kv)
+		}
+	}
+	return out
 }
 
 func splitList(s string) []string {
