@@ -74,12 +74,15 @@
 //	                                 in forward mode the endpoint the controller
 //	                                 dialled, else empty)
 //	0x03  AUTH_OK      agent → ctl   macA [32]
-//	0x10  OPEN         ctl → agent   JSON object: kind ("exec", "attach" or
-//	                                 "forward"), cmd, env, dir, user, tty, rows,
-//	                                 cols (initial terminal size), stdin (bool:
+//	0x10  OPEN         ctl → agent   JSON object: kind ("exec", "attach",
+//	                                 "forward", "start", "status" or "signal"),
+//	                                 cmd, env, dir, user, tty, rows, cols
+//	                                 (initial terminal size), stdin (bool:
 //	                                 input will be sent), port (a forward's TCP
-//	                                 port), window (u32: the controller's receive
-//	                                 window for each output stream, 4 KiB..16 MiB)
+//	                                 port), signal (a "signal" session's number,
+//	                                 1..64), window (u32: the controller's
+//	                                 receive window for each output stream,
+//	                                 4 KiB..16 MiB)
 //	0x11  STARTED      agent → ctl   window u32: the agent's receive window for input
 //	0x12  STDIN        ctl → agent   bytes (a forward: to the port)
 //	0x13  STDOUT       agent → ctl   bytes (a forward: from the port)
@@ -178,6 +181,20 @@
 // OPEN, which starts one; a frame the receiver never accepts (one sent in
 // the wrong direction, or CREDIT for a stream the receiver itself sends)
 // is a violation whatever its session.
+//
+// Control sessions. Three kinds act on the main command and carry no
+// input: "start" starts a main command the agent holds back
+// (Config.Gate), "status" reads its state, and "signal" sends it the
+// signal given in the OPEN. Each is answered STARTED, then (status only)
+// a JSON object on STDOUT with the fields of Status (State, ExitCode,
+// Signal, RestartCount, StartedAt and FinishedAt in RFC 3339, Health
+// with Status and FailingStreak, or null), then EXIT 0; or, when the
+// start or the signal fails, ERROR with the reason (a signal to a main
+// command not yet started or already exited is kind 4, conflict). Any
+// field of another kind in their OPEN is a violation. Agents older than
+// these kinds answer ERROR 6, which is how a controller tells them
+// apart: the protocol version stays 1. Client.Signal then falls back to
+// an attach session that only signals.
 //
 // On an attach session, SIGNAL goes to the main command, as docker kill
 // reaches an init's child, and RESIZE resizes the main command's terminal
@@ -386,6 +403,57 @@
 // (with StdinOnce the first one's STDIN_CLOSE sends Ctrl-D). Without it
 // the main command has no terminal and RESIZE on an attach is ignored.
 //
+// # Restarts, the gate, status and health
+//
+// With Config.Restart the agent restarts the main command as Docker
+// restarts a container: on-failure after a non-zero exit (at most
+// MaxRetries times when it is positive), always and unless-stopped
+// after every exit, no (or empty) never; after 100 ms, doubling at each
+// restart up to 1 minute, and back to 100 ms once a run lasted 10 s.
+// Each restart is a fresh process with the same Cmd, Env and Dir (with
+// Tty a fresh terminal, with OpenStdin a fresh input). A main command
+// that was signalled through the agent (Agent.Signal, which gantry-agent
+// calls for every signal it passes on, such as the platform's SIGTERM;
+// a controller's Client.Signal; SIGNAL on an attach) is not restarted,
+// whatever its exit, as Docker does not restart what docker stop or
+// docker kill ended; a signal while a restart is pending calls it off.
+// Meanwhile the state is "restarting" and attaching is a conflict. An
+// attached session ends with the run it attached to, with that run's
+// exit status; exec sessions and forwards carry on across restarts.
+// Agent.Wait returns the last run's result once the policy starts the
+// main command no more, and only then is the record written: one for
+// the agent's life, its counts over every run. A restart that cannot
+// start the command (it has gone) ends the agent as Start's error would
+// a shell: 127, 126 or 125, the reason on stderr.
+//
+// With Config.Gate the agent serves sessions but holds the main command
+// back, in state "created", until a controller's StartMain (or
+// Agent.StartMain); execs and forwards work meanwhile, attaching and a
+// controller's signal are conflicts. A signal that ends a process,
+// passed to Agent.Signal before then (the platform stopping the
+// container), ends the agent as if the main command had been killed by
+// it, without running it.
+//
+// Status reports the state ("created", "running", "restarting" and,
+// briefly before the agent exits, "exited"), the last run's exit code
+// and signal, the restart count, the current run's start and the last
+// run's end, and the health.
+//
+// With Config.Healthcheck the agent runs Docker's health monitor on
+// each run, from "starting" with a streak of 0: the first probe an
+// Interval after the start, each next one an Interval after the last
+// ended (defaults as gantry.Healthcheck documents: 30 s, 30 s timeout,
+// 3 retries, no start period). A probe passes when a CMD or CMD-SHELL
+// command (run as an exec with no input: the container's environment
+// and working directory, its own process group, killed when it outlasts
+// Timeout or the run ends) exits 0, when a TCP connection to
+// 127.0.0.1:TCPPort opens, or when a GET of HTTPPath on 127.0.0.1:Port
+// (PORT from the environment without one) answers 200 to 399, redirects
+// not followed. A pass makes it healthy and sets the failing streak to
+// 0; a failure adds to the streak, except before any pass in
+// StartPeriod; Retries failures in a row make it unhealthy. Once the run
+// ends it reads unhealthy, the streak kept, as Docker's does.
+//
 // With Config.Record the agent counts the lines it wrote on each stream
 // and, once the main command has exited and both streams are drained,
 // writes the record (see Record) as the last line of stderr, after a
@@ -394,5 +462,8 @@
 // (LineCounter.SignRecords): an HMAC under the container's secret over
 // its ID, the run and every field, so that a reader holding the secret
 // tells the record from a line the main command printed to look like one
-// (Record.Verify), or one copied from another container or run.
+// (Record.Verify), or one copied from another container or run. With a
+// restart policy the record comes once, after the last run, with the
+// restart count, the final health and the last run's times (record
+// version 2).
 package agent

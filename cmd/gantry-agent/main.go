@@ -44,6 +44,37 @@
 // message about it is counted as stderr lines) and for the agent's own
 // errors after its flags are read.
 //
+// With -restart POLICY (no, on-failure[:N], always or unless-stopped, as
+// docker run --restart takes it) the agent starts CMD again after it
+// exits, by Docker's rules and after Docker's delays (100 ms, doubling at
+// each restart up to a minute, back to 100 ms after a run of 10 s); a
+// CMD that was signalled through the agent (a signal it passed on, such
+// as the platform's SIGTERM, or a controller's) is not restarted. It
+// exits, with the last run's exit code, once the policy starts CMD no
+// more; with -record the one record covers every run (see agent.Record).
+//
+// With -gate (and -listen, -connect or -relay) the agent serves sessions
+// but starts CMD only when a controller calls agent.Client.StartMain;
+// execs work meanwhile. A SIGTERM (or another signal that ends a
+// process) before that ends the agent with 128+N without running CMD.
+//
+// With -healthcheck JSON the agent runs Docker's health monitor on each
+// run of CMD; the JSON is a gantry.Healthcheck with its Go field names
+// and durations in nanoseconds, for example
+//
+//	-healthcheck '{"Test":["CMD-SHELL","wget -q -O- localhost:8080/healthz"],"Interval":5000000000,"Retries":3}'
+//
+// Controllers read the health, with the state, restart count and last
+// exit, from agent.Client.Status, and the record ends with it.
+//
+// With -ingress PORT the agent takes the platform's ingress for CMD: it
+// listens on all interfaces on the port in $PORT (Cloud Run sets it; an
+// emulator may set another) and copies each connection to and from PORT
+// on 127.0.0.1, dialling again for up to 5 s while CMD's server is not
+// yet listening (then it closes the connection). CMD and every exec see
+// PORT set to -ingress's port. Without $PORT, or with $PORT equal to it,
+// no bridge runs.
+//
 // With -lifeline ADDR, it connects to the install sidecar's address and
 // holds that connection until it exits, which tells the sidecar to exit
 // too; if the sidecar cannot be reached within 10 s, it carries on
