@@ -447,6 +447,10 @@ func controllerScript(data []byte, echoPort, closedPort int) [][]byte {
 		{Kind: "forward", Port: closedPort},
 		{Kind: "forward", Port: 70000},
 		{Kind: "teleport"},
+		{Kind: "start"},
+		{Kind: "status"},
+		// SIGCONT: the main command must keep running.
+		{Kind: "signal", Signal: int(syscall.SIGCONT)},
 	}
 	// Sessions that may have been opened as attach: SIGNAL on them goes
 	// to the main command, which ignores every signal it can, so those
@@ -539,6 +543,7 @@ func FuzzAgentAgainstController(f *testing.F) {
 	f.Add(seq(open(6, 1), stdin(1), []byte{2, 1, 1, 0, 0x10, 0}, []byte{2, 1, 4, 0, 0, 0}))
 	f.Add(seq(open(6, 2), stdin(2), stdin(2), []byte{2, 2, 5, 0, 0, 0}, open(7, 3), open(8, 4), open(9, 1)))
 	f.Add(seq(open(6, 1), stdin(1), []byte{2, 1, 3, 15, 0, 0}))
+	f.Add(seq(open(10, 1), open(11, 2), open(12, 3), []byte{2, 2, 1, 1, 0x10, 0}, open(11, 2)))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		msgs := controllerScript(data, srv.port, closed)
 		p := newPipeTransport()
