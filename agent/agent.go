@@ -731,8 +731,11 @@ func (a *Agent) attach(s *session, req *openRequest) *startError {
 	if s.stdin != nil && !stdinOpen {
 		return startErrorf(errKindInvalidArgument, "attach with input: the main command was not started with open stdin")
 	}
-	if r.isDone() {
-		return startErrorf(errKindConflict, "attach: the main command is not running (exit code %d)", r.result.ExitCode)
+	a.mu.Lock()
+	done, code := r.done, r.result.ExitCode
+	a.mu.Unlock()
+	if done {
+		return startErrorf(errKindConflict, "attach: the main command is not running (exit code %d)", code)
 	}
 	s.mr = r
 	s.c.mu.Lock()

@@ -334,8 +334,9 @@ func TestGate(t *testing.T) {
 func TestGateStartFails(t *testing.T) {
 	a := startAgent(t, Config{Cmd: []string{"no-such-command-xyz"}, Gate: true})
 	cl := dialForward(t, a)
-	if err := cl.StartMain(context.Background()); !errors.Is(err, gantry.ErrNotFound) {
-		t.Errorf("StartMain: %v, want not found", err)
+	err := cl.StartMain(context.Background())
+	if !errors.Is(err, gantry.ErrNotFound) || strings.Count(err.Error(), "not found") != 2 || !strings.Contains(err.Error(), "no-such-command-xyz") {
+		t.Errorf("StartMain: %v, want not found naming the command", err)
 	}
 	if res := a.Wait(); res.ExitCode != 127 {
 		t.Errorf("Wait = %+v, want 127", res)

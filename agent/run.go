@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -149,12 +150,6 @@ func (r *mainRun) ended() {
 	}
 	r.releaseStdin(false)
 	close(r.finished)
-}
-
-func (r *mainRun) isDone() bool {
-	r.a.mu.Lock()
-	defer r.a.mu.Unlock()
-	return r.done
 }
 
 func (r *mainRun) detach(s *session) {
@@ -365,9 +360,10 @@ func (a *Agent) signal(sig syscall.Signal, controller bool) error {
 		a.first <- nil
 		return nil
 	case StateExited:
+		code := a.last.ExitCode
 		a.mu.Unlock()
 		if controller {
-			return fmt.Errorf("agent: %w: the main command is not running (exit code %d)", gantry.ErrConflict, a.last.ExitCode)
+			return fmt.Errorf("agent: %w: the main command is not running (exit code %d)", gantry.ErrConflict, code)
 		}
 		return nil
 	case StateRestarting:
@@ -425,11 +421,11 @@ func (c *agentConn) answer(s *session, req *openRequest) *startError {
 	switch req.Kind {
 	case "start":
 		if err := c.a.StartMain(); err != nil {
-			return startErrorf(kindOf(err), "start: %v", err)
+			return reason(err)
 		}
 	case "signal":
 		if err := c.a.signal(syscall.Signal(req.Signal), true); err != nil {
-			return startErrorf(kindOf(err), "signal: %v", err)
+			return reason(err)
 		}
 	default:
 		var err error
@@ -465,4 +461,13 @@ func kindOf(err error) errorKind {
 		}
 	}
 	return errKindOther
+}
+
+// reason is err as an ERROR frame's kind and reason; the client names
+// the kind itself, so the reason does not repeat it.
+func reason(err error) *startError {
+	k := kindOf(err)
+	msg := strings.TrimPrefix(err.Error(), "agent: ")
+	msg = strings.TrimPrefix(msg, kindSentinel(k).Error()+": ")
+	return startErrorf(k, "%s", msg)
 }
