@@ -565,7 +565,10 @@ func (c *Client) Exec(ctx context.Context, cfg gantry.ExecConfig) (gantry.ExecRe
 // opts.Resize, when set, resizes the main command's terminal (one run
 // with Config.Tty; without one the agent ignores resizes), the first
 // value received setting its size. A main command that has already
-// exited is an error wrapping gantry.ErrConflict.
+// exited, waits to be restarted (Config.Restart) or has not been started
+// (Config.Gate) is an error wrapping gantry.ErrConflict. As docker
+// attach, an attach ends with the run it attached to, with that run's
+// exit status, even when the restart policy starts another.
 func (c *Client) Attach(ctx context.Context, opts gantry.AttachOptions) (gantry.ExecResult, error) {
 	req := &openRequest{Kind: "attach", Stdin: opts.Stdin != nil, Window: defaultWindow}
 	if opts.Resize != nil {
