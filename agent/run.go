@@ -440,12 +440,16 @@ func (c *agentConn) answer(s *session, req *openRequest) *startError {
 		s.abort(err)
 		return nil
 	}
+	if len(out) == 0 {
+		// At once: a main command that StartMain started may end, and
+		// the agent with it, right after.
+		s.finish(gantry.ExecResult{})
+		return nil
+	}
 	go func() {
-		if len(out) > 0 {
-			if err := s.pumpOutput(bytes.NewReader(out), streamStdout); err != io.EOF {
-				s.abort(err)
-				return
-			}
+		if err := s.pumpOutput(bytes.NewReader(out), streamStdout); err != io.EOF {
+			s.abort(err)
+			return
 		}
 		s.finish(gantry.ExecResult{})
 	}()
