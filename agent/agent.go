@@ -85,7 +85,9 @@ type Config struct {
 	// minute, back to 100 ms after a run of 10 s or more). A main command
 	// that was signalled through the agent (Signal, an attached session's
 	// SIGNAL, or a signal the agent passed on from outside) is not
-	// restarted, whatever its exit. The zero value never restarts.
+	// restarted, whatever its exit. A Stdin that is neither nil nor a
+	// file is read by the first run only; later runs get /dev/null. The
+	// zero value never restarts.
 	Restart gantry.RestartPolicy
 	// Gate makes the agent wait for a controller's StartMain (or
 	// Agent.StartMain) before it starts the main command; until then its
