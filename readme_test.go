@@ -26,7 +26,7 @@ func TestREADMECapabilities(t *testing.T) {
 		tables map[string]gantry.Capabilities
 	}{
 		{"README.md", map[string]gantry.Capabilities{"fake": fake.New(fake.WithHostProcesses()).Capabilities()}},
-		{"cloudrun/README.md", map[string]gantry.Capabilities{"cloudrun": (&cloudrun.Runtime{}).Capabilities(), "cloudrun-agent": withAgent(t)}},
+		{"cloudrun/README.md", map[string]gantry.Capabilities{"cloudrun": (&cloudrun.Runtime{}).Capabilities(), "cloudrun-agent": withAgent(t, ""), "cloudrun-instance": withAgent(t, cloudrun.KindInstance)}},
 		{"docker/README.md", map[string]gantry.Capabilities{"docker": (&docker.Runtime{}).Capabilities()}},
 		{"cloudfunctions/README.md", map[string]gantry.Capabilities{"cloudfunctions": (&cloudfunctions.Runtime{}).Capabilities()}},
 	} {
@@ -34,11 +34,12 @@ func TestREADMECapabilities(t *testing.T) {
 	}
 }
 
-// withAgent is the capability table of a cloudrun Runtime with the agent.
-// Its clients never connect: nothing is called.
-func withAgent(t *testing.T) gantry.Capabilities {
+// withAgent is the capability table of a cloudrun Runtime with the agent
+// whose containers are of kind. Its clients never connect: nothing is
+// called.
+func withAgent(t *testing.T, kind cloudrun.Kind) gantry.Capabilities {
 	rt, err := cloudrun.New(t.Context(), cloudrun.Config{
-		Project: "p", Region: "r",
+		Project: "p", Region: "europe-west4", Kind: kind,
 		Agent: &cloudrun.AgentConfig{Image: "registry.example/gantry-agent:1", Relay: "https://relay.example"},
 	}, option.WithEndpoint("localhost:1"), option.WithoutAuthentication())
 	if err != nil {

@@ -209,6 +209,11 @@ type agentPlan struct {
 	secret string
 	image  string
 	relay  string
+	// ingress is the port the agent serves an instance's ingress on.
+	ingress int
+	// extra are further agent flags: an instance's gate, restart
+	// policy, healthcheck and ingress.
+	extra []string
 }
 
 // planAgent reads what wrapping the container needs: the real command
@@ -266,7 +271,7 @@ func (r *Runtime) wrap(task *runpb.TaskTemplate, c *runpb.Container, spec *gantr
 	if spec.OpenStdin {
 		args = append(args, "-stdin")
 	}
-	args = append(args, "--")
+	args = append(append(args, p.extra...), "--")
 	c.Name = mainContainer
 	// Cloud Run's limits are the instance's: the sidecar's memory comes
 	// out of what the spec asked for, so the total stays what was asked
@@ -315,7 +320,7 @@ func underAgent(cs []*runpb.Container) bool {
 // hasAgent reports whether the job runs its container under the agent,
 // and returns the container's secret.
 func hasAgent(j *job) (secret string, ok bool) {
-	cs := j.pb.GetTemplate().GetTemplate().GetContainers()
+	cs := j.containers()
 	if !underAgent(cs) {
 		return "", false
 	}
@@ -347,6 +352,10 @@ func (r *Runtime) agentClient(ctx context.Context, j *job) (*agent.Client, error
 		return nil, r.errNoAgent()
 	}
 	key := lastSegment(j.latest().GetName())
+	if j.in != nil {
+		// Each start of an instance's containers is a new agent.
+		key = j.in.GetName() + "@" + startedAt(j.in).Format(time.RFC3339Nano)
+	}
 	a := r.agent
 	a.mu.Lock()
 	if a.closed {
@@ -360,12 +369,18 @@ func (r *Runtime) agentClient(ctx context.Context, j *job) (*agent.Client, error
 	wait := relayPairTimeout
 	if a.gone[key] {
 		wait = relayRedialTimeout
+		if j.in != nil {
+			// An instance's agent connects once per start of its
+			// containers, and stays until it exits.
+			a.mu.Unlock()
+			return nil, fmt.Errorf("%w: the agent has exited", gantry.ErrUnavailable)
+		}
 	}
 	a.mu.Unlock()
 
 	relay, ok := relayOf(j)
 	if !ok {
-		return nil, fmt.Errorf("%w: the job %s names no relay for its agent", gantry.ErrUnavailable, j.pb.GetName())
+		return nil, fmt.Errorf("%w: %s names no relay for its agent", gantry.ErrUnavailable, j.name())
 	}
 	hdr := http.Header{}
 	if a.needsToken(relay) {
@@ -566,6 +581,9 @@ func (r *Runtime) runningAgent(ctx context.Context, id string) (*agent.Client, e
 func (r *Runtime) agentOf(ctx context.Context, j *job) (*agent.Client, error) {
 	if _, ok := hasAgent(j); !ok || r.agent == nil {
 		return nil, r.errNoAgent()
+	}
+	if j.in != nil {
+		return r.runningAgentOf(ctx, j)
 	}
 	if !j.running() {
 		return nil, fmt.Errorf("%w: the container is not running", gantry.ErrConflict)

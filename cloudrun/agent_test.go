@@ -452,7 +452,7 @@ func TestAgentDialPort(t *testing.T) {
 }
 
 // freePort returns a port of this host that nothing listens on.
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -1,6 +1,11 @@
 package cloudrun
 
-import "github.com/gantryhq/gantry"
+import (
+	"maps"
+	"strings"
+
+	"github.com/gantryhq/gantry"
+)
 
 // The notes of the capability rows that are referred to elsewhere.
 const (
@@ -10,18 +15,13 @@ const (
 	noteLogs  = "Cloud Logging, stdout and stderr by log name; a line that is a JSON object comes back as Cloud Logging re-encodes it (keys sorted, spacing normalised, and without the fields Cloud Logging lifts out of it: severity, time, httpRequest, logging.googleapis.com/*); Cloud Logging keeps lines, not bytes, so a last line written without a newline comes back with one"
 )
 
-// Capabilities reports what a Cloud Run job can do of Docker's semantics.
-// Every row that is not full says what is missing. With Config.Agent the
-// rows the agent makes true say so, and that a container created with
-// NoAgentLabel does without them.
+// Capabilities reports what a container of Config.Kind (a job when it is
+// empty) can do of Docker's semantics; CapabilitiesOf reports another
+// kind's. Every row that is not full says what is missing. With
+// Config.Agent the rows the agent makes true say so, and that a container
+// created with NoAgentLabel does without them.
 func (r *Runtime) Capabilities() gantry.Capabilities {
-	c := jobCapabilities()
-	if r.agent != nil {
-		for f, l := range agentCapabilities() {
-			c[f] = l
-		}
-	}
-	return c
+	return r.CapabilitiesOf(r.cfg.Kind)
 }
 
 // noteNoAgent ends the note of every row the agent makes true.
@@ -87,5 +87,66 @@ func jobCapabilities() gantry.Capabilities {
 	}
 	c[gantry.FeaturePortForward] = gantry.None.With("a job takes no inbound connections")
 	c[gantry.FeatureRestartPolicy] = gantry.None.With(noteRestartPolicy)
+	return c
+}
+
+// CapabilitiesOf reports what a container of kind k can do on this
+// Runtime: Capabilities describes Config.Kind's (jobs when it is empty).
+// Instances need Config.Agent; without it, every row of KindInstance is
+// None.
+func (r *Runtime) CapabilitiesOf(k Kind) gantry.Capabilities {
+	if k != KindInstance {
+		c := jobCapabilities()
+		if r.agent != nil {
+			maps.Copy(c, agentCapabilities())
+		}
+		return c
+	}
+	c := instanceCapabilities()
+	if r.agent == nil || !r.instancesOffered() {
+		why := "instances need Config.Agent"
+		if !r.instancesOffered() {
+			why = "Cloud Run has no instances in region " + r.cfg.Region
+		}
+		for f := range c {
+			c[f] = gantry.None.With(why)
+		}
+	}
+	return c
+}
+
+// instanceCapabilities are an instance's rows, under the agent.
+func instanceCapabilities() gantry.Capabilities {
+	c := jobCapabilities()
+	for f, cap := range agentCapabilities() {
+		// An instance always runs under the agent.
+		cap.Note = strings.TrimSuffix(cap.Note, noteNoAgent)
+		c[f] = cap
+	}
+	const logsEnd = "; an instance's log has no completeness reading yet: a reading after the stop, or a follow, ends LogGrace after the stop"
+	maps.Copy(c, gantry.Capabilities{
+		gantry.FeatureCreate:        gantry.Full.With("CreateInstance (a Preview API, launch stage BETA), restart policy NEVER; Cloud Run starts an instance as it creates it, so the agent holds the command until Start: a created container is an instance running only the idle agent, billed as running"),
+		gantry.FeatureStart:         gantry.Full.With("the agent runs the command (StartInstance first when the instance is stopped); ID, name and URL are kept"),
+		gantry.FeatureStop:          gantry.Full.With("through the agent: the stop signal, the timeout, then SIGKILL; the agent exits with the main process and Cloud Run stops the instance; when the agent cannot be reached, or the container waits for its restart, StopInstance (Cloud Run's SIGTERM, passed on by the agent, and its grace)"),
+		gantry.FeatureRemove:        gantry.Full.With("DeleteInstance; Force deletes a running one (Cloud Run stops its containers)"),
+		gantry.FeatureWait:          gantry.Full.With("one poller per Runtime (ListInstances and ListJobs once a tick); Cloud Run reports no exit code for an instance, so it comes from the agent's signed exit record in Cloud Logging, read up to LogGrace after the stop (137 with an error when it never arrives); a wait for the next exit sees each restart through the agent"),
+		gantry.FeatureInspect:       gantry.Full.With("GetInstance, plus the agent's state while the instance runs (one relay round trip: restarting, RestartCount, health, the last exit) or its exit record once it has stopped"),
+		gantry.FeatureList:          gantry.Full.With("ListJobs and ListInstances over the region, filtered to gantry's, plus what Inspect reads for each listed container"),
+		gantry.FeatureRestart:       gantry.Full.With("Stop, then Start; ID, name and URL are kept"),
+		gantry.FeatureLogs:          gantry.Partial.With(noteLogs + "; logged under resource type cloud_run_instance" + logsEnd),
+		gantry.FeatureLogsFollow:    gantry.Partial.With("one TailLogEntries session per Runtime serves every follower; each line is released LogGrace after it was written, in order" + logsEnd),
+		gantry.FeaturePorts:         gantry.Partial.With("TCP only: the first port is served on the instance's URL (Container.URL: HTTP/1.1, HTTP/2, WebSockets and gRPC, with an IAM ID token, see Runtime.IDToken), the agent passing each connection from Cloud Run's PORT to it; every port is reachable with DialPort and ForwardPort"),
+		gantry.FeaturePortForward:   gantry.Full.With("DialPort: the agent dials the port inside the container, reached at the relay; any TCP server answers, not only HTTP; a connection lasts at most the relay's request timeout (an hour on Cloud Run)"),
+		gantry.FeatureHealthcheck:   gantry.Full.With("Docker's monitor, run by the agent in the container (CMD and CMD-SHELL as an exec, HTTP and TCP probes) with Docker's timings and State.Health; not Cloud Run's liveness probes, which restart a container Docker leaves running unhealthy"),
+		gantry.FeatureRestartPolicy: gantry.Full.With("Docker's rules, applied by the agent in the instance (the same container and file system, as Docker restarts it; delays from 100 ms, doubling, at most a minute); the instance's own policy is NEVER, so an instance that Cloud Run's infrastructure stops stays stopped"),
+		gantry.FeatureTimeout:       gantry.None.With("an instance runs until it is stopped; Cloud Run bounds a job's task, not an instance"),
+		gantry.FeaturePause:         gantry.None.With("Cloud Run has no way to suspend a running instance"),
+		gantry.FeatureRename:        gantry.None.With("a Cloud Run instance cannot be renamed, and the instance ID is derived from the container name"),
+		gantry.FeatureUpdate:        gantry.None.With("gantry does not change a created container (UpdateInstance would restart it)"),
+		gantry.FeatureStats:         gantry.None.With("Cloud Run reports an instance's usage in Cloud Monitoring, not on demand"),
+		gantry.FeatureGPU:           gantry.Partial.With("one GPU (default nvidia-l4) with its accelerator node selector; needs at least 4 CPU and 16 GiB"),
+		gantry.FeatureUser:          gantry.None.With("an instance's container runs as its image's user"),
+		gantry.FeatureSidecars:      gantry.None.With("the cloudrun backend runs the spec's one container per instance (beside the agent's own sidecar)"),
+	})
 	return c
 }

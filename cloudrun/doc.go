@@ -1,4 +1,5 @@
-// Package cloudrun runs gantry containers on Google Cloud Run as jobs, with
+// Package cloudrun runs gantry containers on Google Cloud Run, as jobs
+// (run to completion) or instances (long-running, with a URL), with
 // Docker's semantics as far as Cloud Run allows, and says exactly how far
 // in Capabilities.
 //
@@ -31,6 +32,13 @@
 // Cloud Run service), come exec, attach, any signal, Docker's stop
 // timeouts, an init's exit codes and logs known to be complete. See
 // AgentConfig.
+//
+// A container that serves (one with Ports, a RestartPolicy or a
+// Healthcheck, or any under KindLabel or Config.Kind "instance") runs as
+// a Cloud Run instance under the agent: its first port on the instance's
+// URL (Container.URL), every port through DialPort, Docker's restart
+// policies and health checks run by the agent, exit codes from the
+// agent's records. See Kind.
 //
 // A program that runs one container:
 //

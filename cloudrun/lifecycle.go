@@ -36,6 +36,13 @@ func (r *Runtime) Create(ctx context.Context, spec gantry.Spec) (_ *gantry.Conta
 		spec.Name = naming.NewName()
 	}
 	rec := meta.Record{ID: naming.NewID(spec.Name), Name: spec.Name, Created: time.Now().UTC(), Spec: spec}
+	kind, err := r.kindOf(&spec)
+	if err != nil {
+		return nil, err
+	}
+	if kind == KindInstance {
+		return r.createInstance(ctx, rec)
+	}
 	var plan *agentPlan
 	if r.wantsAgent(&spec) {
 		// Check first what needs no call: the spec against a plan that
@@ -120,6 +127,9 @@ func (r *Runtime) Start(ctx context.Context, id string) (err error) {
 	j, err := r.resolve(ctx, id)
 	if err != nil {
 		return err
+	}
+	if j.in != nil {
+		return r.startInstance(ctx, j)
 	}
 	if j.running() {
 		return nil
@@ -206,18 +216,24 @@ func (r *Runtime) Stop(ctx context.Context, id string, opts gantry.StopOptions) 
 	if err != nil {
 		return err
 	}
+	sig := cmp.Or(opts.Signal, j.rec.Spec.StopSignal, "SIGTERM")
+	timeout := gantry.DefaultStopTimeout
+	if t := j.rec.Spec.StopTimeout; t != nil {
+		timeout = *t
+	}
+	if opts.Timeout != nil {
+		timeout = *opts.Timeout
+	}
+	if j.in != nil {
+		if err := r.stopInstance(ctx, j, sig, timeout); err != nil && !errors.Is(err, errVanished) {
+			return err
+		}
+		return nil
+	}
 	if !j.running() {
 		return nil
 	}
 	if _, ok := hasAgent(j); ok && r.agent != nil {
-		sig := cmp.Or(opts.Signal, j.rec.Spec.StopSignal, "SIGTERM")
-		timeout := gantry.DefaultStopTimeout
-		if t := j.rec.Spec.StopTimeout; t != nil {
-			timeout = *t
-		}
-		if opts.Timeout != nil {
-			timeout = *opts.Timeout
-		}
 		if err := r.stopWithAgent(ctx, j, sig, timeout); err != nil && !errors.Is(err, errVanished) {
 			return err
 		}
@@ -271,6 +287,9 @@ func (r *Runtime) Kill(ctx context.Context, id string, signal string) (err error
 	if err != nil {
 		return err
 	}
+	if j.in != nil {
+		return r.killInstance(ctx, j, signal)
+	}
 	if !j.running() {
 		return fmt.Errorf("%w: the container is not running", gantry.ErrConflict)
 	}
@@ -306,6 +325,9 @@ func (r *Runtime) Remove(ctx context.Context, id string, opts gantry.RemoveOptio
 	j, err := r.resolve(ctx, id)
 	if err != nil {
 		return err
+	}
+	if j.in != nil {
+		return r.removeInstance(ctx, j, opts.Force)
 	}
 	if j.running() {
 		if !opts.Force {
@@ -373,7 +395,8 @@ func (r *Runtime) Inspect(ctx context.Context, id string) (_ *gantry.Container, 
 
 // List returns the containers of the region that match opts, newest
 // first: one ListJobs, plus one task read for each listed container whose
-// last run did not succeed.
+// last run did not succeed; and where the region has instances, one
+// ListInstances, plus what Inspect reads for each instance.
 func (r *Runtime) List(ctx context.Context, opts gantry.ListOptions) (_ []*gantry.Container, err error) {
 	defer gantry.WrapOp(&err, "cloudrun", "list", "")
 	if err := r.state.Err(); err != nil {
@@ -382,18 +405,52 @@ func (r *Runtime) List(ctx context.Context, opts gantry.ListOptions) (_ []*gantr
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	all, err := r.listJobs(ctx)
+	all, err := r.listAll(ctx)
 	if err != nil {
 		return nil, err
 	}
 	jobs := make(map[*gantry.Container]*job, len(all))
-	candidates := make([]*gantry.Container, len(all))
-	for i, j := range all {
-		candidates[i] = r.describe(j)
-		jobs[candidates[i]] = j
+	candidates := make([]*gantry.Container, 0, len(all))
+	instances := map[*gantry.Container]*job{}
+	for _, j := range all {
+		c := r.describe(j)
+		if j.in != nil {
+			instances[c] = j
+		} else {
+			jobs[c] = j
+		}
+		candidates = append(candidates, c)
+	}
+	if len(instances) > 0 {
+		// Whether an instance's container is created, running or
+		// restarting only its agent knows: ask those that match the
+		// rest of opts, before filtering by state.
+		rest := opts
+		rest.All, rest.Status, rest.Limit = true, nil, 0
+		matched, err := gantry.SelectContainers(rest, candidates, nil)
+		if err != nil {
+			return nil, err
+		}
+		candidates = candidates[:0]
+		for _, c := range matched {
+			if j := instances[c]; j != nil {
+				full, err := r.describeInstance(ctx, j)
+				switch {
+				case errors.Is(err, gantry.ErrNotFound), errors.Is(err, errVanished):
+					continue // removed meanwhile
+				case err != nil:
+					return nil, err
+				}
+				c = full
+			}
+			candidates = append(candidates, c)
+		}
 	}
 	return gantry.SelectContainers(opts, candidates, func(c *gantry.Container) (*gantry.Container, error) {
-		return c, r.completeState(ctx, c, jobs[c])
+		if j := jobs[c]; j != nil {
+			return c, r.completeState(ctx, c, j)
+		}
+		return c, nil
 	})
 }
 
@@ -407,6 +464,9 @@ func (r *Runtime) Logs(ctx context.Context, id string, opts gantry.LogsOptions) 
 	j, err := r.resolve(ctx, id)
 	if err != nil {
 		return nil, err
+	}
+	if j.in != nil {
+		return r.instanceLogs(ctx, id, j, opts)
 	}
 	var f cloudlog.Filter
 	f.Eq("resource.type", "cloud_run_job").

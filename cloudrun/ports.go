@@ -2,6 +2,7 @@ package cloudrun
 
 import (
 	"context"
+	"fmt"
 	"net"
 
 	"github.com/gantryhq/gantry"
@@ -31,4 +32,22 @@ func (r *Runtime) DialPort(ctx context.Context, id string, port int) (_ net.Conn
 		return nil, err
 	}
 	return cl.DialPort(ctx, port)
+}
+
+// IDToken returns a bearer token for a URL Cloud Run serves with IAM,
+// such as an instance's Container.URL: AgentConfig.IDToken's, or else
+// a Google ID token from Application Default Credentials for audience
+// (the URL's scheme and host). Send it as "Authorization: Bearer".
+func (r *Runtime) IDToken(ctx context.Context, audience string) (string, error) {
+	if err := r.state.Err(); err != nil {
+		return "", err
+	}
+	if r.agent == nil {
+		return "", fmt.Errorf("cloudrun: id token: %w: needs Config.Agent (whose IDToken, or Application Default Credentials, mint it)", gantry.ErrNotSupported)
+	}
+	tok, err := r.agent.token(ctx, origin(audience))
+	if err != nil {
+		return "", fmt.Errorf("cloudrun: id token for %s: %w", audience, err)
+	}
+	return tok, nil
 }

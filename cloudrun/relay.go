@@ -193,7 +193,11 @@ func (r *Runtime) DeleteRelay(ctx context.Context) (err error) {
 // relayOf returns the relay a job's agent dials, from the job itself (the
 // agent's -relay argument), so that any Runtime reaches it.
 func relayOf(j *job) (string, bool) {
-	args := j.pb.GetTemplate().GetTemplate().GetContainers()[0].GetArgs()
+	cs := j.containers()
+	if len(cs) == 0 {
+		return "", false
+	}
+	args := cs[0].GetArgs()
 	for i := 0; i+1 < len(args) && args[i] != "--"; i++ {
 		if args[i] != "-relay" {
 			continue

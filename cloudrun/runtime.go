@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	logging "cloud.google.com/go/logging/apiv2"
@@ -75,6 +76,12 @@ type Config struct {
 	// AgentConfig); nil means containers run their own command alone, and
 	// exec, attach, signals and stop timeouts are not offered.
 	Agent *AgentConfig
+	// Kind is the kind of a container whose spec does not choose one
+	// with KindLabel. Empty chooses by the spec: an instance for a
+	// container that publishes ports, has a restart policy or a
+	// healthcheck, a job otherwise. Capabilities describes this kind
+	// (jobs when empty).
+	Kind Kind
 }
 
 // Budget is how many requests a minute a Runtime may make of each kind.
@@ -116,7 +123,8 @@ func (b Budget) limits() quota.Limits {
 	}
 }
 
-// Runtime runs gantry containers as Cloud Run jobs. It implements
+// Runtime runs gantry containers as Cloud Run jobs and instances (see
+// Kind). It implements
 // gantry.Runtime and gantry.Restarter. It keeps nothing in memory that
 // another Runtime could not rebuild from the cloud.
 type Runtime struct {
@@ -128,6 +136,11 @@ type Runtime struct {
 	execs *run.ExecutionsClient
 	tasks *run.TasksClient
 	logs  *logging.Client
+	// instances is nil in a region without Cloud Run instances.
+	instances *run.InstancesClient
+	// sawInstances is set once the Runtime has met one of its instances:
+	// from then on the poller lists instances too.
+	sawInstances atomic.Bool
 
 	poller *poll.Poller[snapshot]
 	// pageSize is the page size of the poller's listings.
@@ -138,7 +151,14 @@ type Runtime struct {
 	tail *cloudlog.Tail
 	// exits remembers the exit status of finished executions, which never
 	// changes, so List and Inspect read each task once.
-	exits exitCache
+	exits exitCache[gantry.ExitStatus]
+	// instanceExits remembers how stopped instances' last runs ended,
+	// from the agent's records.
+	instanceExits exitCache[instanceExit]
+	// restarted holds, by instance, when the run before the one this
+	// Runtime last started ended (Docker shows it while the container
+	// runs again).
+	restarted sync.Map // restartKey -> time.Time
 	// started holds, by job, the execution this Runtime's last Start
 	// began, from RunJob's operation metadata, until the job shows it:
 	// Cloud Run reconciles a job's latest execution asynchronously, and
@@ -203,6 +223,13 @@ func New(ctx context.Context, cfg Config, opts ...option.ClientOption) (*Runtime
 		r.Close()
 		return nil, fmt.Errorf("cloudrun: new: tasks client: %w", err)
 	}
+	if r.instancesOffered() {
+		if r.instances, err = run.NewInstancesClient(ctx, opts...); err != nil {
+			r.Close()
+			return nil, fmt.Errorf("cloudrun: new: instances client: %w", err)
+		}
+		r.sawInstances.Store(cfg.Kind == KindInstance)
+	}
 	if r.agent != nil && cfg.Agent.RelayImage != "" {
 		svcs, err := run.NewServicesClient(ctx, opts...)
 		if err != nil {
@@ -220,9 +247,8 @@ func New(ctx context.Context, cfg Config, opts ...option.ClientOption) (*Runtime
 	// Logging allows 10 a project. It selects every gantry job's output
 	// in the region; each follower takes its own job's.
 	var tf cloudlog.Filter
-	tf.Eq("resource.type", "cloud_run_job").
-		Eq("resource.labels.location", cfg.Region).
-		Raw("resource.labels.job_name:"+cloudlog.Quote(jobPrefix)).
+	tf.Eq("resource.labels.location", cfg.Region).
+		Raw(`((resource.type="cloud_run_job" AND resource.labels.job_name:`+cloudlog.Quote(jobPrefix)+`) OR (resource.type="cloud_run_instance" AND resource.labels.instance_name:`+cloudlog.Quote(jobPrefix)+`))`).
 		Logs(stdoutLog, stderrLog)
 	r.tail = cloudlog.NewTail(r.logs, cfg.Project, tf.String(), "cloudrun: tail")
 	return r, nil
@@ -247,6 +273,12 @@ func (c *Config) validate() error {
 		return bad("PollInterval", c.PollInterval.String(), "must not be negative")
 	case c.LogGrace < 0:
 		return bad("LogGrace", c.LogGrace.String(), "must not be negative")
+	case c.Kind != "" && c.Kind != KindJob && c.Kind != KindInstance:
+		return bad("Kind", string(c.Kind), "the kind is job, instance or empty")
+	case c.Kind == KindInstance && c.Agent == nil:
+		return bad("Kind", string(c.Kind), "instances run under the gantry agent: set Config.Agent")
+	case c.Kind == KindInstance && slices.Contains(instanceRegionsRefused, c.Region):
+		return bad("Kind", string(c.Kind), "Cloud Run has no instances in region "+c.Region)
 	}
 	for k, v := range c.Labels {
 		switch {
@@ -307,6 +339,9 @@ func (r *Runtime) release() error {
 	if r.tasks != nil {
 		errs = append(errs, r.tasks.Close())
 	}
+	if r.instances != nil {
+		errs = append(errs, r.instances.Close())
+	}
 	if r.logs != nil {
 		errs = append(errs, r.logs.Close())
 	}
@@ -331,13 +366,36 @@ func sameExecution(a, b string) bool { return a != "" && lastSegment(a) == lastS
 // lastSegment returns what follows the last slash of a resource name.
 func lastSegment(name string) string { return name[strings.LastIndexByte(name, '/')+1:] }
 
-// job is a gantry container's job and the record decoded from it.
+// job is a gantry container's job, or its instance, and the record
+// decoded from it.
 type job struct {
 	pb  *runpb.Job
+	in  *runpb.Instance
 	rec meta.Record
 }
 
-func (j *job) id() string { return lastSegment(j.pb.GetName()) }
+func (j *job) id() string {
+	if j.in != nil {
+		return lastSegment(j.in.GetName())
+	}
+	return lastSegment(j.pb.GetName())
+}
+
+// name is the full resource name of the job or instance.
+func (j *job) name() string {
+	if j.in != nil {
+		return j.in.GetName()
+	}
+	return j.pb.GetName()
+}
+
+// containers are the containers the job's task or the instance runs.
+func (j *job) containers() []*runpb.Container {
+	if j.in != nil {
+		return j.in.GetContainers()
+	}
+	return j.pb.GetTemplate().GetTemplate().GetContainers()
+}
 
 // latest returns the job's newest execution reference, or nil.
 func (j *job) latest() *runpb.ExecutionReference {
@@ -420,7 +478,14 @@ func (r *Runtime) resolve(ctx context.Context, id string) (*job, error) {
 		return nil, err
 	}
 	get := func(jobID string) (*job, meta.Record, bool, error) {
-		j, err := r.getJob(ctx, jobID)
+		first, second := r.getJob, r.getInstance
+		if r.cfg.Kind == KindInstance {
+			first, second = second, first
+		}
+		j, err := first(ctx, jobID)
+		if gcperr.Is(err, codes.NotFound) && r.instances != nil {
+			j, err = second(ctx, jobID)
+		}
 		var corrupt *corruptError
 		switch {
 		case err == nil:
@@ -433,7 +498,7 @@ func (r *Runtime) resolve(ctx context.Context, id string) (*job, error) {
 		return nil, meta.Record{}, false, gcperr.Wrap(ctx, err, "read job %s", r.jobName(jobID))
 	}
 	list := func() ([]*job, []meta.Record, error) {
-		all, err := r.listJobs(ctx)
+		all, err := r.listAll(ctx)
 		recs := make([]meta.Record, len(all))
 		for i, j := range all {
 			recs[i] = j.rec
@@ -441,6 +506,16 @@ func (r *Runtime) resolve(ctx context.Context, id string) (*job, error) {
 		return all, recs, err
 	}
 	return naming.Lookup(id, jobPrefix, get, list)
+}
+
+// listAll returns every gantry job and instance in the region.
+func (r *Runtime) listAll(ctx context.Context) ([]*job, error) {
+	all, err := r.listJobs(ctx)
+	if err != nil || r.instances == nil {
+		return all, err
+	}
+	ins, err := r.listInstances(ctx)
+	return append(all, ins...), err
 }
 
 // listJobs returns every gantry job in the region.

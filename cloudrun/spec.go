@@ -54,22 +54,29 @@ func invalid(field, value, reason string) error {
 // agent (see AgentConfig), which gives it a terminal, input and any stop
 // signal. It makes no call.
 func (r *Runtime) jobFor(rec meta.Record, plan *agentPlan) (*runpb.Job, error) {
+	return r.workloadFor(rec, plan, KindJob)
+}
+
+// workloadFor maps a validated spec to a job of its kind: a job to run, or
+// the job whose task template instanceFor makes an instance of.
+func (r *Runtime) workloadFor(rec meta.Record, plan *agentPlan, kind Kind) (*runpb.Job, error) {
 	s := &rec.Spec
 	withAgent := plan != nil
+	isJob := kind == KindJob
 	switch {
 	case s.User != "":
-		return nil, refuse("User", s.User, "a job's container runs as its image's user; there is no setting to change it")
-	case len(s.Ports) > 0:
-		return nil, refuse("Ports", strconv.Itoa(s.Ports[0].Port), "a job takes no inbound traffic")
-	case s.Healthcheck != nil && !(len(s.Healthcheck.Test) == 1 && s.Healthcheck.Test[0] == "NONE"):
-		return nil, refuse("Healthcheck", fmt.Sprint(s.Healthcheck.Test), "jobs have no startup or liveness probes")
+		return nil, refuse("User", s.User, "a Cloud Run container runs as its image's user; there is no setting to change it")
+	case len(s.Ports) > 0 && isJob:
+		return nil, refuse("Ports", strconv.Itoa(s.Ports[0].Port), "a job takes no inbound traffic; a container with ports is a Cloud Run instance (KindInstance, with Config.Agent, in a region that has instances)")
+	case hasHealthcheck(s) && isJob:
+		return nil, refuse("Healthcheck", fmt.Sprint(s.Healthcheck.Test), "jobs have no health checks; a container with one is a Cloud Run instance (KindInstance, with Config.Agent, in a region that has instances)")
 	case s.Tty && !withAgent:
 		return nil, refuse("Tty", "true", "a job has no terminal without the gantry agent")
 	case s.OpenStdin && !withAgent:
 		return nil, refuse("OpenStdin", "true", "a job has no standard input without the gantry agent")
 	case len(s.Sidecars) > 0:
 		return nil, refuse("Sidecars", s.Sidecars[0].Name, "the cloudrun backend runs one container per job")
-	case s.RestartPolicy.Name != "" && s.RestartPolicy.Name != gantry.RestartNo:
+	case hasRestartPolicy(s) && isJob:
 		return nil, refuse("RestartPolicy.Name", s.RestartPolicy.Name, noteRestartPolicy)
 	}
 	if withAgent {

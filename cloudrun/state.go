@@ -18,6 +18,9 @@ import (
 // container builds the Container a job describes. The exit status of a
 // run that did not succeed comes from its task (one more read).
 func (r *Runtime) container(ctx context.Context, j *job) (*gantry.Container, error) {
+	if j.in != nil {
+		return r.describeInstance(ctx, j)
+	}
 	c := r.describe(j)
 	if err := r.completeState(ctx, c, j); err != nil {
 		return nil, err
@@ -28,6 +31,18 @@ func (r *Runtime) container(ctx context.Context, j *job) (*gantry.Container, err
 // describe builds the Container a job describes from the job alone: all
 // but the exit status of a run that did not succeed.
 func (r *Runtime) describe(j *job) *gantry.Container {
+	if j.in != nil {
+		// What the instance alone says; completeState asks the rest.
+		c := &gantry.Container{ID: j.rec.ID, Name: j.rec.Name, Image: j.rec.Spec.Image, Created: j.rec.Created, Spec: j.rec.Spec, Labels: maps.Clone(j.rec.Spec.Labels), Resource: j.in.GetName()}
+		if len(j.rec.Spec.Ports) > 0 && len(j.in.GetUrls()) > 0 {
+			c.URL = j.in.GetUrls()[0]
+		}
+		c.State.Status = gantry.StatusExited
+		if instanceUp(j.in) {
+			c.State.Status, c.State.Running = gantry.StatusRunning, true
+		}
+		return c
+	}
 	rec := j.rec
 	c := &gantry.Container{
 		ID:       rec.ID,
@@ -58,6 +73,14 @@ func (r *Runtime) describe(j *job) *gantry.Container {
 // previous run's FinishedAt, which Docker keeps until the next exit (one
 // listing of the job's executions).
 func (r *Runtime) completeState(ctx context.Context, c *gantry.Container, j *job) error {
+	if j.in != nil {
+		full, err := r.describeInstance(ctx, j)
+		if err != nil {
+			return err
+		}
+		*c = *full
+		return nil
+	}
 	l := j.latest()
 	if c.State.Running && j.pb.GetExecutionCount() > 1 {
 		at, err := r.previousFinish(ctx, j)
@@ -150,26 +173,27 @@ func (e *removedFirst) Unwrap() []error { return []error{e.err, errRemovedFirst}
 // exitCacheSize bounds the exit statuses a Runtime remembers.
 const exitCacheSize = 4096
 
-// exitCache maps finished executions to their exit status, forgetting the
-// oldest beyond exitCacheSize.
-type exitCache struct {
+// exitCache maps finished runs (executions, or starts of an instance) to
+// how they ended, which never changes, forgetting the oldest beyond
+// exitCacheSize.
+type exitCache[V any] struct {
 	mu    sync.Mutex
-	m     map[string]gantry.ExitStatus
+	m     map[string]V
 	order []string
 }
 
-func (c *exitCache) get(execution string) (gantry.ExitStatus, bool) {
+func (c *exitCache[V]) get(run string) (V, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	st, ok := c.m[execution]
+	st, ok := c.m[run]
 	return st, ok
 }
 
-func (c *exitCache) put(execution string, st gantry.ExitStatus) {
+func (c *exitCache[V]) put(execution string, st V) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.m == nil {
-		c.m = make(map[string]gantry.ExitStatus)
+		c.m = make(map[string]V)
 	}
 	if _, ok := c.m[execution]; ok {
 		return

@@ -11,8 +11,8 @@ import (
 	"go.uber.org/zap"
 )
 
-// SweepOptions selects what Sweep deletes. A job is deleted when it
-// matches either condition; at least one must be set.
+// SweepOptions selects what Sweep deletes. A job or instance is deleted
+// when it matches either condition; at least one must be set.
 type SweepOptions struct {
 	// Session deletes what the Runtime with this Config.Session created.
 	Session string
@@ -21,8 +21,9 @@ type SweepOptions struct {
 }
 
 // Sweep deletes what gantry left behind in the Runtime's project and
-// region: jobs with gantry's managed-by label that match opts (running
-// executions are cancelled first). Jobs without that label are never
+// region: jobs and instances with gantry's managed-by label that match
+// opts (running executions are cancelled first; Cloud Run stops an
+// instance as it deletes it). Nothing without that label is ever
 // touched. It returns the IDs of the containers it removed, and joins the
 // errors of those it could not.
 func (r *Runtime) Sweep(ctx context.Context, opts SweepOptions) (_ []string, err error) {
@@ -31,13 +32,29 @@ func (r *Runtime) Sweep(ctx context.Context, opts SweepOptions) (_ []string, err
 	if err != nil {
 		return nil, err
 	}
-	all, err := r.listJobs(ctx)
+	all, err := r.listAll(ctx)
 	if err != nil {
 		return nil, err
 	}
 	var removed []string
 	var errs []error
 	for _, j := range all {
+		if j.in != nil {
+			created := timeOf(j.in.GetCreateTime())
+			if created.IsZero() {
+				created = j.rec.Created
+			}
+			if !sweep.Selects(j.in.GetLabels(), created) {
+				continue
+			}
+			if err := r.deleteInstance(ctx, j); err != nil {
+				errs = append(errs, fmt.Errorf("container %s: %w", j.rec.Name, err))
+				continue
+			}
+			r.log.Info("swept", zap.String("id", j.rec.ID), zap.String("name", j.rec.Name), zap.String("instance", j.in.GetName()))
+			removed = append(removed, j.rec.ID)
+			continue
+		}
 		created := timeOf(j.pb.GetCreateTime())
 		if created.IsZero() {
 			created = j.rec.Created

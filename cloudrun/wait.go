@@ -20,6 +20,9 @@ import (
 // (name, creation and completion time, completion status).
 type snapshot struct {
 	jobs map[string]*runpb.Job
+	// instances holds every gantry instance by ID, once the Runtime has
+	// met one (ListInstances, one more read a tick).
+	instances map[string]*runpb.Instance
 }
 
 // fetch is the poller's one read per tick: ListJobs. Cloud Run holds at
@@ -30,7 +33,23 @@ type snapshot struct {
 // name. A failed read is not retried here: the poller backs off and tries
 // again on a later tick.
 func (r *Runtime) fetch(ctx context.Context) (snapshot, error) {
-	s := snapshot{jobs: map[string]*runpb.Job{}}
+	s := snapshot{jobs: map[string]*runpb.Job{}, instances: map[string]*runpb.Instance{}}
+	if r.instances != nil && r.sawInstances.Load() {
+		it := r.instances.ListInstances(ctx, &runpb.ListInstancesRequest{Parent: r.parent, PageSize: r.pageSize})
+		for {
+			in, err := it.Next()
+			if isDone(err) {
+				break
+			}
+			if err != nil {
+				r.log.Warn("poll failed; waiters keep waiting and the poller backs off", zap.Error(err))
+				return snapshot{}, gcperr.Wrap(ctx, err, "poll instances")
+			}
+			if meta.Managed(in.GetLabels()) {
+				s.instances[lastSegment(in.GetName())] = in
+			}
+		}
+	}
 	it := r.jobs.ListJobs(ctx, &runpb.ListJobsRequest{Parent: r.parent, PageSize: r.pageSize})
 	for {
 		j, err := it.Next()
@@ -212,6 +231,9 @@ func (r *Runtime) registerWait(ctx context.Context, id string, cond gantry.WaitC
 	j, err := r.resolve(ctx, id)
 	if err != nil {
 		return nil, err
+	}
+	if j.in != nil {
+		return r.registerInstanceWait(ctx, j, cond)
 	}
 	switch cond {
 	case gantry.WaitNextExit:
