@@ -255,11 +255,12 @@ type Container struct {
 	Labels map[string]string
 	State  State
 	// Resource is the backend's name for the thing that runs the
-	// container, such as a Cloud Run job's full resource name.
+	// container, such as a Cloud Run job's or instance's full resource
+	// name.
 	Resource string
-	// URL is where a served container answers. No backend serves
-	// containers yet (cloudrun runs jobs, which take no inbound traffic),
-	// so it is empty everywhere today.
+	// URL is where a served container answers from outside: a Cloud Run
+	// instance's URL for its first port. Empty where the backend gives a
+	// container no URL of its own (reach its ports with DialPort).
 	URL string
 	// RestartCount counts the restarts Spec.RestartPolicy made since the
 	// container was last started by Start or Restart, as Docker's does:
