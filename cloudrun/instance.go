@@ -133,24 +133,9 @@ func (r *Runtime) getInstance(ctx context.Context, id string) (*job, error) {
 // listInstances returns every gantry instance in the region.
 func (r *Runtime) listInstances(ctx context.Context) ([]*job, error) {
 	it := r.instances.ListInstances(ctx, &runpb.ListInstancesRequest{Parent: r.parent, PageSize: 1000}, gcperr.Retry())
-	var out []*job
-	for {
-		pb, err := it.Next()
-		if isDone(err) {
-			return out, nil
-		}
-		if err != nil {
-			return nil, gcperr.Wrap(ctx, err, "list instances of %s", r.parent)
-		}
-		if !meta.Managed(pb.GetLabels()) {
-			continue
-		}
-		rec, err := meta.Decode(pb.GetLabels(), pb.GetAnnotations())
-		if err != nil {
-			continue
-		}
-		out = append(out, &job{in: pb, rec: rec})
-	}
+	return listManaged(ctx, r, it.Next, "instances", func(pb *runpb.Instance, rec meta.Record) *job {
+		return &job{in: pb, rec: rec}
+	})
 }
 
 // instanceUp reports whether an instance's containers run (or are being

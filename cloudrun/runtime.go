@@ -521,24 +521,40 @@ func (r *Runtime) listAll(ctx context.Context) ([]*job, error) {
 // listJobs returns every gantry job in the region.
 func (r *Runtime) listJobs(ctx context.Context) ([]*job, error) {
 	it := r.jobs.ListJobs(ctx, &runpb.ListJobsRequest{Parent: r.parent, PageSize: 1000}, gcperr.Retry())
+	return listManaged(ctx, r, it.Next, "jobs", func(pb *runpb.Job, rec meta.Record) *job {
+		return r.withStarted(&job{pb: pb, rec: rec})
+	})
+}
+
+// resource is what a job and an instance have in common for listing.
+type resource interface {
+	GetName() string
+	GetLabels() map[string]string
+	GetAnnotations() map[string]string
+}
+
+// listManaged reads a listing to its end and keeps gantry's resources,
+// with their records; one whose record does not decode is skipped, with
+// a warning.
+func listManaged[T resource](ctx context.Context, r *Runtime, next func() (T, error), what string, wrap func(T, meta.Record) *job) ([]*job, error) {
 	var out []*job
 	for {
-		pb, err := it.Next()
+		pb, err := next()
 		if isDone(err) {
 			return out, nil
 		}
 		if err != nil {
-			return nil, gcperr.Wrap(ctx, err, "list jobs of %s", r.parent)
+			return nil, gcperr.Wrap(ctx, err, "list %s of %s", what, r.parent)
 		}
 		if !meta.Managed(pb.GetLabels()) {
 			continue
 		}
 		rec, err := meta.Decode(pb.GetLabels(), pb.GetAnnotations())
 		if err != nil {
-			r.log.Warn("skipping a gantry job whose record does not decode", zap.String("job", pb.GetName()), zap.Error(err))
+			r.log.Warn("skipping a gantry resource whose record does not decode", zap.String("name", pb.GetName()), zap.Error(err))
 			continue
 		}
-		out = append(out, r.withStarted(&job{pb: pb, rec: rec}))
+		out = append(out, wrap(pb, rec))
 	}
 }
 
