@@ -45,31 +45,21 @@ func lines(file string) int {
 	return strings.Count(string(b), "\n")
 }
 
+// TestHealthCommand: the monitor's results reach the agent's health (the
+// rules themselves are internal/health's).
 func TestHealthCommand(t *testing.T) {
-	dir := t.TempDir()
-	ok := filepath.Join(dir, "ok")
-	probes := filepath.Join(dir, "probes")
-	hc := &gantry.Healthcheck{Test: []string{"CMD-SHELL", "echo >> " + probes + "; test -e " + ok}, Interval: 5 * time.Millisecond, Retries: 2}
+	ok := filepath.Join(t.TempDir(), "ok")
+	hc := &gantry.Healthcheck{Test: []string{"CMD-SHELL", "test -e " + ok}, Interval: 5 * time.Millisecond, Retries: 2}
 	a := startAgent(t, Config{Cmd: sleeper, Healthcheck: hc})
 	if st := a.Status(); st.Health == nil || st.Health.Status != gantry.HealthStarting || st.Health.FailingStreak != 0 {
 		t.Fatalf("health at the start %+v, want starting", st.Health)
 	}
-	// Retries failures in a row make it unhealthy, and the streak grows on.
 	waitHealth(t, a, "unhealthy", isStatus(gantry.HealthUnhealthy))
-	h := waitHealth(t, a, "a longer streak", func(h gantry.Health) bool { return h.FailingStreak >= 4 })
-	if h.Status != gantry.HealthUnhealthy {
-		t.Errorf("health %+v", h)
-	}
-	// A pass makes it healthy and sets the streak to 0.
 	os.WriteFile(ok, nil, 0o644)
-	h = waitHealth(t, a, "healthy", isStatus(gantry.HealthHealthy))
+	h := waitHealth(t, a, "healthy", isStatus(gantry.HealthHealthy))
 	if h.FailingStreak != 0 {
 		t.Errorf("healthy with a streak of %d", h.FailingStreak)
 	}
-	// Fewer than Retries failures keep it healthy, with a streak.
-	os.Remove(ok)
-	waitHealth(t, a, "a failure counted", func(h gantry.Health) bool { return h.FailingStreak >= 1 })
-	waitHealth(t, a, "unhealthy again", isStatus(gantry.HealthUnhealthy))
 }
 
 // TestHealthCommandAsExec: CMD runs argv without a shell, in the
@@ -94,9 +84,6 @@ func TestHealthStartPeriod(t *testing.T) {
 	}
 	os.WriteFile(ok, nil, 0o644)
 	waitHealth(t, a, "healthy", isStatus(gantry.HealthHealthy))
-	// Once it has passed, failures count even in the start period.
-	os.Remove(ok)
-	waitHealth(t, a, "unhealthy", isStatus(gantry.HealthUnhealthy))
 }
 
 // TestHealthTimeout: a probe that outlasts Timeout fails, and its
@@ -115,39 +102,22 @@ func TestHealthTimeout(t *testing.T) {
 }
 
 func TestHealthTCP(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	port := ln.Addr().(*net.TCPAddr).Port
+	srv := httptest.NewServer(http.NotFoundHandler())
+	defer srv.Close()
+	port := srv.Listener.Addr().(*net.TCPAddr).Port
 	a := startAgent(t, Config{Cmd: sleeper, Healthcheck: &gantry.Healthcheck{TCPPort: port, Interval: 5 * time.Millisecond, Retries: 1}})
 	waitHealth(t, a, "healthy", isStatus(gantry.HealthHealthy))
-	ln.Close()
+	srv.Close()
 	waitHealth(t, a, "unhealthy", isStatus(gantry.HealthUnhealthy))
 }
 
+// TestHealthHTTP: an HTTPPath probe asks Port, or else the PORT of the
+// container's environment.
 func TestHealthHTTP(t *testing.T) {
 	var code atomic.Int32
-	code.Store(http.StatusOK)
-	var paths atomic.Value
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		paths.Store(r.URL.Path)
-		if c := int(code.Load()); c == http.StatusFound {
-			http.Redirect(w, r, "/elsewhere", c)
-		} else {
-			w.WriteHeader(c)
-		}
-	}))
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(int(code.Load())) })
+	srv := httptest.NewServer(mux)
 	defer srv.Close()
 	port := srv.Listener.Addr().(*net.TCPAddr).Port
 	for _, viaEnv := range []bool{false, true} {
@@ -161,17 +131,8 @@ func TestHealthHTTP(t *testing.T) {
 			}
 			a := startAgent(t, Config{Cmd: sleeper, Env: env, Healthcheck: hc})
 			waitHealth(t, a, "healthy", isStatus(gantry.HealthHealthy))
-			if p, _ := paths.Load().(string); p != "/healthz" {
-				t.Errorf("probed %q", p)
-			}
 			code.Store(http.StatusInternalServerError)
 			waitHealth(t, a, "unhealthy", isStatus(gantry.HealthUnhealthy))
-			// A redirect passes; it is not followed.
-			code.Store(http.StatusFound)
-			waitHealth(t, a, "healthy on a redirect", isStatus(gantry.HealthHealthy))
-			if p, _ := paths.Load().(string); p != "/healthz" {
-				t.Errorf("the redirect was followed to %q", p)
-			}
 		})
 	}
 }
