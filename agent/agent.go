@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gantryhq/gantry"
+	"github.com/gantryhq/gantry/internal/health"
 	"go.uber.org/zap"
 )
 
@@ -365,9 +366,9 @@ func (a *Agent) startRun() (*mainRun, error) {
 	a.cur = r
 	a.state = StateRunning
 	a.startedAt = time.Now()
-	if probed(a.cfg.Healthcheck) {
+	if health.Runs(a.cfg.Healthcheck) {
 		// As Docker at every start: starting, the streak at 0.
-		a.health = &gantry.Health{Status: gantry.HealthStarting}
+		a.health = health.Start()
 		go a.monitorHealth(r, *a.cfg.Healthcheck, a.startedAt)
 	}
 	a.mu.Unlock()
@@ -384,11 +385,9 @@ func (a *Agent) startRun() (*mainRun, error) {
 		r.exited = true
 		a.last = res
 		a.finishedAt = time.Now()
-		if a.health != nil {
-			// Docker's monitor leaves a stopped container unhealthy,
-			// its streak kept.
-			a.health.Status = gantry.HealthUnhealthy
-		}
+		// Docker's monitor leaves a stopped container unhealthy, its
+		// streak kept.
+		health.Stop(a.health)
 		a.mu.Unlock()
 		cut := time.AfterFunc(exitGrace, r.cutNow)
 		teeWG.Wait()

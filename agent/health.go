@@ -11,12 +11,6 @@ import (
 	"github.com/gantryhq/gantry/internal/health"
 )
 
-// probed reports whether hc is a healthcheck that runs: one whose Test
-// is not Docker's {"NONE"}.
-func probed(hc *gantry.Healthcheck) bool {
-	return health.Runs(hc)
-}
-
 // monitorHealth probes run r as Docker's monitor does (see health.Monitor
 // and health.Record), keeping the main command's health. It ends with the
 // run; a probe under way is given up on, failed, when the run ends.

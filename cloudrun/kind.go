@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/gantryhq/gantry"
+	"github.com/gantryhq/gantry/internal/health"
 )
 
 // Kind is the Cloud Run resource a container runs as.
@@ -41,9 +42,7 @@ func (r *Runtime) instancesOffered() bool {
 	return !slices.Contains(instanceRegionsRefused, r.cfg.Region)
 }
 
-func hasHealthcheck(s *gantry.Spec) bool {
-	return s.Healthcheck != nil && !(len(s.Healthcheck.Test) == 1 && s.Healthcheck.Test[0] == "NONE")
-}
+func hasHealthcheck(s *gantry.Spec) bool { return health.Runs(s.Healthcheck) }
 
 func hasRestartPolicy(s *gantry.Spec) bool {
 	return s.RestartPolicy.Name != "" && s.RestartPolicy.Name != gantry.RestartNo

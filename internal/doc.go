@@ -1,5 +1,5 @@
-// Package internal holds code that gantry's Google Cloud backends share.
-// The packages below it know Google's APIs but no one backend:
+// Package internal holds code that gantry's backends and agent share.
+// Most packages below it know Google's APIs but no one backend:
 //
 //   - gcperr classifies Google API errors into gantry's sentinels and
 //     retries idempotent calls on UNAVAILABLE;
@@ -14,6 +14,9 @@
 //   - lro waits for Google's long-running operations;
 //   - imageconfig reads an image's ENTRYPOINT, CMD and the rest of its
 //     config from its registry, cached by digest;
+//   - health applies Docker's healthcheck rules (defaults, the starting,
+//     healthy and unhealthy states with the failing streak, the probes),
+//     for the fake and the agent, which run the monitor themselves;
 //   - testregistry, for tests only, runs an in-memory image registry and
 //     pushes the agent image and small images to it.
 package internal
