@@ -12,7 +12,6 @@ import (
 	"github.com/gantryhq/gantry/internal/gcperr"
 	"github.com/gantryhq/gantry/internal/lro"
 	"github.com/gantryhq/gantry/internal/meta"
-	"github.com/gantryhq/gantry/internal/naming"
 	"github.com/googleapis/gax-go/v2"
 	"go.uber.org/zap"
 	"google.golang.org/grpc/codes"
@@ -49,44 +48,25 @@ func (r *Runtime) createInstance(ctx context.Context, rec meta.Record) (*gantry.
 	}
 	r.sawInstances.Store(true)
 	req := &runpb.CreateInstanceRequest{Parent: r.parent, Instance: pb, InstanceId: id}
-	var created *runpb.Instance
-	bo := gcperr.Backoff()
-	for attempt := 1; ; attempt++ {
-		op, err := r.instances.CreateInstance(ctx, req)
-		if err == nil {
-			created, err = lro.Wait(ctx, op, r.cfg.PollInterval)
+	created, _, err := createOnce(ctx, rec, "instance", id,
+		func() (*runpb.Instance, bool, error) {
+			op, err := r.instances.CreateInstance(ctx, req)
+			if err != nil {
+				return nil, false, err
+			}
+			in, err := lro.Wait(ctx, op, r.cfg.PollInterval)
 			if err != nil {
 				// The instance exists but did not get ready: remove it,
 				// so that nothing is left half-made.
 				r.deleteInstanceQuietly(ctx, r.instanceName(id), rec.ID)
-				return nil, gcperr.Wrap(ctx, err, "create instance %s", id)
 			}
-			break
-		}
-		switch gcperr.Code(err) {
-		case codes.AlreadyExists:
-			cur, gerr := r.instances.GetInstance(ctx, &runpb.GetInstanceRequest{Name: r.instanceName(id)}, gcperr.Retry())
-			if gerr == nil && meta.SameContainer(cur.GetLabels(), rec.ID) {
-				created = cur
-				break
-			}
-			owner := "another container"
-			if other, derr := meta.Decode(cur.GetLabels(), cur.GetAnnotations()); gerr == nil && derr == nil {
-				owner = "container " + naming.ShortID(other.ID)
-			}
-			return nil, gcperr.Wrap(ctx, err, "the name %q is in use by %s", rec.Name, owner)
-		case codes.Unavailable:
-			if attempt < gcperr.MaxAttempts {
-				if serr := gax.Sleep(ctx, bo.Pause()); serr != nil {
-					return nil, serr
-				}
-				continue
-			}
-			fallthrough
-		default:
-			return nil, gcperr.Wrap(ctx, err, "create instance %s", id)
-		}
-		break
+			return in, true, err
+		},
+		func() (*runpb.Instance, error) {
+			return r.instances.GetInstance(ctx, &runpb.GetInstanceRequest{Name: r.instanceName(id)}, gcperr.Retry())
+		})
+	if err != nil {
+		return nil, err
 	}
 	r.log.Debug("created", zap.String("id", rec.ID), zap.String("name", rec.Name), zap.String("instance", created.GetName()))
 	// The agent holds the command until Start: the container is created.

@@ -68,40 +68,63 @@ func (r *Runtime) Create(ctx context.Context, spec gantry.Spec) (_ *gantry.Conta
 	return r.container(ctx, &job{pb: created, rec: rec})
 }
 
-// createJob creates the job, retrying UNAVAILABLE. A create that meets
-// ALREADY_EXISTS reads the job: if it carries this container's ID label,
-// an earlier attempt succeeded; otherwise the name is taken.
+// createJob creates the job and waits for its operation (see
+// createOnce); a job an earlier attempt created is returned once Cloud
+// Run has finished creating it.
 func (r *Runtime) createJob(ctx context.Context, req *runpb.CreateJobRequest, rec meta.Record) (*runpb.Job, error) {
+	j, existing, err := createOnce(ctx, rec, "job", req.JobId,
+		func() (*runpb.Job, bool, error) {
+			op, err := r.jobs.CreateJob(ctx, req)
+			if err != nil {
+				return nil, false, err
+			}
+			j, err := lro.Wait(ctx, op, r.cfg.PollInterval)
+			return j, true, err
+		},
+		func() (*runpb.Job, error) {
+			return r.jobs.GetJob(ctx, &runpb.GetJobRequest{Name: r.jobName(req.JobId)}, gcperr.Retry())
+		})
+	if err != nil || !existing {
+		return j, err
+	}
+	return waitReconciled(ctx, r, j)
+}
+
+// createOnce makes a create call (create says whether Cloud Run took it:
+// its error is then the operation's), retrying UNAVAILABLE. A create
+// that meets ALREADY_EXISTS reads the resource with get: if it carries
+// this container's ID label, an earlier attempt succeeded and it is
+// returned as existing; otherwise the name is taken.
+func createOnce[T resource](ctx context.Context, rec meta.Record, what, id string, create func() (T, bool, error), get func() (T, error)) (res T, existing bool, err error) {
 	bo := gcperr.Backoff()
 	for attempt := 1; ; attempt++ {
-		op, err := r.jobs.CreateJob(ctx, req)
-		if err == nil {
-			j, err := lro.Wait(ctx, op, r.cfg.PollInterval)
-			if err != nil {
-				return nil, gcperr.Wrap(ctx, err, "create job %s", req.JobId)
-			}
-			return j, nil
+		res, accepted, err := create()
+		switch {
+		case err == nil:
+			return res, false, nil
+		case accepted:
+			return res, false, gcperr.Wrap(ctx, err, "create %s %s", what, id)
 		}
 		switch gcperr.Code(err) {
 		case codes.AlreadyExists:
-			cur, gerr := r.jobs.GetJob(ctx, &runpb.GetJobRequest{Name: r.jobName(req.JobId)}, gcperr.Retry())
+			cur, gerr := get()
 			if gerr == nil && meta.SameContainer(cur.GetLabels(), rec.ID) {
-				return waitReconciled(ctx, r, cur)
+				return cur, true, nil
 			}
 			owner := "another container"
 			if other, derr := meta.Decode(cur.GetLabels(), cur.GetAnnotations()); gerr == nil && derr == nil {
 				owner = "container " + naming.ShortID(other.ID)
 			}
-			return nil, gcperr.Wrap(ctx, err, "the name %q is in use by %s", rec.Name, owner)
+			return res, false, gcperr.Wrap(ctx, err, "the name %q is in use by %s", rec.Name, owner)
 		case codes.Unavailable:
 			if attempt < gcperr.MaxAttempts {
 				if serr := gax.Sleep(ctx, bo.Pause()); serr != nil {
-					return nil, serr
+					return res, false, serr
 				}
 				continue
 			}
 		}
-		return nil, gcperr.Wrap(ctx, err, "create job %s", req.JobId)
+		return res, false, gcperr.Wrap(ctx, err, "create %s %s", what, id)
 	}
 }
 
