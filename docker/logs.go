@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -67,6 +68,7 @@ func (r *Runtime) Logs(ctx context.Context, id string, opts gantry.LogsOptions) 
 		cancel:     cancel,
 		timestamps: opts.Timestamps,
 		tty:        c.Config.Tty,
+		reorder:    !opts.Follow,
 		entries:    make(chan gantry.LogEntry),
 		done:       make(chan struct{}),
 	}
@@ -92,6 +94,10 @@ type logReader struct {
 	// tty: the container has a terminal, so its stream has no frames and
 	// its lines end in \r\n.
 	tty bool
+	// reorder: entries are put back in time order across the two streams
+	// before they are handed over (see deliver).
+	reorder bool
+	pending []gantry.LogEntry
 
 	entries chan gantry.LogEntry // closed when the stream ends
 	done    chan struct{}        // closed by Close
@@ -115,6 +121,10 @@ func (lr *logReader) run() {
 		// log message as one frame; so a Write is one message, and a line
 		// Docker split (over 16 KiB) stays split.
 		_, err = stdcopy.StdCopy(streamWriter{lr, gantry.Stdout}, streamWriter{lr, gantry.Stderr}, lr.body)
+	}
+	for err == nil && len(lr.pending) > 0 {
+		err = lr.send(lr.pending[0])
+		lr.pending = lr.pending[1:]
 	}
 	switch {
 	case err == nil, errors.Is(err, errReaderClosed):
@@ -178,8 +188,42 @@ func (lr *logReader) emit(stream gantry.Stream, msg []byte) error {
 	if complete && lr.tty {
 		text = bytes.TrimSuffix(text, []byte{'\r'})
 	}
+	return lr.deliver(gantry.LogEntry{Stream: stream, Time: t, Line: string(text), Partial: !complete})
+}
+
+// reorderWindow is how many entries a reading that does not follow holds
+// to put them in time order.
+const reorderWindow = 64
+
+// deliver hands e to Next. The daemon stamps each stream's messages as
+// it reads them and stores them in the order it writes them, so a line
+// on one stream can come after a line of the other stamped a few
+// microseconds later (measured on Docker 20.10: "docker logs" prints
+// them so). A reading that does not follow holds the last reorderWindow
+// entries and hands over the earliest, which puts them in time order
+// (each stream's own order is kept, as are ties); a follow hands each
+// over as it comes.
+func (lr *logReader) deliver(e gantry.LogEntry) error {
+	if !lr.reorder {
+		return lr.send(e)
+	}
+	i := len(lr.pending)
+	for i > 0 && e.Time.Before(lr.pending[i-1].Time) {
+		i--
+	}
+	lr.pending = slices.Insert(lr.pending, i, e)
+	if len(lr.pending) <= reorderWindow {
+		return nil
+	}
+	first := lr.pending[0]
+	lr.pending = lr.pending[1:]
+	return lr.send(first)
+}
+
+// send hands e to Next, or gives up when the reader is closed.
+func (lr *logReader) send(e gantry.LogEntry) error {
 	select {
-	case lr.entries <- gantry.LogEntry{Stream: stream, Time: t, Line: string(text), Partial: !complete}:
+	case lr.entries <- e:
 		return nil
 	case <-lr.done:
 		return errReaderClosed
