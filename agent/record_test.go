@@ -404,3 +404,30 @@ func TestSignedRecord(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParseRecord: any input either fails to parse or gives a record
+// whose own line parses back to it, MAC and all.
+func FuzzParseRecord(f *testing.F) {
+	at := time.Date(2026, 12, 1, 20, 0, 0, 5, time.UTC)
+	f.Add(Record{ExitCode: 3, StdoutLines: 2}.Line())
+	f.Add(Record{ExitCode: 143, Signal: 15, Restarts: 2, Health: "unhealthy", FailingStreak: 4, StartedAt: at, FinishedAt: at.Add(time.Second), Run: "r", MAC: "ab"}.Line())
+	f.Add([]byte(`{"gantryAgentRecord":{"v":1,"exitCode":0,"signal":0,"stdoutLines":0,"stderrLines":0}}`))
+	f.Add([]byte(`{"gantryAgentRecord":{"v":2}}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r, err := ParseRecord(data)
+		if err != nil {
+			return
+		}
+		back, err := ParseRecord(r.Line())
+		if err != nil {
+			t.Fatalf("the line of a parsed record does not parse: %v\n%s", err, r.Line())
+		}
+		if !back.StartedAt.Equal(r.StartedAt) || !back.FinishedAt.Equal(r.FinishedAt) {
+			t.Fatalf("times changed in a round trip: %+v, then %+v", r, back)
+		}
+		back.StartedAt, back.FinishedAt, r.StartedAt, r.FinishedAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+		if back != r {
+			t.Fatalf("round trip changed the record: %+v, then %+v", r, back)
+		}
+	})
+}

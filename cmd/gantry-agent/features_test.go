@@ -3,11 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"syscall"
@@ -296,4 +298,56 @@ func TestIngressClose(t *testing.T) {
 	if _, err := net.Dial("tcp", in.Addr().String()); err == nil {
 		t.Error("the bridge still listens after Close")
 	}
+}
+
+// FuzzRestartFlag: a -restart value either fails or names a policy the
+// spec accepts, which, written back in docker run's syntax, parses to
+// the same policy.
+func FuzzRestartFlag(f *testing.F) {
+	for _, s := range []string{"", "no", "always", "unless-stopped", "on-failure", "on-failure:3", "on-failure:-1", "always:2", ":", "on-failure:x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		p, err := parseRestart(s)
+		if err != nil {
+			return
+		}
+		if err := (&gantry.Spec{Image: "x", RestartPolicy: p}).Validate(); err != nil {
+			t.Fatalf("-restart %q gave %+v, which the spec refuses: %v", s, p, err)
+		}
+		text := p.Name
+		if p.MaxRetries != 0 {
+			text += ":" + strconv.Itoa(p.MaxRetries)
+		}
+		back, err := parseRestart(text)
+		if err != nil || back != p {
+			t.Fatalf("-restart %q gave %+v; written back as %q it gave %+v, %v", s, p, text, back, err)
+		}
+	})
+}
+
+// FuzzHealthcheckFlag: a -healthcheck value either fails or is a
+// healthcheck the spec accepts, which encodes back to one that parses
+// the same.
+func FuzzHealthcheckFlag(f *testing.F) {
+	for _, s := range []string{`{"Test":["CMD-SHELL","exit 0"],"Interval":1000000}`, `{"TCPPort":80}`, `{"HTTPPath":"/","Port":8080,"Retries":2}`, `{"Test":["NONE"]}`, `{}`, `{"Test":["CMD"]}`, `{"X":1}`, `{} {}`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		hc, err := parseHealthcheck(s)
+		if err != nil || hc == nil {
+			return
+		}
+		if err := (&gantry.Spec{Image: "x", Healthcheck: hc}).Validate(); err != nil {
+			t.Fatalf("-healthcheck %q gave %+v, which the spec refuses: %v", s, hc, err)
+		}
+		b, err := json.Marshal(hc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := parseHealthcheck(string(b))
+		if err != nil || !reflect.DeepEqual(back, hc) {
+			t.Fatalf("-healthcheck %q gave %+v; encoded back as %s it gave %+v, %v", s, hc, b, back, err)
+		}
+	})
 }
