@@ -361,6 +361,14 @@
 //     the same user can still read the agent's own environment through
 //     /proc; the secret protects the container from the outside, not from
 //     itself.
+//   - gantry-agent's -ingress bridge is not part of the protocol: it
+//     copies bytes between the platform's PORT and the command's port on
+//     127.0.0.1, and so exposes exactly the port the container publishes,
+//     behind whatever guards the platform's ingress (on Cloud Run, IAM on
+//     the instance's URL). It carries no session and needs no secret;
+//     the agent's own sessions never pass through it.
+//   - Health probes run with the main command's environment and user,
+//     as an exec does: a healthcheck is the container owner's command.
 //
 // # Processes
 //
